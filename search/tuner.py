@@ -1,0 +1,99 @@
+"""Builds and runs the Ray Tune search: Optuna TPE proposes, ASHA stops, trials train."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import optuna
+from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from search import metrics as m
+from search.config import SearchConfig
+from search.data import Dataset
+from search.space import SEED_CONFIG, sample
+from search.trainable import TrialSettings, train_lstm
+
+ASHA_REDUCTION_FACTOR = 3
+
+
+def build_tuner(
+    config: SearchConfig,
+    data: Dataset,
+    storage_path: Path,
+    callbacks: list[tune.Callback],
+    max_concurrent: int,
+) -> tune.Tuner:
+    _quiet_tune()
+    settings = TrialSettings(
+        max_epochs=config.max_epochs,
+        seed=config.seed,
+        threads=max(1, math.floor(config.cpus_per_trial)),
+    )
+    # with_parameters puts the dataset in the object store once; every trial, on any
+    # node, gets it from there instead of re-reading files or carrying it in `config`.
+    trainable = tune.with_parameters(train_lstm, data=data, settings=settings)
+    trainable = tune.with_resources(
+        trainable, {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
+    )
+    searcher = OptunaSearch(
+        space=sample,
+        metric=m.VAL_ACC,
+        mode=m.MODE,
+        points_to_evaluate=[SEED_CONFIG],
+        seed=config.seed,
+    )
+    scheduler = ASHAScheduler(
+        time_attr=m.EPOCH,
+        max_t=config.max_epochs,
+        grace_period=config.grace_epochs,
+        reduction_factor=ASHA_REDUCTION_FACTOR,
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=m.VAL_ACC,
+            mode=m.MODE,
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=config.trials,
+            # Bounded by what fits: TPE then proposes each trial knowing all but the
+            # running ones, and Tune queues as many as can start.
+            max_concurrent_trials=max_concurrent,
+            # Keeps each trial's worker process (torch imported, threads set) for the
+            # next trial instead of starting a new one.
+            reuse_actors=True,
+            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=config.name,
+            storage_path=str(storage_path),
+            verbose=0,
+            callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1,
+                checkpoint_score_attribute=m.VAL_ACC,
+                checkpoint_score_order=m.MODE,
+            ),
+            failure_config=tune.FailureConfig(max_failures=2),
+        ),
+    )
+
+
+def _quiet_tune() -> None:
+    """Our progress line replaces Tune's output; keep what Tune would print otherwise out.
+
+    Set in the driver only (these are read there); a user's own setting wins.
+    """
+    # The "new output" engine prints a configuration box even at verbose=0.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # With num_to_keep=1, every new best checkpoint forces a state snapshot and Tune
+    # warns about it each time; the snapshot is small and the warning is only noise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Only the JSON and CSV loggers: TensorBoard files are not part of the run folder.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)

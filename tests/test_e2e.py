@@ -1,0 +1,109 @@
+"""A whole search on a tiny budget: the CLI, Ray, Optuna, ASHA and the run folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from search.run_folder import RUN_JSON, TRIAL_COLUMNS, TRIALS_CSV
+from search.space import SEED_CONFIG
+from tests.conftest import REPO, write_idx_folder
+
+pytestmark = pytest.mark.e2e
+RECORDED_CLUSTER = Path("/tmp/ray/ray_current_cluster")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Four trials of at most two epochs on 600 synthetic digits, run through the CLI.
+
+    A dead cluster is recorded the way `ray start --head` records one, to check that a
+    run without --address starts its own Ray instead of trying to join it.
+    """
+    tmp = tmp_path_factory.mktemp("e2e")
+    data_dir = write_idx_folder(tmp / "digits", n_train=600, n_test=100)
+    saved = RECORDED_CLUSTER.read_text() if RECORDED_CLUSTER.exists() else None
+    RECORDED_CLUSTER.parent.mkdir(parents=True, exist_ok=True)
+    RECORDED_CLUSTER.write_text("127.0.0.1:1")  # nothing listens on port 1
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "search.run",
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                str(data_dir),
+                "--trials",
+                "4",
+                "--max-epochs",
+                "2",
+                "--storage-path",
+                str(tmp / "runs"),
+                "--name",
+                "tiny",
+                "--seed",
+                "1",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        if saved is None:
+            RECORDED_CLUSTER.unlink()
+        else:
+            RECORDED_CLUSTER.write_text(saved)
+    return result, tmp / "runs" / "tiny"
+
+
+def test_cli_succeeds_quietly(tiny_run):
+    result, run_dir = tiny_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "SIGTERM" not in result.stderr
+    assert "Top " in result.stdout and str(run_dir) in result.stdout
+    assert "4/4 done" in result.stderr  # the progress line
+
+
+def test_trials_csv(tiny_run):
+    _, run_dir = tiny_run
+    table = pd.read_csv(run_dir / TRIALS_CSV, keep_default_na=False)
+    assert list(table.columns) == TRIAL_COLUMNS
+    assert len(table) == 4 and table["trial_id"].is_unique
+    assert set(table["status"]) <= {"completed", "stopped"}
+    assert (table["epochs"].between(1, 2)).all()
+
+    seed = table[table["label"] == "seed"]
+    assert len(seed) == 1
+    assert {k: seed.iloc[0][k] for k in SEED_CONFIG} == SEED_CONFIG
+    # TPE's proposals are distinct configurations, not the seed again.
+    assert len(table.drop_duplicates(["hidden_size", "lr", "dropout"])) == 4
+
+    for _, row in table.iterrows():
+        by_step = json.loads(row["val_acc_by_step"])
+        assert len(by_step) == 28 and all(0.0 <= a <= 1.0 for a in by_step)
+        assert math.isclose(by_step[-1], row["val_acc"])
+        assert row["node"] and row["seconds"] > 0
+        state = torch.load(run_dir / row["checkpoint"], weights_only=True)
+        assert state["epoch"] == row["best_epoch"]
+        assert set(state) >= {"model", "optimizer", "model_config"}
+        assert state["model_config"]["hidden_size"] == row["hidden_size"]
+
+
+def test_run_info_lets_analysis_work_alone(tiny_run):
+    _, run_dir = tiny_run
+    info = json.loads((run_dir / RUN_JSON).read_text())
+    assert info["dataset"] == "mnist"
+    assert info["split_sizes"] == {"train": 540, "val": 60, "test": 100}
+    assert info["seed"] == 1
+    assert info["packages"]["torch"] == torch.__version__.split("+")[0]
+    assert info["trial_counts"] and info["wall_seconds"] > 0

@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from models.lstm import NUM_CLASSES, ROWS, LSTMConfig, RowLSTM
+from models.train import evaluate, predict_proba, to_inputs, train_epoch
+
+
+def make(**overrides) -> RowLSTM:
+    torch.manual_seed(0)
+    return RowLSTM(LSTMConfig(**{"num_layers": 2, "hidden_size": 24, **overrides}))
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+def test_logits_at_every_row(num_layers):
+    model = make(num_layers=num_layers)
+    logits = model(torch.rand(5, ROWS, 28))
+    assert logits.shape == (5, ROWS, NUM_CLASSES)
+
+
+@pytest.mark.parametrize("forget_bias", [0.0, 1.0, 2.5])
+def test_forget_gate_bias_sums_to_chosen_value(forget_bias):
+    model = make(num_layers=3, forget_bias=forget_bias)
+    h = model.config.hidden_size
+    for layer in range(3):
+        b_ih = getattr(model.lstm, f"bias_ih_l{layer}")
+        b_hh = getattr(model.lstm, f"bias_hh_l{layer}")
+        total = b_ih + b_hh  # gates (i, f, g, o), each of size h
+        assert torch.allclose(total[h : 2 * h], torch.full((h,), forget_bias))
+        # The other gates start at zero, as in the tutorial's TensorFlow cell.
+        assert torch.count_nonzero(total[:h]) == 0
+        assert torch.count_nonzero(total[2 * h :]) == 0
+
+
+def test_dropout_between_layers_only_with_several_layers():
+    assert make(num_layers=1, dropout=0.4).lstm.dropout == 0.0
+    assert make(num_layers=3, dropout=0.4).lstm.dropout == 0.4
+    assert make(num_layers=1, dropout=0.4).output_dropout.p == 0.4
+
+
+def test_dropout_acts_in_training_not_in_eval():
+    model = make(num_layers=2, dropout=0.5)
+    x = torch.rand(8, ROWS, 28)
+    model.eval()
+    assert torch.equal(model(x), model(x))  # deterministic: no dropout at evaluation
+    model.train()
+    assert not torch.equal(model(x), model(x))
+
+
+def test_no_dropout_means_deterministic_training_forward():
+    model = make(num_layers=2, dropout=0.0)
+    model.train()
+    x = torch.rand(8, ROWS, 28)
+    assert torch.equal(model(x), model(x))
+
+
+def test_output_at_row_t_depends_only_on_rows_up_to_t():
+    model = make().eval()
+    x = torch.rand(2, ROWS, 28)
+    changed = x.clone()
+    changed[:, 20:] = 0.0  # change only rows 21..28
+    a, b = model(x), model(changed)
+    assert torch.equal(a[:, :20], b[:, :20])
+    assert not torch.equal(a[:, 20:], b[:, 20:])
+
+
+def test_training_learns_a_separable_toy_problem():
+    # Class = which of the 10 first pixels of the last row is lit.
+    torch.manual_seed(0)
+    labels = torch.randint(0, 10, (512,))
+    images = torch.zeros(512, ROWS, 28, dtype=torch.uint8)
+    images[torch.arange(512), -1, labels] = 255
+    model = make(num_layers=1, hidden_size=32)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    inputs = to_inputs(images)
+    before = evaluate(model, inputs, labels).acc
+    for _ in range(15):
+        loss = train_epoch(model, optimizer, inputs, labels, batch_size=64)
+    after = evaluate(model, inputs, labels)
+    assert before < 0.3 and after.acc > 0.95 and loss < 0.5
+    assert len(after.acc_by_step) == ROWS
+    # Nothing tells the classes apart before the last row.
+    assert max(after.acc_by_step[:-1]) < 0.5
+
+
+def test_predict_proba_rows_sum_to_one():
+    probs = predict_proba(make(), torch.rand(3, ROWS, 28))
+    assert probs.shape == (3, ROWS, NUM_CLASSES)
+    assert torch.allclose(probs.sum(-1), torch.ones(3, ROWS))
+
+
+def test_bad_config_rejected():
+    with pytest.raises(ValueError):
+        LSTMConfig(num_layers=0)
+    with pytest.raises(ValueError):
+        LSTMConfig(dropout=1.0)
