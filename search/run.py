@@ -21,6 +21,7 @@ from search.run_folder import (
     ranked,
     trials_table,
     write_run_info,
+    write_test_split,
     write_trials,
 )
 from search.space import PARAMS
@@ -65,6 +66,7 @@ def run(config: SearchConfig) -> int:
         run_dir.mkdir(parents=True)
         info = new_run_info(config, data.name, data.sizes())
         write_run_info(run_dir, info)
+        write_test_split(run_dir, data.test)
 
         from search.tuner import build_tuner  # imports Ray Tune's heavy machinery
 

@@ -19,14 +19,19 @@ from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
+import torch
 from ray.tune import ResultGrid
 
 from search import metrics as m
+from search.data import Split
 from search.space import PARAMS, SEED_LABEL, is_seed
 from search.trainable import CHECKPOINT_FILE
 
 RUN_JSON = "run.json"
 TRIALS_CSV = "trials.csv"
+# The test split, as uint8 tensors, so reports evaluate on exactly the digits the search
+# held out, on any machine, without the original data folder.
+TEST_SPLIT = "test_split.pt"
 TRIAL_COLUMNS = [
     "trial_id",
     "label",
@@ -67,6 +72,15 @@ def write_run_info(run_dir: Path, info: dict) -> None:
     tmp = run_dir / f".{RUN_JSON}.tmp"
     tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
     os.replace(tmp, run_dir / RUN_JSON)
+
+
+def write_test_split(run_dir: Path, split: Split) -> None:
+    torch.save({"images": split.images, "labels": split.labels}, run_dir / TEST_SPLIT)
+
+
+def read_test_split(run_dir: Path) -> Split:
+    state = torch.load(run_dir / TEST_SPLIT, weights_only=True)
+    return Split(images=state["images"], labels=state["labels"])
 
 
 def read_run_info(run_dir: Path) -> dict:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from search.run_folder import RUN_JSON, TRIAL_COLUMNS, TRIALS_CSV
+from search.run_folder import RUN_JSON, TRIAL_COLUMNS, TRIALS_CSV, read_test_split
 from search.space import SEED_CONFIG
 from tests.conftest import REPO, write_idx_folder
 
@@ -107,3 +107,6 @@ def test_run_info_lets_analysis_work_alone(tiny_run):
     assert info["seed"] == 1
     assert info["packages"]["torch"] == torch.__version__.split("+")[0]
     assert info["trial_counts"] and info["wall_seconds"] > 0
+    test = read_test_split(run_dir)
+    assert test.images.shape == (100, 28, 28) and test.images.dtype == torch.uint8
+    assert torch.bincount(test.labels).tolist() == [10] * 10
