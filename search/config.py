@@ -98,6 +98,11 @@ class SearchConfig:
     )
     storage_path: str = _flag("where run folders go", default="./runs")
     overwrite: bool = _flag("replace an existing run folder of the same name", default=False)
+    resume: bool = _flag(
+        "continue the interrupted run --name with the flags it was started with "
+        "(only --address may differ); finished trials are kept, not rerun",
+        default=False,
+    )
     address: str | None = _flag(
         "Ray cluster to join (host:port, ray://host:port or 'auto'); "
         "default: start a fresh local Ray",
@@ -116,6 +121,18 @@ class SearchConfig:
         _positive_int,
         default=None,
     )
+    max_failures: int = _flag(
+        "times a failing trial is restarted from its last checkpoint before it is "
+        "recorded as failed",
+        _non_negative_int,
+        default=2,
+    )
+    enqueue: Path | None = _flag(
+        "JSON file with a list of configurations (all six hyperparameters) to try first, "
+        "after the tutorial's",
+        Path,
+        default=None,
+    )
     seed: int = _flag(
         "seed for the data split, Optuna's sampler and model initialisation",
         _non_negative_int,
@@ -123,8 +140,10 @@ class SearchConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.data_dir is not None:
-            self.data_dir = Path(self.data_dir)
+        # Values read back from run.json arrive as strings.
+        for name in ("data_dir", "enqueue"):
+            if getattr(self, name) is not None:
+                setattr(self, name, Path(getattr(self, name)))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,22 +24,28 @@ class ProgressLine(tune.Callback):
     """
 
     def __init__(
-        self,
-        total: int,
-        max_epochs: int,
-        stream: TextIO = sys.stderr,
-        log_every_s: float = 30.0,
-        started: float | None = None,
+        self, total: int, max_epochs: int, stream: TextIO | None = None, log_every_s: float = 30.0
     ) -> None:
         self.total = total
         self.max_epochs = max_epochs
-        self.stream = stream
-        self.interactive = stream.isatty()
+        self._stream = stream
         self.log_every_s = log_every_s
-        self.started = time.monotonic() if started is None else started
+        self.setup()
+
+    def setup(self, **info) -> None:
+        # Called by Tune when a search starts or resumes: the clock is this session's.
+        self.started = time.monotonic()
         self._last_print = 0.0
         self._last_finished = -1
         self._width = 0
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream or sys.stderr
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks with the experiment; a stream is not state.
+        return {**self.__dict__, "_stream": None}
 
     def summary(self, trials: list[Trial]) -> str:
         finished = [t for t in trials if t.status in (Trial.TERMINATED, Trial.ERROR)]
@@ -72,11 +78,12 @@ class ProgressLine(tune.Callback):
     def _print(self, trials: list[Trial], force: bool = False) -> None:
         now = time.monotonic()
         finished = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
-        due = now - self._last_print >= (1.0 if self.interactive else self.log_every_s)
+        interactive = self.stream.isatty()
+        due = now - self._last_print >= (1.0 if interactive else self.log_every_s)
         if not (force or due or finished != self._last_finished):
             return
         line = self.summary(trials)
-        if self.interactive:
+        if interactive:
             # Pad to erase the tail of a longer previous line.
             self.stream.write("\r" + line.ljust(self._width))
             self._width = len(line)
@@ -88,8 +95,34 @@ class ProgressLine(tune.Callback):
     def on_step_end(self, iteration: int, trials: list[Trial], **info) -> None:
         self._print(trials)
 
+    def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._note(
+            f"trial {trial.trial_id} failed ({_last_line(trial)}); retrying from its "
+            "last checkpoint"
+        )
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._note(
+            f"trial {trial.trial_id} failed for good: {_last_line(trial)} "
+            f"(traceback in {trial.error_file})"
+        )
+
+    def _note(self, message: str) -> None:
+        # On a terminal, start on a fresh line so the note does not overwrite progress.
+        prefix = "\n" if self.stream.isatty() and self._width else ""
+        self.stream.write(f"{prefix}{message}\n")
+        self.stream.flush()
+        self._width = 0
+
     def on_experiment_end(self, trials: list[Trial], **info) -> None:
         self._print(trials, force=True)
-        if self.interactive:
+        if self.stream.isatty():
             self.stream.write("\n")
             self.stream.flush()
+
+
+def _last_line(trial: Trial) -> str:
+    """The exception line of a failed trial's error, e.g. `ValueError: bad value`."""
+    error = trial.get_error()
+    lines = [line.strip() for line in str(error or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"

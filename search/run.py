@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shlex
 import shutil
 import sys
 import time
@@ -17,8 +19,11 @@ from search.data import load_dataset
 from search.errors import UserError
 from search.progress import ProgressLine
 from search.run_folder import (
+    RUN_JSON,
+    UNFINISHED,
     new_run_info,
     ranked,
+    read_run_info,
     trials_table,
     write_run_info,
     write_test_split,
@@ -27,6 +32,12 @@ from search.run_folder import (
 from search.space import PARAMS
 
 TOP_K = 5
+EXIT_INTERRUPTED = 130  # the shell's code for "ended by Ctrl-C"
+TUNER_STATE = "tuner.pkl"  # written by Ray Tune; its presence makes a folder resumable
+
+
+class Interrupted(Exception):
+    """The search stopped before all its trials finished; its state is saved."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,22 +47,35 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"search.run: error: {exc}", file=sys.stderr)
         return 2
+    except (Interrupted, KeyboardInterrupt):
+        print(
+            f"search.run: interrupted; state saved. Resume with: {_resume_command(config)}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
 
 
 def run(config: SearchConfig) -> int:
     started = time.monotonic()
+    storage = Path(config.storage_path).expanduser().resolve()
+    if storage.exists() and not storage.is_dir():
+        raise UserError(f"--storage-path {storage} is a file, not a folder")
+    run_dir = storage / config.name
+    if config.resume:
+        config = _stored_config(run_dir, config)
+    elif run_dir.exists() and not config.overwrite:
+        raise UserError(
+            f"run folder {run_dir} already exists; pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --name"
+        )
     if config.grace_epochs > config.max_epochs:
         raise UserError(
             f"--grace-epochs ({config.grace_epochs}) exceeds --max-epochs ({config.max_epochs})"
         )
-    storage = Path(config.storage_path).expanduser().resolve()
-    run_dir = storage / config.name
-    if run_dir.exists() and not config.overwrite:
-        raise UserError(
-            f"run folder {run_dir} already exists; choose another --name or pass --overwrite"
-        )
-    if storage.exists() and not storage.is_dir():
-        raise UserError(f"--storage-path {storage} is a file, not a folder")
+    if config.enqueue and not config.resume:
+        from search.space import read_points
+
+        read_points(config.enqueue)  # a bad file fails now, not after Ray has started
 
     # Data before Ray: a bad data folder fails in a second, not after a cluster start.
     data = load_dataset(
@@ -61,34 +85,75 @@ def run(config: SearchConfig) -> int:
     cluster.connect(config.address)
     try:
         _check_resources(config)
-        if run_dir.exists():  # --overwrite, and everything else has checked out
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
-        info = new_run_info(config, data.name, data.sizes())
-        write_run_info(run_dir, info)
-        write_test_split(run_dir, data.test)
+        from search.tuner import build_tuner, restore_tuner  # Ray Tune's heavy machinery
 
-        from search.tuner import build_tuner  # imports Ray Tune's heavy machinery
+        if config.resume:
+            info = read_run_info(run_dir)
+            tuner = restore_tuner(run_dir, config, data)
+        else:
+            if run_dir.exists():  # --overwrite, and everything else has checked out
+                shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True)
+            info = new_run_info(config, data.name, data.sizes())
+            write_run_info(run_dir, info)
+            write_test_split(run_dir, data.test)
+            progress = ProgressLine(config.trials, config.max_epochs)
+            max_concurrent = config.max_concurrent or cluster.trial_slots(
+                config.cpus_per_trial, config.gpus_per_trial
+            )
+            tuner = build_tuner(config, data, storage, [progress], max_concurrent)
 
-        progress = ProgressLine(config.trials, config.max_epochs, started=started)
-        max_concurrent = config.max_concurrent or cluster.trial_slots(
-            config.cpus_per_trial, config.gpus_per_trial
-        )
-        results = build_tuner(config, data, storage, [progress], max_concurrent).fit()
-
+        session_started = time.monotonic()
+        results = tuner.fit()
         table = trials_table(results, run_dir, config.max_epochs)
         write_trials(table, run_dir)
         info.update(
             finished=datetime.now(UTC).isoformat(timespec="seconds"),
-            wall_seconds=round(time.monotonic() - started, 1),
+            # Summed over sessions, so a resumed run reports its whole search time.
+            wall_seconds=round(
+                info.get("wall_seconds", 0.0) + time.monotonic() - session_started, 1
+            ),
             trial_counts=table["status"].value_counts().to_dict(),
+            sessions=info.get("sessions", 0) + 1,
         )
         write_run_info(run_dir, info)
     finally:
         cluster.shutdown()
 
     print(_summary(table, run_dir))
+    if len(table) < config.trials or (table["status"] == UNFINISHED).any():
+        raise Interrupted
+    print(f"Done in {time.monotonic() - started:.0f} s.", file=sys.stderr)
     return 0
+
+
+def _stored_config(run_dir: Path, given: SearchConfig) -> SearchConfig:
+    """The flags a run was started with, for --resume; only the address may change."""
+    if given.overwrite:
+        raise UserError("--resume and --overwrite contradict each other; choose one")
+    if not (run_dir / TUNER_STATE).is_file() or not (run_dir / RUN_JSON).is_file():
+        raise UserError(f"nothing to resume: {run_dir} is not a search run folder")
+    try:
+        stored = read_run_info(run_dir)["flags"]
+        known = {f.name for f in dataclasses.fields(SearchConfig)}
+        config = SearchConfig(**{k: v for k, v in stored.items() if k in known})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"cannot resume: {run_dir / RUN_JSON} is damaged ({exc})") from None
+    return dataclasses.replace(
+        config,
+        resume=True,
+        address=given.address,
+        storage_path=given.storage_path,
+        name=given.name,
+    )
+
+
+def _resume_command(config: SearchConfig) -> str:
+    storage = Path(config.storage_path).expanduser().resolve()
+    args = ["python", "-m", "search.run", "--name", config.name, "--storage-path", str(storage)]
+    if config.address:
+        args += ["--address", config.address]
+    return shlex.join([*args, "--resume"])
 
 
 def _check_resources(config: SearchConfig) -> None:

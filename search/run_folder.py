@@ -102,19 +102,20 @@ def new_run_info(config, dataset_name: str, split_sizes: dict[str, int]) -> dict
 
 def trials_table(results: ResultGrid, run_dir: Path, max_epochs: int) -> pd.DataFrame:
     """One row per trial: its hyperparameters, outcome and best (validation) epoch."""
-    # Tune's own status (TERMINATED, ERROR, PAUSED...) tells a trial ASHA stopped from one
-    # the search abandoned; ResultGrid does not expose it, its analysis object does.
-    statuses = {t.trial_id: t.status for t in results._experiment_analysis.trials}
-    rows = [_trial_row(result, run_dir, max_epochs, statuses) for result in results]
+    # ResultGrid lacks what a trial that never reported has (its config) and Tune's own
+    # status (TERMINATED, ERROR, PAUSED...), which tells a trial ASHA stopped from one the
+    # search abandoned; its analysis object holds the trials, in the same order.
+    trials = results._experiment_analysis.trials
+    rows = [_trial_row(t, r, run_dir, max_epochs) for t, r in zip(trials, results, strict=True)]
     table = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
     return table.sort_values("trial_id", kind="stable").reset_index(drop=True)
 
 
-def _trial_row(result, run_dir: Path, max_epochs: int, statuses: dict[str, str]) -> dict:
-    config, last = result.config or {}, result.metrics or {}
+def _trial_row(trial, result, run_dir: Path, max_epochs: int) -> dict:
+    config, last = trial.config, result.metrics or {}
     history = result.metrics_dataframe
     row = {k: config.get(k) for k in PARAMS}
-    row["trial_id"] = last.get("trial_id") or Path(result.path).name
+    row["trial_id"] = trial.trial_id
     row["label"] = SEED_LABEL if is_seed(config) else ""
     row["epochs"] = int(last.get(m.EPOCH, 0))
     row[m.NODE] = last.get(m.NODE)
@@ -127,7 +128,7 @@ def _trial_row(result, run_dir: Path, max_epochs: int, statuses: dict[str, str])
         row["status"] = DIVERGED
     elif row["epochs"] >= max_epochs:
         row["status"] = COMPLETED
-    elif row["epochs"] > 0 and statuses.get(row["trial_id"]) == "TERMINATED":
+    elif row["epochs"] > 0 and trial.status == "TERMINATED":
         row["status"] = STOPPED
     else:
         row["status"] = UNFINISHED

@@ -7,7 +7,13 @@ values it returns.
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import optuna
+
+from search.errors import UserError
 
 # The tutorial's batch of 100 is added to the powers of two so that its configuration
 # (SEED_CONFIG) is a point of the space and can be enqueued as the first trial.
@@ -40,3 +46,28 @@ def is_seed(config: dict) -> bool:
     """True for the tutorial's configuration (continuous values compared exactly on purpose:
     TPE never re-draws them bit for bit, so only the enqueued trial matches)."""
     return all(config.get(k) == v for k, v in SEED_CONFIG.items())
+
+
+def read_points(path: Path) -> list[dict]:
+    """Configurations a user asks to try first: a JSON list of {param: value} objects."""
+    try:
+        points = json.loads(path.read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read --enqueue file {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--enqueue file {path} is not valid JSON: {exc}") from None
+    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+        raise UserError(f"--enqueue file {path} must hold a JSON list of objects")
+    for i, point in enumerate(points):
+        if set(point) != set(PARAMS):
+            raise UserError(
+                f"--enqueue file {path}, entry {i}: needs exactly the keys {', '.join(PARAMS)}"
+            )
+        bad = [k for k, v in point.items() if not _is_finite_number(v)]
+        if bad:
+            raise UserError(f"--enqueue file {path}, entry {i}: {bad[0]} is not a number")
+    return points
+
+
+def _is_finite_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,7 +1,8 @@
-"""Builds and runs the Ray Tune search: Optuna TPE proposes, ASHA stops, trials train."""
+"""Builds, runs and restores the Ray Tune search: Optuna TPE proposes, ASHA stops."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -15,7 +16,7 @@ from ray.tune.search.optuna import OptunaSearch
 from search import metrics as m
 from search.config import SearchConfig
 from search.data import Dataset
-from search.space import SEED_CONFIG, sample
+from search.space import SEED_CONFIG, read_points, sample
 from search.trainable import TrialSettings, train_lstm
 
 ASHA_REDUCTION_FACTOR = 3
@@ -29,22 +30,12 @@ def build_tuner(
     max_concurrent: int,
 ) -> tune.Tuner:
     _quiet_tune()
-    settings = TrialSettings(
-        max_epochs=config.max_epochs,
-        seed=config.seed,
-        threads=max(1, math.floor(config.cpus_per_trial)),
-    )
-    # with_parameters puts the dataset in the object store once; every trial, on any
-    # node, gets it from there instead of re-reading files or carrying it in `config`.
-    trainable = tune.with_parameters(train_lstm, data=data, settings=settings)
-    trainable = tune.with_resources(
-        trainable, {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
-    )
+    extra_points = read_points(config.enqueue) if config.enqueue else []
     searcher = OptunaSearch(
         space=sample,
         metric=m.VAL_ACC,
         mode=m.MODE,
-        points_to_evaluate=[SEED_CONFIG],
+        points_to_evaluate=[SEED_CONFIG, *extra_points],
         seed=config.seed,
     )
     scheduler = ASHAScheduler(
@@ -54,7 +45,7 @@ def build_tuner(
         reduction_factor=ASHA_REDUCTION_FACTOR,
     )
     return tune.Tuner(
-        trainable,
+        _trainable(config, data),
         tune_config=tune.TuneConfig(
             metric=m.VAL_ACC,
             mode=m.MODE,
@@ -67,7 +58,7 @@ def build_tuner(
             # Keeps each trial's worker process (torch imported, threads set) for the
             # next trial instead of starting a new one.
             reuse_actors=True,
-            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+            trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=config.name,
@@ -79,9 +70,45 @@ def build_tuner(
                 checkpoint_score_attribute=m.VAL_ACC,
                 checkpoint_score_order=m.MODE,
             ),
-            failure_config=tune.FailureConfig(max_failures=2),
+            failure_config=tune.FailureConfig(max_failures=config.max_failures),
         ),
     )
+
+
+def restore_tuner(run_dir: Path, config: SearchConfig, data: Dataset) -> tune.Tuner:
+    """Continue an interrupted search from its saved state (searcher, scheduler, trials).
+
+    Unfinished trials resume from their last checkpoint. Trials that failed stay failed:
+    they already had --max-failures retries. (Resuming them would also desynchronise
+    OptunaSearch, whose study has already recorded them as FAIL: see tests/test_resume.py.)
+    The restore unpickles the run folder's state: restore only folders you trust.
+    """
+    _quiet_tune()
+    return tune.Tuner.restore(
+        str(run_dir),
+        trainable=_trainable(config, data),
+        resume_unfinished=True,
+        resume_errored=False,
+        restart_errored=False,
+    )
+
+
+def _trainable(config: SearchConfig, data: Dataset):
+    settings = TrialSettings(
+        max_epochs=config.max_epochs,
+        seed=config.seed,
+        threads=max(1, math.floor(config.cpus_per_trial)),
+    )
+    # with_parameters puts the dataset in the object store once; every trial, on any
+    # node, gets it from there instead of re-reading files or carrying it in `config`.
+    trainable = tune.with_parameters(train_lstm, data=data, settings=settings)
+    return tune.with_resources(
+        trainable, {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
+    )
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
 
 
 def _quiet_tune() -> None:
@@ -94,6 +121,11 @@ def _quiet_tune() -> None:
     # With num_to_keep=1, every new best checkpoint forces a state snapshot and Tune
     # warns about it each time; the snapshot is small and the warning is only noise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # A failing trial gets one line from our progress display, not Tune's full traceback
+    # (which stays in the trial's error.txt).
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     # Only the JSON and CSV loggers: TensorBoard files are not part of the run folder.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # On Ctrl-C, Tune suggests `Tuner.restore(...)`; our CLI prints its own resume command.
+    logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)

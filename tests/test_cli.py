@@ -1,8 +1,10 @@
 """Bad input ends in one line on stderr and exit status 2, before any Ray start."""
 
+import hashlib
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,39 +44,67 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
 @pytest.fixture
 def bad_inputs(tmp_path):
     corrupt = write_idx_folder(tmp_path / "corrupt")
     images = corrupt / "train-images-idx3-ubyte.gz"
     images.write_bytes(images.read_bytes()[:500])
-    (tmp_path / "runs" / "taken").mkdir(parents=True)
+    runs = tmp_path / "runs"
+    # An existing run, as far as these checks can tell: they must leave it byte for byte.
+    taken = runs / "taken"
+    (taken / "trial_x").mkdir(parents=True)
+    (taken / "run.json").write_text('{"flags": {}}')
+    (taken / "tuner.pkl").write_bytes(b"state")
+    (taken / "trial_x" / "result.json").write_text('{"epoch": 1}')
+    (runs / "not-a-run").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "bad.json").write_text("[{")
+    (tmp_path / "keys.json").write_text('[{"lr": 0.001}]')
+    storage = ["--storage-path", str(runs)]
     return {
         "zero trials": ["--trials", "0"],
         "negative trials": ["--trials", "-3"],
         "NaN cpus": ["--cpus-per-trial", "nan"],
         "negative gpus": ["--gpus-per-trial", "-1"],
+        "negative max failures": ["--max-failures", "-1"],
         "unknown flag": ["--epochs", "3"],
         "unknown dataset": ["--dataset", "cifar10"],
         "missing data dir": ["--dataset", "mnist", "--data-dir", str(tmp_path / "none")],
+        "data dir is a file": ["--dataset", "mnist", "--data-dir", str(tmp_path / "a-file")],
         "corrupt data": ["--dataset", "mnist", "--data-dir", str(corrupt)],
+        "data dir for mnist-5k": ["--data-dir", str(corrupt)],
         "run name with slash": ["--name", "a/b"],
-        "existing run": ["--name", "taken", "--storage-path", str(tmp_path / "runs")],
+        "hidden run name": ["--name", ".x"],
+        "existing run": ["--name", "taken", *storage],
+        "resume and overwrite": ["--name", "taken", "--resume", "--overwrite", *storage],
+        "resume a missing run": ["--name", "nope", "--resume", *storage],
+        "resume a folder that is not a run": ["--name", "not-a-run", "--resume", *storage],
+        "storage path is a file": ["--storage-path", str(tmp_path / "a-file")],
+        "enqueue file missing": ["--enqueue", str(tmp_path / "none.json"), *storage],
+        "enqueue file not JSON": ["--enqueue", str(tmp_path / "bad.json"), *storage],
+        "enqueue wrong keys": ["--enqueue", str(tmp_path / "keys.json"), *storage],
         "grace above max": ["--max-epochs", "2", "--grace-epochs", "3"],
-        "no cluster at address": [
-            "--address",
-            f"127.0.0.1:{_free_port()}",
-            "--storage-path",
-            str(tmp_path / "runs"),
-        ],
+        "no cluster at address": ["--address", f"127.0.0.1:{_free_port()}", *storage],
+        "malformed address": ["--address", "nowhere", *storage],
     }
 
 
 def test_bad_inputs_give_one_line_and_status_2(bad_inputs, tmp_path):
-    taken = tmp_path / "runs" / "taken"
+    runs = tmp_path / "runs"
+    before = tree_digest(runs)
     for case, args in bad_inputs.items():
         result = run_cli(*args)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2, (case, result.stderr)
         assert len(lines) == 1, (case, result.stderr)
         assert "error" in lines[0] and "Traceback" not in result.stderr, case
-    assert taken.is_dir() and not any(taken.iterdir())  # the existing run is untouched
+        assert tree_digest(runs) == before, case  # nothing under runs/ changed
+    assert sorted(p.name for p in runs.iterdir()) == ["not-a-run", "taken"]

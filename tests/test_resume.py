@@ -1,0 +1,256 @@
+"""Nothing lost: a killed driver, Ctrl-C, a killed trial worker, a diverging configuration.
+
+Each test runs real searches through the CLI in a process group of its own, so that the
+whole group (driver, raylet, workers) can be killed like a closed terminal and is always
+cleaned up, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from ray.tune import ExperimentAnalysis
+
+from search.run_folder import TRIALS_CSV
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+
+class Search:
+    """A `python -m search.run` process in its own process group."""
+
+    def __init__(self, *args: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "search.run", *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    def wait(self, timeout: float = 300) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+    def kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=60)
+
+
+@pytest.fixture
+def searches():
+    started: list[Search] = []
+
+    def start(*args: str) -> Search:
+        started.append(Search(*args))
+        return started[-1]
+
+    yield start
+    for search in started:
+        search.kill_group()
+
+
+def run_search(*args: str, timeout: float = 300) -> tuple[int, str, str]:
+    search = Search(*args)
+    try:
+        return search.wait(timeout)
+    finally:
+        search.kill_group()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 180, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def epochs_reported(run_dir: Path) -> dict[str, list[dict]]:
+    """Every trial's reports so far, read from Tune's result.json files."""
+    reports = {}
+    for path in run_dir.glob("trial_*/result.json"):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        reports[path.parent.name] = lines
+    return reports
+
+
+def optuna_study(run_dir: Path) -> optuna.Study:
+    """The searcher's Optuna study as Tune last saved it (trusted folder: it unpickles)."""
+    # One file per session, named by its start time; Tune rewrites them all at the end,
+    # so modification times do not tell which is the latest.
+    latest = max(run_dir.glob("searcher-state-*.pkl"), key=lambda p: p.name)
+    with latest.open("rb") as f:
+        return pickle.load(f)["_ot_study"]
+
+
+def study_counts(study: optuna.Study) -> dict[str, int]:
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    return {state: states.count(state) for state in set(states)}
+
+
+def base_args(tmp_path: Path, name: str, *extra: str) -> list[str]:
+    return ["--storage-path", str(tmp_path / "runs"), "--name", name, *extra]
+
+
+def test_sigkill_driver_then_resume(tmp_path, searches):
+    run_dir = tmp_path / "runs" / "killed"
+    args = base_args(tmp_path, "killed", "--trials", "6", "--max-epochs", "2")
+    search = searches(*args)
+    # Kill the whole session (driver and Ray) once some trials finished, others not.
+    wait_for(lambda: len(epochs_reported(run_dir)) >= 4, what="four trials to start")
+    search.kill_group()
+
+    before = ExperimentAnalysis(str(run_dir))
+    finished_before = {
+        t.trial_id: (run_dir / f"trial_{t.trial_id}" / "result.json").read_bytes()
+        for t in before.trials
+        if t.status == "TERMINATED"
+    }
+    assert 1 <= len(finished_before) < 6
+
+    code, out, err = run_search(*args, "--resume")
+    assert code == 0, err[-3000:]
+    table = pd.read_csv(run_dir / TRIALS_CSV)
+    assert len(table) == 6
+    assert set(table["status"]) <= {"completed", "stopped"}
+    assert not table.duplicated(["num_layers", "hidden_size", "dropout", "lr"]).any()
+    for trial_id, content in finished_before.items():  # not rerun, not even touched
+        assert (run_dir / f"trial_{trial_id}" / "result.json").read_bytes() == content
+    counts = study_counts(optuna_study(run_dir))
+    assert counts == {"COMPLETE": 6}, counts
+
+
+def test_sigint_saves_state_and_prints_a_working_resume_command(tmp_path, searches):
+    run_dir = tmp_path / "runs" / "interrupted"
+    # Trial 2 (enqueued) always fails, so the resume also meets an errored trial.
+    enqueue = tmp_path / "failing.json"
+    enqueue.write_text(
+        json.dumps(
+            [
+                dict(
+                    num_layers=0,
+                    hidden_size=32,
+                    dropout=0.0,
+                    forget_bias=1.0,
+                    lr=1e-3,
+                    batch_size=64,
+                )
+            ]
+        )
+    )
+    args = base_args(
+        tmp_path,
+        "interrupted",
+        "--trials",
+        "6",
+        "--max-epochs",
+        "2",
+        "--enqueue",
+        str(enqueue),
+        "--max-failures",
+        "1",
+    )
+    search = searches(*args)
+    wait_for(lambda: len(epochs_reported(run_dir)) >= 3, what="three trials to start")
+    search.proc.send_signal(signal.SIGINT)
+    code, out, err = search.wait(timeout=120)
+    assert code == 130, err[-3000:]
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    match = re.search(r"Resume with: (python -m search\.run .*--resume)$", last)
+    assert match, last
+    assert "KeyboardInterrupt" not in err
+
+    command = match.group(1).split()[3:]  # after "python -m search.run"
+    code, out, err = run_search(*command)
+    assert code == 0, err[-3000:]
+    table = pd.read_csv(run_dir / TRIALS_CSV, keep_default_na=False)
+    assert len(table) == 6
+    failed = table[table["status"] == "failed"]
+    assert len(failed) == 1 and failed.iloc[0]["num_layers"] == 0
+    assert "num_layers" in failed.iloc[0]["error"]
+    # Optuna's study and Tune's results agree after the resume.
+    counts = study_counts(optuna_study(run_dir))
+    assert counts == {"COMPLETE": 5, "FAIL": 1}, counts
+
+
+def test_killed_trial_worker_resumes_from_its_checkpoint(tmp_path):
+    run_dir = tmp_path / "runs" / "worker"
+    args = base_args(
+        tmp_path, "worker", "--trials", "2", "--max-epochs", "6", "--grace-epochs", "6"
+    )
+    search = Search(*args)
+    try:
+        killed: dict = {}
+
+        def trial_reported_epoch_2() -> bool:
+            for trial, reports in epochs_reported(run_dir).items():
+                if reports and reports[-1]["epoch"] >= 2:
+                    killed.update(trial=trial, pid=reports[-1]["pid"])
+                    return True
+            return False
+
+        wait_for(trial_reported_epoch_2, what="a trial to finish two epochs")
+        os.kill(killed["pid"], signal.SIGKILL)
+        code, out, err = search.wait(timeout=300)
+    finally:
+        search.kill_group()
+
+    assert code == 0, err[-3000:]
+    table = pd.read_csv(run_dir / TRIALS_CSV)
+    assert len(table) == 2 and (table["status"] == "completed").all()
+    reports = epochs_reported(run_dir)[killed["trial"]]
+    after = [r for r in reports if r["pid"] != killed["pid"]]
+    assert after, "the killed trial never ran again"
+    assert after[0]["epoch"] > 1  # resumed from a checkpoint, not from scratch
+    assert after[-1]["epoch"] == 6
+
+
+def test_diverging_configuration_is_recorded_and_skipped(tmp_path):
+    run_dir = tmp_path / "runs" / "diverge"
+    enqueue = tmp_path / "huge_lr.json"
+    enqueue.write_text(
+        json.dumps(
+            [
+                dict(
+                    num_layers=1,
+                    hidden_size=64,
+                    dropout=0.0,
+                    forget_bias=1.0,
+                    lr=1e36,
+                    batch_size=64,
+                )
+            ]
+        )
+    )
+    args = base_args(
+        tmp_path, "diverge", "--trials", "3", "--max-epochs", "2", "--enqueue", str(enqueue)
+    )
+    code, out, err = run_search(*args)
+    assert code == 0, err[-3000:]
+    table = pd.read_csv(run_dir / TRIALS_CSV, keep_default_na=False)
+    assert len(table) == 3
+    diverged = table[table["status"] == "diverged"]
+    assert len(diverged) == 1 and diverged.iloc[0]["lr"] == 1e36
+    assert diverged.iloc[0]["epochs"] == 1  # ended at once
+    assert diverged.iloc[0]["trial_id"] not in out.split("Top")[1]  # never ranked
+    # The searcher learnt it was bad: Optuna holds it as complete with accuracy 0.
+    values = [t.value for t in optuna_study(run_dir).trials if t.params["lr"] == 1e36]
+    assert values == [0.0]
