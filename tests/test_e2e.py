@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,56 +11,8 @@ import torch
 
 from search.run_folder import RUN_JSON, TRIAL_COLUMNS, TRIALS_CSV, read_test_split
 from search.space import SEED_CONFIG
-from tests.conftest import REPO, write_idx_folder
 
 pytestmark = pytest.mark.e2e
-RECORDED_CLUSTER = Path("/tmp/ray/ray_current_cluster")
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """Four trials of at most two epochs on 600 synthetic digits, run through the CLI.
-
-    A dead cluster is recorded the way `ray start --head` records one, to check that a
-    run without --address starts its own Ray instead of trying to join it.
-    """
-    tmp = tmp_path_factory.mktemp("e2e")
-    data_dir = write_idx_folder(tmp / "digits", n_train=600, n_test=100)
-    saved = RECORDED_CLUSTER.read_text() if RECORDED_CLUSTER.exists() else None
-    RECORDED_CLUSTER.parent.mkdir(parents=True, exist_ok=True)
-    RECORDED_CLUSTER.write_text("127.0.0.1:1")  # nothing listens on port 1
-    try:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "search.run",
-                "--dataset",
-                "mnist",
-                "--data-dir",
-                str(data_dir),
-                "--trials",
-                "4",
-                "--max-epochs",
-                "2",
-                "--storage-path",
-                str(tmp / "runs"),
-                "--name",
-                "tiny",
-                "--seed",
-                "1",
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    finally:
-        if saved is None:
-            RECORDED_CLUSTER.unlink()
-        else:
-            RECORDED_CLUSTER.write_text(saved)
-    return result, tmp / "runs" / "tiny"
 
 
 def test_cli_succeeds_quietly(tiny_run):
