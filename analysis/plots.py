@@ -1,0 +1,573 @@
+"""DataFrame -> matplotlib Figure. Nothing here writes a file or touches pyplot's state.
+
+Every function takes tidy frames (as made by `analysis.results`) and a style per
+configuration, so one configuration has one colour in every figure of a report.
+Figures are built with `matplotlib.figure.Figure` directly: no global pyplot figures to
+leak, no display backend needed.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import (
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+    PercentFormatter,
+)
+
+from search import metrics as m
+from search.space import PARAMS
+
+# Colour-blind-friendly, dark enough on white (its grey and pale yellow left out, grey
+# being for "other trials"); black is kept for the tutorial's `seed`.
+CONFIG_COLOURS = [
+    sns.color_palette("colorblind", 10).as_hex()[i] for i in (0, 1, 2, 3, 4, 5, 6, 9)
+]
+OTHER_COLOUR = "#b0b0b0"  # trials not shown in the curves
+NEUTRAL = "#5a5a5a"  # bars that stand for no configuration
+SEED_STYLE = {"color": "black", "linestyle": (0, (5, 2)), "marker": "s"}
+MARKERS = ("o", "^", "D", "v", "P", "X", "<", ">", "h", "*")
+# Outcomes in greys and dark reds, so they are never mistaken for a configuration.
+STATUS_COLOURS = {
+    "completed": "#404040",
+    "stopped": "#a0a0a0",
+    "diverged": "#b2182b",
+    "failed": "#67001f",
+    "unfinished": "#d9d9d9",
+}
+PARAM_TITLES = {
+    "num_layers": "depth (LSTM layers)",
+    "hidden_size": "width (hidden units)",
+    "dropout": "dropout",
+    "forget_bias": "forget-gate bias",
+    "lr": "learning rate",
+    "batch_size": "batch size",
+}
+LOG_PARAMS = {"hidden_size", "lr"}
+DISCRETE_PARAMS = {"num_layers", "batch_size"}
+
+
+def _themed(plot):
+    """Seaborn's look for one figure, without changing matplotlib's global settings."""
+
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        with mpl.rc_context({**sns.axes_style("whitegrid"), **sns.plotting_context("notebook")}):
+            return plot(*args, **kwargs)
+
+    return wrapper
+
+
+def styles(
+    names: Sequence[str], seed_name: str | None = None, short: Sequence[str] | None = None
+) -> dict[str, dict]:
+    """A fixed style per configuration: colours in rank order, the seed in black.
+
+    `short` gives each a few-character tag (e.g. "#1") to label line ends with.
+    """
+    out, i = {}, 0
+    for j, name in enumerate(names):
+        if name == seed_name:
+            out[name] = dict(SEED_STYLE)
+        else:
+            out[name] = {
+                "color": CONFIG_COLOURS[i % len(CONFIG_COLOURS)],
+                "linestyle": "-",
+                "marker": MARKERS[i % len(MARKERS)],
+            }
+            i += 1
+        out[name]["short"] = short[j] if short is not None else ""
+    return out
+
+
+def _legend_below(fig: Figure, ax, ncols: int = 1) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False)
+
+
+def _percent_axis(ax, axis: str = "y") -> None:
+    getattr(ax, f"{axis}axis").set_major_formatter(PercentFormatter(1.0, decimals=0))
+
+
+@_themed
+def timestep_accuracy(
+    by_step: pd.DataFrame,
+    style: dict[str, dict],
+    title: str,
+    thresholds: Sequence[float] = (),
+    ylabel: str = "test accuracy",
+    tag_meaning: str = "rank",
+) -> Figure:
+    """One line per configuration: accuracy after reading 1, 2, ... 28 rows.
+
+    `by_step` has columns label, timestep, accuracy. Left: all rows. Right: a close-up
+    of the last rows, where good configurations differ by a few points, with each line
+    tagged at its end. A configuration's marker sits where it first reaches the highest
+    threshold, to show which one recognises digits earliest.
+    """
+    n = by_step["label"].nunique()
+    fig = Figure(figsize=(14, 6.3 + 0.3 * n), layout="constrained")
+    full, zoom = fig.subplots(1, 2, width_ratios=[1.6, 1])
+    curves = {
+        label: curve.sort_values("timestep")
+        for label, curve in by_step.groupby("label", sort=False)
+    }
+    last = int(by_step["timestep"].max())
+    finals = [c["accuracy"].iloc[-1] for c in curves.values()]
+    low = max(0.0, min(finals) - 0.08)  # the close-up shows the band of final accuracies
+    best = by_step.groupby("timestep")["accuracy"].max()
+    start = int(best[best >= low].index.min()) - 1 if (best >= low).any() else last - 5
+    start = max(1, min(start, last - 3))
+    top = min(1.0, max(by_step["accuracy"].max() + 0.015, low + 0.05))
+
+    for ax in (full, zoom):
+        for threshold in thresholds:
+            ax.axhline(threshold, color="0.5", linewidth=1.2, linestyle=":")
+        for label, curve in curves.items():
+            s = style[label]
+            reached = np.flatnonzero(curve["accuracy"].to_numpy() >= max(thresholds, default=2))
+            ax.plot(
+                curve["timestep"],
+                curve["accuracy"],
+                color=s["color"],
+                linestyle=s["linestyle"],
+                linewidth=2.4 if ax is zoom else 2.0,
+                marker=s["marker"],
+                markevery=[int(reached[0])] if len(reached) else [],
+                ms=10,
+                label=label,
+            )
+        _percent_axis(ax)
+        ax.set_xlabel("image rows read (timestep), top to bottom")
+    for threshold in thresholds:
+        full.annotate(
+            f"{threshold:.0%}",
+            (1.5, threshold),
+            xytext=(0, 3),
+            textcoords="offset points",
+            color="0.35",
+            va="bottom",
+        )
+    full.set_xlim(0.5, last + 0.5)
+    full.set_ylim(0, 1.02)
+    full.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=14))
+    full.set_ylabel(ylabel)
+    full.set_title("All 28 rows", loc="left")
+    full.axvspan(start - 0.2, last + 0.2, color="0.93", zorder=0)
+
+    zoom.set_xlim(start - 0.3, last + 1.6)
+    zoom.set_ylim(low, top)
+    zoom.set_xticks(range(start, last + 1))
+    zoom.set_title(f"Close-up: rows {start}-{last} (shaded on the left)", loc="left")
+    _end_tags(zoom, curves, style, last, (low, top))
+
+    fig.suptitle(title, fontsize=14, x=0.01, ha="left")
+    marker_note = (
+        f"; marker = first row at which it reaches {max(thresholds):.0%}" if thresholds else ""
+    )
+    handles, labels = full.get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        frameon=False,
+        title=f"configuration (line-end tag = {tag_meaning}{marker_note})",
+    )
+    return fig
+
+
+def _end_tags(ax, curves: dict, style: dict, last: int, ylim: tuple[float, float]) -> None:
+    """Tag each line's end with its short name, nudged apart so tags never overlap."""
+    ends = sorted(
+        (c["accuracy"].iloc[-1], label) for label, c in curves.items() if style[label]["short"]
+    )
+    gap = (ylim[1] - ylim[0]) * 0.055
+    placed: list[float] = []
+    for y, _ in ends:
+        placed.append(max(y, placed[-1] + gap) if placed else y)
+    overflow = placed[-1] - (ylim[1] - gap / 2) if placed else 0
+    if overflow > 0:
+        placed = [p - overflow for p in placed]
+    for (y, label), y_tag in zip(ends, placed, strict=True):
+        s = style[label]
+        ax.annotate(
+            s["short"],
+            (last, y),
+            xytext=(last + 0.25, y_tag),
+            textcoords="data",
+            color=s["color"],
+            fontweight="bold",
+            va="center",
+            fontsize=11,
+            arrowprops={"arrowstyle": "-", "color": s["color"], "lw": 0.8},
+        )
+
+
+@_themed
+def recognition_points(points: pd.DataFrame, style: dict[str, dict]) -> Figure:
+    """For each configuration, the rows it needs before test accuracy reaches 50% / 90%;
+    a level never reached within the rows read sits in a separate "never" column."""
+    columns = [c for c in points.columns if c.startswith("rows_to_")]
+    steps = 28
+    never = steps + 2.5
+    fig = Figure(figsize=(13, 1.9 + 0.55 * len(points)), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(points))[::-1]
+    ax.axvline(steps + 1, color="0.6", lw=1)
+    for column, fill in zip(columns, ("none", "full"), strict=False):
+        pct = column.removeprefix("rows_to_").removesuffix("pct")
+        for yi, (_, row) in zip(y, points.iterrows(), strict=True):
+            x = row[column] if pd.notna(row[column]) else never
+            offset = 0.18 if fill == "full" and pd.isna(row[column]) else 0.0
+            ax.plot(
+                x,
+                yi - offset,
+                "o",
+                ms=11,
+                color=style[row["label"]]["color"],
+                fillstyle=fill,
+                markeredgewidth=2,
+            )
+        ax.plot([], [], "o", ms=10, color="0.3", fillstyle=fill, mew=2, label=f"{pct}% reached")
+    for yi, (_, row) in zip(y, points.iterrows(), strict=True):
+        reached = row[columns].dropna()
+        if len(reached) == 2:
+            ax.plot(reached.values, [yi, yi], color=style[row["label"]]["color"], lw=1.5)
+    ax.set_yticks(y, points["label"], fontsize=9.5)
+    for tick, (_, row) in zip(ax.get_yticklabels(), points.iterrows(), strict=True):
+        tick.set_color(style[row["label"]]["color"])
+    ticks = list(range(2, steps + 1, 2))
+    ax.set_xticks([*ticks, never], [*map(str, ticks), "never"])
+    ax.set_xlim(0.5, never + 1)
+    ax.set_ylim(-0.7, len(points) - 0.3)
+    ax.set_xlabel("rows read before test accuracy first reaches the level (fewer = earlier)")
+    ax.set_title("Recognition point: rows needed to reach 50% and 90%", loc="left", fontsize=13)
+    fig.legend(loc="outside lower center", ncols=2, frameon=False)
+    return fig
+
+
+@_themed
+def digit_reading(
+    probs: pd.DataFrame, image: np.ndarray, model_name: str, colour: str = CONFIG_COLOURS[0]
+) -> Figure:
+    """The tutorial's picture: after each of the 28 rows (a 7x4 grid), the rows seen so
+    far and the model's class probabilities, the true class in the model's `colour`.
+
+    `probs` holds one example: timestep, class, probability, true_class. All 28 panels
+    share one Axes in pixel units (a panel is the 28x28 digit, then its 10 bars): 56
+    separate Axes would take seconds to lay out.
+    """
+    true_class = int(probs["true_class"].iloc[0])
+    steps = int(probs["timestep"].max())
+    table = probs.pivot(index="timestep", columns="class", values="probability")
+    classes = table.columns.to_numpy()
+    size = image.shape[0]  # 28 pixels; bar heights are scaled to it (probability 1 = 28)
+    bar_step, bar_width = 3.6, 2.9
+    bars_x = size + 3.5
+    panel_w, panel_h = bars_x + bar_step * len(classes) + 5, size + 13
+    cols = 7
+    rows = int(np.ceil(steps / cols))
+    width, height = cols * panel_w + 1, rows * panel_h + 1  # in pixel units
+    fig = Figure(figsize=(17, 17 * height / width + 0.9), layout="constrained")
+    ax = fig.subplots()
+    ink = 1.0 - image.astype(float) / 255.0  # dark digit on white, as on paper
+    for t in range(1, steps + 1):
+        r, c = divmod(t - 1, cols)
+        x0, y0 = c * panel_w, r * panel_h + 6
+        seen = np.where(np.arange(size)[:, None] < t, ink, 0.92)  # unread rows: plain grey
+        ax.imshow(
+            seen,
+            cmap="gray",
+            vmin=0,
+            vmax=1,
+            extent=(x0, x0 + size, y0 + size, y0),
+            interpolation="nearest",
+        )
+        ax.plot([x0, x0 + size], [y0 + t, y0 + t], color="#d55e00", lw=1.3)
+        ax.text(x0, y0 - 1.2, f"row {t}", fontsize=10, va="bottom")
+
+        p = table.loc[t].to_numpy()
+        left = x0 + bars_x
+        base = y0 + size
+        for level in (0.5, 1.0):
+            ax.plot(
+                [left - 0.6, left + bar_step * len(classes)],
+                [base - level * size] * 2,
+                color="0.85",
+                lw=0.8,
+                zorder=0,
+            )
+        ax.plot([left - 0.6, left + bar_step * len(classes)], [base, base], color="0.3", lw=0.8)
+        xs = left + bar_step * np.arange(len(classes))
+        ax.bar(
+            xs,
+            -p * size,
+            bottom=base,
+            width=bar_width,
+            align="edge",
+            color=[colour if k == true_class else "#a8a8a8" for k in classes],
+        )
+        for x, k in zip(xs, classes, strict=True):
+            weight = "bold" if k == true_class else "normal"
+            ax.text(
+                x + bar_width / 2,
+                base + 1,
+                str(k),
+                ha="center",
+                va="top",
+                fontsize=7,
+                fontweight=weight,
+            )
+        top = int(classes[np.argmax(p)])
+        verdict = "right" if top == true_class else "wrong"
+        ax.text(
+            left + bar_step * len(classes),
+            y0 - 1.2,
+            f"says {top} ({verdict})",
+            fontsize=8.5,
+            ha="right",
+            va="bottom",
+            color="black" if top == true_class else "#b2182b",
+        )
+    ax.set_xlim(-1, width - 1)
+    ax.set_ylim(height, 0)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.suptitle(
+        f"Best model reading test digit of class {true_class} one row at a time: class "
+        f"probabilities (bars 0-9; gridlines at 50% and 100%) after each row; the true "
+        f"class {true_class} is coloured\n{model_name}",
+        fontsize=12,
+    )
+    return fig
+
+
+@_themed
+def hyperparameter_effects(table: pd.DataFrame, style: dict[str, dict]) -> Figure:
+    """Validation accuracy against each hyperparameter, one point per trial.
+
+    Shown configurations keep their colours; the rest are grey. Marker shape is the
+    trial's outcome: ASHA-stopped trials were judged at fewer epochs.
+    """
+    fig = Figure(figsize=(14, 8.5), layout="constrained")
+    axes = fig.subplots(2, 3, sharey=True).ravel()
+    rng = np.random.default_rng(0)
+    markers = {"completed": "o", "stopped": "X"}
+    for ax, param in zip(axes, PARAMS, strict=True):
+        x = table[param].astype(float).to_numpy()
+        if param in DISCRETE_PARAMS:  # spread points that share a value
+            spread = 0.08 if param == "num_layers" else 0.04
+            x = x * (1 + rng.uniform(-spread, spread, len(x))) if param == "batch_size" else x
+            if param == "num_layers":
+                x = x + rng.uniform(-spread * 2, spread * 2, len(x))
+        data = table.assign(_x=x)
+        others = data[data["label"] == ""]
+        sns.scatterplot(
+            data=others,
+            x="_x",
+            y=m.VAL_ACC,
+            style="status",
+            markers=markers,
+            color=OTHER_COLOUR,
+            s=55,
+            ax=ax,
+            legend=False,
+        )
+        for _, row in data[data["label"] != ""].iterrows():
+            ax.scatter(
+                row["_x"],
+                row[m.VAL_ACC],
+                marker=markers.get(row["status"], "o"),
+                s=110,
+                color=style[row["label"]]["color"],
+                edgecolor="black",
+                linewidth=0.8,
+                zorder=3,
+            )
+        if param in LOG_PARAMS:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(
+                LogLocator(
+                    base=2 if param == "hidden_size" else 10,
+                    subs=(1.0,) if param == "hidden_size" else (1.0, 3.0),
+                )
+            )
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        if param == "num_layers":
+            ax.set_xticks([1, 2, 3])
+        if param == "batch_size":
+            ax.set_xscale("log")
+            values = sorted(table[param].unique())
+            ax.set_xticks(values, [str(int(v)) for v in values])
+            ax.minorticks_off()
+        ax.set_xlabel(PARAM_TITLES[param])
+        ax.set_ylabel("validation accuracy (best epoch)")
+        _percent_axis(ax)
+    handles = [
+        Line2D([], [], marker=markers[status], ls="", color="0.35", ms=9, label=text)
+        for status, text in (
+            ("completed", "completed all epochs"),
+            ("stopped", "stopped early by ASHA"),
+        )
+    ]
+    handles.append(
+        Line2D([], [], marker="o", ls="", color=OTHER_COLOUR, ms=9, label="other trials")
+    )
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+    fig.suptitle(
+        "What each hyperparameter does: one point per trial; coloured points are the "
+        "configurations of the accuracy-versus-timestep figure (same colours)",
+        fontsize=12,
+    )
+    return fig
+
+
+@_themed
+def importances(table: pd.DataFrame) -> Figure:
+    """Optuna's (fANOVA) importance of each hyperparameter for validation accuracy."""
+    fig = Figure(figsize=(9, 4.5), layout="constrained")
+    ax = fig.subplots()
+    data = table.assign(name=table["param"].map(PARAM_TITLES).fillna(table["param"]))
+    sns.barplot(data=data, x="importance", y="name", color=NEUTRAL, ax=ax)
+    for patch, value in zip(ax.patches, data["importance"], strict=False):
+        ax.annotate(
+            f"{value:.2f}",
+            (patch.get_width(), patch.get_y() + patch.get_height() / 2),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+        )
+    ax.set_xlim(0, max(1.0, data["importance"].max() * 1.15))
+    ax.set_xlabel("share of the variance in validation accuracy (fANOVA, sums to 1)")
+    ax.set_ylabel("")
+    ax.set_title("Hyperparameter importance (Optuna)", loc="left", fontsize=13)
+    return fig
+
+
+def _wall_axis(seconds: pd.Series) -> tuple[pd.Series, str]:
+    if len(seconds) and seconds.max() > 300:
+        return seconds / 60, "wall time since the run started (minutes)"
+    return seconds, "wall time since the run started (seconds)"
+
+
+@_themed
+def best_so_far(by_trial: pd.DataFrame, by_time: pd.DataFrame) -> Figure:
+    """Best validation accuracy found so far, against trial number and wall time."""
+    fig = Figure(figsize=(14, 5.5), layout="constrained")
+    left, right = fig.subplots(1, 2, sharey=True)
+    for status, part in by_trial.groupby("status"):
+        left.scatter(
+            part["trial_number"],
+            part[m.VAL_ACC],
+            s=30,
+            color=STATUS_COLOURS.get(status, OTHER_COLOUR),
+            alpha=0.8,
+            label=f"one trial ({status})",
+        )
+    left.step(
+        by_trial["trial_number"],
+        by_trial["best_so_far"],
+        where="post",
+        color="black",
+        lw=2,
+        label="best so far",
+    )
+    left.set_xlabel("trial number (order started)")
+    left.set_ylabel("validation accuracy")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.legend(loc="lower right")
+    left.set_title("Best so far, by trial", loc="left")
+
+    x, xlabel = _wall_axis(by_time["wall_seconds"])
+    right.scatter(x, by_time[m.VAL_ACC], s=12, color=OTHER_COLOUR, label="one epoch of a trial")
+    right.step(x, by_time["best_so_far"], where="post", color="black", lw=2, label="best so far")
+    right.set_xlabel(xlabel)
+    right.legend(loc="lower right")
+    right.set_title("Best so far, by wall time", loc="left")
+    for ax in (left, right):
+        _percent_axis(ax)
+    return fig
+
+
+@_themed
+def learning_curves(curves: pd.DataFrame, style: dict[str, dict]) -> Figure:
+    """Validation accuracy and training loss per epoch of the shown configurations."""
+    fig = Figure(figsize=(14, 6 + 0.28 * curves["label"].nunique()), layout="constrained")
+    acc_ax, loss_ax = fig.subplots(1, 2)
+    for label, curve in curves.groupby("label", sort=False):
+        s = style[label]
+        kw = {"color": s["color"], "linestyle": s["linestyle"], "marker": s["marker"], "lw": 2}
+        acc_ax.plot(curve[m.EPOCH], curve[m.VAL_ACC], label=label, **kw)
+        loss_ax.plot(curve[m.EPOCH], curve[m.TRAIN_LOSS], **kw)
+    acc_ax.set_ylabel("validation accuracy")
+    _percent_axis(acc_ax)
+    loss_ax.set_ylabel("training loss (cross-entropy, last row)")
+    loss_ax.set_yscale("log")
+    loss_ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    loss_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    loss_ax.yaxis.set_minor_formatter(NullFormatter())
+    for ax in (acc_ax, loss_ax):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    acc_ax.set_title("Learning curves: validation accuracy", loc="left")
+    loss_ax.set_title("Learning curves: training loss", loc="left")
+    _legend_below(fig, acc_ax)
+    return fig
+
+
+@_themed
+def epochs_reached(counts: pd.DataFrame) -> Figure:
+    """How many trials ended after each epoch, stacked by outcome (ASHA's rungs)."""
+    table = counts.pivot(index="epochs", columns="status", values="trials").fillna(0)
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
+    ax = fig.subplots()
+    positions = np.arange(len(table))
+    bottom = np.zeros(len(table))
+    for status in [s for s in STATUS_COLOURS if s in table.columns]:
+        values = table[status].to_numpy()
+        bars = ax.bar(positions, values, bottom=bottom, color=STATUS_COLOURS[status], label=status)
+        ax.bar_label(
+            bars,
+            [f"{int(v)}" if v else "" for v in values],
+            label_type="center",
+            color="white" if status in ("completed", "failed", "diverged") else "black",
+            fontweight="bold",
+        )
+        bottom += values
+    ax.set_xticks(positions, [str(int(e)) for e in table.index])
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epochs trained when the trial ended")
+    ax.set_ylabel("trials")
+    ax.set_title("Where trials ended: ASHA stops the weaker ones at its rungs", loc="left")
+    ax.legend(title="outcome")
+    return fig
+
+
+@_themed
+def best_so_far_runs(by_time: pd.DataFrame, style: dict[str, dict]) -> Figure:
+    """Best validation accuracy so far against wall time, one line per run."""
+    fig = Figure(figsize=(11, 5.5 + 0.28 * by_time["run"].nunique()), layout="constrained")
+    ax = fig.subplots()
+    x, xlabel = _wall_axis(by_time["wall_seconds"])
+    data = by_time.assign(_x=x)
+    for run, part in data.groupby("run", sort=False):
+        s = style[run]
+        ax.step(part["_x"], part["best_so_far"], where="post", color=s["color"], lw=2, label=run)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("best validation accuracy so far")
+    _percent_axis(ax)
+    ax.set_title("Best so far, by wall time (each run on its own validation set)", loc="left")
+    _legend_below(fig, ax)
+    return fig

@@ -1,0 +1,464 @@
+"""Run folder -> tidy pandas DataFrames. Reads files only: no Ray session, no data folder.
+
+Everything here works on a run folder copied to another machine: `run.json`,
+`trials.csv`, `test_split.pt`, each trial's `result.json` and its best checkpoint.
+Test accuracy is computed here, from checkpoints, and is never used to choose anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import torch
+
+from models.lstm import LSTMConfig, RowLSTM
+from models.train import evaluate, predict_proba, to_inputs
+from search import metrics as m
+from search.data import Split
+from search.errors import UserError
+from search.run_folder import (
+    DIVERGED,
+    RUN_JSON,
+    TEST_SPLIT,
+    TRIAL_COLUMNS,
+    TRIALS_CSV,
+    ranked,
+    read_run_info,
+    read_test_split,
+)
+from search.space import PARAMS, SEED_LABEL, sample
+from search.trainable import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+RESULT_JSON = "result.json"  # Ray Tune's per-trial log: one JSON line per reported epoch
+THRESHOLDS = (0.5, 0.9)  # recognition points: first row at which test accuracy reaches these
+EPOCH_COLUMNS = [
+    "trial_id",
+    m.EPOCH,
+    m.VAL_ACC,
+    m.VAL_LOSS,
+    m.TRAIN_LOSS,
+    m.DIVERGED,
+    "time_total_s",
+    "wall_seconds",
+]
+
+
+@dataclass
+class Run:
+    """One run folder, read. `notes` says in plain words what the folder lacks."""
+
+    path: Path
+    info: dict
+    trials: pd.DataFrame  # trials.csv, plus `trial_number` and `rank`
+    epochs: pd.DataFrame  # one row per reported epoch of every trial (EPOCH_COLUMNS)
+    test: Split | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def load_run(run_dir: Path) -> Run:
+    """Read a run folder; raises UserError if it is not one, or if no trial finished."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a folder")
+    if not (run_dir / RUN_JSON).is_file():
+        raise UserError(f"{run_dir} is not a run folder: it has no {RUN_JSON}")
+    try:
+        info = read_run_info(run_dir)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{run_dir / RUN_JSON} is not valid JSON: {exc}") from exc
+    if not (run_dir / TRIALS_CSV).is_file():
+        raise UserError(
+            f"{run_dir} has no {TRIALS_CSV}: the search did not finish (or is still running)"
+        )
+    trials = read_trials(run_dir / TRIALS_CSV)
+    if ranked(trials).empty:
+        raise UserError(f"{run_dir}: no trial finished an epoch; there is nothing to report")
+
+    notes = []
+    epochs = read_epochs(run_dir, trials["trial_id"])
+    lacking = sorted(set(ranked(trials)["trial_id"]) - set(epochs["trial_id"]))
+    if lacking:
+        notes.append(
+            f"{len(lacking)} finished trial(s) have no {RESULT_JSON}, so no learning curve "
+            "or timing: " + ", ".join(lacking)
+        )
+    trials = _add_order(trials, epochs)
+
+    test = None
+    if (run_dir / TEST_SPLIT).is_file():
+        try:
+            test = read_test_split(run_dir)
+        except Exception as exc:  # a corrupt file: say so, keep the rest of the report
+            notes.append(f"{TEST_SPLIT} could not be read ({type(exc).__name__}: {exc}).")
+    else:
+        notes.append(
+            f"The run folder has no {TEST_SPLIT} (runs made before the search saved its "
+            "test split), so test accuracy and the accuracy-versus-timestep curves are "
+            "not available."
+        )
+    if not (trials["label"] == SEED_LABEL).any():
+        notes.append("The tutorial's configuration (`seed`) is not among the trials.")
+    return Run(run_dir, info, trials, epochs, test, notes)
+
+
+def read_trials(path: Path) -> pd.DataFrame:
+    # trial ids are hex strings: "00916631" must not become the number 916631.
+    text_columns = ("label", "status", "checkpoint", "error")
+    table = pd.read_csv(path, dtype={"trial_id": str, **dict.fromkeys(text_columns, str)})
+    missing = [c for c in TRIAL_COLUMNS if c not in table.columns]
+    if missing:
+        raise UserError(f"{path} is not a trials table: it lacks {', '.join(missing)}")
+    for column in text_columns:
+        table[column] = table[column].fillna("")
+    return table
+
+
+def read_epochs(run_dir: Path, trial_ids) -> pd.DataFrame:
+    """Every epoch every trial reported, with its wall-clock time since the run started."""
+    started = _run_start(run_dir)
+    rows = []
+    for trial_id in trial_ids:
+        path = run_dir / f"trial_{trial_id}" / RESULT_JSON
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a crash
+                continue
+            if m.EPOCH not in record:
+                continue
+            row = {k: record.get(k) for k in EPOCH_COLUMNS}
+            row["trial_id"] = trial_id
+            row["wall_seconds"] = record.get("timestamp")
+            rows.append(row)
+    epochs = pd.DataFrame(rows, columns=EPOCH_COLUMNS)
+    epochs[m.DIVERGED] = epochs[m.DIVERGED].fillna(False).astype(bool)
+    for column in (m.VAL_ACC, m.VAL_LOSS, m.TRAIN_LOSS, "time_total_s", "wall_seconds"):
+        epochs[column] = pd.to_numeric(epochs[column], errors="coerce")
+    if started is None and not epochs.empty:
+        started = float((epochs["wall_seconds"] - epochs["time_total_s"]).min())
+    epochs["wall_seconds"] = epochs["wall_seconds"] - (started or 0.0)
+    # A trial restored after a failure repeats the epochs after its checkpoint: keep the
+    # last report of each epoch for curves (the earlier ones still count for wall time).
+    return epochs.sort_values(["wall_seconds", "trial_id", m.EPOCH]).reset_index(drop=True)
+
+
+def _run_start(run_dir: Path) -> float | None:
+    started = read_run_info(run_dir).get("started")
+    try:
+        return datetime.fromisoformat(started).timestamp() if started else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _add_order(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """`trial_number`: 1 for the tutorial's configuration (the search always enqueues it
+    first), then the order in which trials started, to the second (Tune's timestamps are
+    whole seconds). `rank`: position in `ranked`, best = 1."""
+    first = epochs.groupby("trial_id").first()
+    start = (first["wall_seconds"] - first["time_total_s"]).rename("start")
+    trials = trials.join(start, on="trial_id")
+    order = trials.assign(not_seed=trials["label"] != SEED_LABEL).sort_values(
+        ["not_seed", "start", "trial_id"], na_position="last"
+    )
+    trials["trial_number"] = pd.Series(range(1, len(order) + 1), index=order.index)
+    best = ranked(trials)
+    trials["rank"] = pd.Series(range(1, len(best) + 1), index=best.index)
+    return trials.drop(columns="start")
+
+
+# ---------------------------------------------------------------- the configurations shown
+
+
+def config_short(row) -> str:
+    """A few characters naming a shown configuration: "#3", or "#19 seed"."""
+    rank = f"#{int(row['rank'])}" if pd.notna(row.get("rank")) else "unranked"
+    return f"{rank} {SEED_LABEL}" if row["label"] == SEED_LABEL else rank
+
+
+def config_label(row) -> str:
+    """A configuration as a reader sees it: rank, tutorial or not, its hyperparameters."""
+    who = config_short(row)
+    if row["label"] == SEED_LABEL:
+        who += " (the tutorial's)"
+    return (
+        f"{who}: {int(row['num_layers'])} layer{'s' if row['num_layers'] > 1 else ''}"
+        f" × {int(row['hidden_size'])}, dropout {row['dropout']:.2f},"
+        f" forget bias {row['forget_bias']:.2f}, lr {row['lr']:.1e},"
+        f" batch {int(row['batch_size'])}"
+    )
+
+
+def selected(run: Run, top_k: int) -> pd.DataFrame:
+    """The top k configurations by validation accuracy, plus the tutorial's (`seed`)."""
+    best = ranked(run.trials).head(top_k)
+    seed = run.trials[run.trials["label"] == SEED_LABEL]
+    chosen = pd.concat([best, seed[~seed["trial_id"].isin(best["trial_id"])]])
+    chosen = chosen.assign(
+        name=[config_label(row) for _, row in chosen.iterrows()],
+        short=[config_short(row) for _, row in chosen.iterrows()],
+    )
+    return chosen.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- test-set evaluation
+
+
+@dataclass
+class HeldOutResults:
+    """Test accuracy of the chosen configurations, from their best checkpoints."""
+
+    accuracy: pd.DataFrame  # trial_id, test_acc, test_loss
+    by_step: pd.DataFrame  # label, trial_id, timestep, accuracy (timestep_accuracy.csv)
+    notes: list[str]
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(run_dir: Path, checkpoint: str, on: torch.device | str = "cpu") -> RowLSTM:
+    """The trial's best model, from its checkpoint (tensors and plain values only)."""
+    state = load_checkpoint(run_dir / checkpoint, on)
+    model = RowLSTM(LSTMConfig.from_dict(state["model_config"])).to(on)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def _try_load(run: Run, row, on) -> tuple[RowLSTM | None, str | None]:
+    """(model, None), or (None, a sentence saying what is missing)."""
+    who = f"trial {row['trial_id']} ({row['name']})"
+    if not row["checkpoint"]:
+        return None, f"{who} recorded no checkpoint."
+    path = run.path / row["checkpoint"]
+    if not path.is_file():
+        return None, f"{who}: checkpoint {row['checkpoint']} is missing."
+    try:
+        return load_model(run.path, row["checkpoint"], on), None
+    except Exception as exc:  # corrupt or foreign file: report it, do not crash
+        return None, f"{who}: checkpoint {row['checkpoint']} could not be read ({exc})."
+
+
+def evaluate_on_test(run: Run, chosen: pd.DataFrame) -> HeldOutResults:
+    """Evaluate each chosen trial's best checkpoint on the run's test split."""
+    accuracy = pd.DataFrame(columns=["trial_id", "test_acc", "test_loss"])
+    by_step = pd.DataFrame(columns=["label", "trial_id", "timestep", "accuracy"])
+    if run.test is None:
+        return HeldOutResults(accuracy, by_step, [])
+    on = device()
+    x, y = to_inputs(run.test.images, on), run.test.labels.to(on)
+    scores, curves, notes = [], [], []
+    for _, row in chosen.iterrows():
+        model, problem = _try_load(run, row, on)
+        if model is None:
+            notes.append(problem)
+            continue
+        result = evaluate(model, x, y)
+        scores.append(
+            {"trial_id": row["trial_id"], "test_acc": result.acc, "test_loss": result.loss}
+        )
+        curves += [
+            {"label": row["name"], "trial_id": row["trial_id"], "timestep": t, "accuracy": acc}
+            for t, acc in enumerate(result.acc_by_step, start=1)
+        ]
+    if scores:
+        accuracy = pd.DataFrame(scores)
+        by_step = pd.DataFrame(curves)
+    return HeldOutResults(accuracy, by_step, notes)
+
+
+def recognition_points(by_step: pd.DataFrame, thresholds=THRESHOLDS) -> pd.DataFrame:
+    """For each configuration, the first row after which test accuracy reaches each
+    threshold (NaN: never within the 28 rows)."""
+    rows = []
+    for (label, trial_id), curve in by_step.groupby(["label", "trial_id"], sort=False):
+        row = {"label": label, "trial_id": trial_id}
+        for threshold in thresholds:
+            reached = curve.loc[curve["accuracy"] >= threshold, "timestep"]
+            row[f"rows_to_{round(threshold * 100)}pct"] = (
+                reached.min() if len(reached) else math.nan
+            )
+        row["final_accuracy"] = curve.sort_values("timestep")["accuracy"].iloc[-1]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def example_digits(test: Split, count: int = 3) -> list[int]:
+    """Indices of `count` test digits of different classes: the first of classes spread
+    over 0-9, so the same digits appear in every report of the same test split."""
+    labels = test.labels.tolist()
+    wanted = np.linspace(0, 9, count).round().astype(int).tolist() if count > 1 else [0]
+    picks = []
+    for cls in wanted:
+        if cls in labels:
+            picks.append(labels.index(cls))
+    for i in range(len(labels)):  # a test split missing some classes: fill from the start
+        if len(picks) >= count:
+            break
+        if i not in picks:
+            picks.append(i)
+    return picks[:count]
+
+
+def digit_probabilities(model: RowLSTM, test: Split, indices: list[int]) -> pd.DataFrame:
+    """Class probabilities after each row for some test digits (long form):
+    example, test_index, true_class, timestep, class, probability."""
+    on = next(model.parameters()).device
+    probs = predict_proba(model, to_inputs(test.images[indices], on)).cpu().numpy()  # (N, T, C)
+    n, steps, classes = probs.shape
+    example, t, c = np.meshgrid(range(n), range(steps), range(classes), indexing="ij")
+    index = np.asarray(indices)[example.ravel()]
+    return pd.DataFrame(
+        {
+            "example": example.ravel(),
+            "test_index": index,
+            "true_class": test.labels[index].numpy(),
+            "timestep": t.ravel() + 1,
+            "class": c.ravel(),
+            "probability": probs.ravel(),
+        }
+    )
+
+
+# ---------------------------------------------------------------- the search itself
+
+
+def best_so_far_by_trial(run: Run) -> pd.DataFrame:
+    """Each trial's best validation accuracy in start order, and the best up to it."""
+    table = run.trials.sort_values("trial_number")
+    table = table.assign(counted=table.index.isin(ranked(run.trials).index))
+    acc = table[m.VAL_ACC].where(table["counted"])
+    return pd.DataFrame(
+        {
+            "trial_number": table["trial_number"],
+            "trial_id": table["trial_id"],
+            "status": table["status"],
+            m.VAL_ACC: acc,
+            "best_so_far": acc.cummax().ffill(),
+        }
+    ).reset_index(drop=True)
+
+
+def best_so_far_by_time(run: Run) -> pd.DataFrame:
+    """Best validation accuracy reported by any trial up to each moment of the run."""
+    bad = set(run.trials.loc[run.trials["status"] == DIVERGED, "trial_id"])
+    events = run.epochs[~run.epochs["trial_id"].isin(bad) & run.epochs[m.VAL_ACC].notna()]
+    events = events[~events[m.DIVERGED]].sort_values("wall_seconds")
+    return pd.DataFrame(
+        {
+            "wall_seconds": events["wall_seconds"],
+            "trial_id": events["trial_id"],
+            m.VAL_ACC: events[m.VAL_ACC],
+            "best_so_far": events[m.VAL_ACC].cummax(),
+        }
+    ).reset_index(drop=True)
+
+
+def learning_curves(run: Run, chosen: pd.DataFrame) -> pd.DataFrame:
+    """Validation accuracy and training loss per epoch of the chosen configurations."""
+    names = chosen.set_index("trial_id")["name"]
+    curves = run.epochs[run.epochs["trial_id"].isin(names.index)]
+    curves = curves.drop_duplicates(["trial_id", m.EPOCH], keep="last")
+    order = {trial_id: i for i, trial_id in enumerate(names.index)}  # as `chosen`: best first
+    curves = curves.assign(
+        label=curves["trial_id"].map(names), _order=curves["trial_id"].map(order)
+    )
+    columns = ["label", "trial_id", m.EPOCH, m.VAL_ACC, m.VAL_LOSS, m.TRAIN_LOSS]
+    return curves.sort_values(["_order", m.EPOCH])[columns].reset_index(drop=True)
+
+
+def hyperparameters(run: Run, chosen: pd.DataFrame) -> pd.DataFrame:
+    """The ranked trials' hyperparameters and validation accuracy; `label` names the
+    chosen ones (blank for the rest)."""
+    names = chosen.set_index("trial_id")["name"]
+    table = ranked(run.trials)
+    table = table.assign(label=table["trial_id"].map(names).fillna(""))
+    return table[["trial_id", "label", "status", *PARAMS, "epochs", m.VAL_ACC]].reset_index(
+        drop=True
+    )
+
+
+def epochs_reached(run: Run) -> pd.DataFrame:
+    """How many trials ended at each epoch, by outcome: ASHA stops trials at its rungs."""
+    counts = run.trials.groupby(["epochs", "status"]).size().rename("trials").reset_index()
+    return counts.sort_values(["epochs", "status"]).reset_index(drop=True)
+
+
+def importances(run: Run, seed: int = 0) -> tuple[pd.DataFrame, str]:
+    """Optuna's fANOVA importances of the hyperparameters for validation accuracy.
+
+    The search's own Optuna study lives in Ray's searcher state (a pickle, not read
+    here), so a study is rebuilt from trials.csv with the search space's own
+    distributions. Trials ASHA stopped count with the accuracy they reached.
+    Returns (param, importance) rows, and a sentence saying why it is empty if it is.
+    """
+    usable = ranked(run.trials)
+    if len(usable) < 3 or usable[m.VAL_ACC].nunique() < 2:
+        return pd.DataFrame(columns=["param", "importance"]), (
+            "Too few finished trials with different accuracies to estimate importances."
+        )
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        probe = optuna.create_study()
+        trial = probe.ask()
+        sample(trial)  # the one place the bounds live
+        distributions = trial.distributions
+        study = optuna.create_study(direction="maximize")
+        for _, row in usable.iterrows():
+            params = {k: _plain(row[k], distributions[k]) for k in PARAMS}
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params, distributions=distributions, value=float(row[m.VAL_ACC])
+                )
+            )
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    table = pd.DataFrame({"param": list(found), "importance": list(found.values())})
+    return table, ""
+
+
+def _plain(value, distribution):
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return type(distribution.choices[0])(value)
+    if isinstance(distribution, optuna.distributions.IntDistribution):
+        return int(value)
+    return float(value)
+
+
+def environment(info: dict) -> pd.DataFrame:
+    """What a reader needs to reproduce the run, as (item, value) rows."""
+    rows = [
+        ("command", info.get("command", "")),
+        ("seed", info.get("seed", "")),
+        ("dataset", info.get("dataset", "")),
+        ("split sizes", _join(info.get("split_sizes", {}))),
+        ("started", info.get("started", "")),
+        ("finished", info.get("finished", "")),
+        ("wall time (s)", info.get("wall_seconds", "")),
+    ]
+    rows += [(f"machine: {k}", v) for k, v in info.get("machine", {}).items()]
+    rows += [(f"package: {k}", v) for k, v in info.get("packages", {}).items()]
+    rows += [(f"flag: --{k.replace('_', '-')}", v) for k, v in info.get("flags", {}).items()]
+    return pd.DataFrame(rows, columns=["item", "value"]).astype(str)
+
+
+def _join(values: dict) -> str:
+    return ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in values.items())
