@@ -457,7 +457,11 @@ def environment(info: dict) -> pd.DataFrame:
     rows += [(f"machine: {k}", v) for k, v in info.get("machine", {}).items()]
     rows += [(f"package: {k}", v) for k, v in info.get("packages", {}).items()]
     rows += [(f"flag: --{k.replace('_', '-')}", v) for k, v in info.get("flags", {}).items()]
-    return pd.DataFrame(rows, columns=["item", "value"]).astype(str)
+    return pd.DataFrame(
+        [(item, "(not set)" if value is None else str(value)) for item, value in rows],
+        columns=["item", "value"],
+        dtype=object,
+    )
 
 
 def _join(values: dict) -> str:
