@@ -68,6 +68,10 @@ def largest_node(resource: str) -> float:
     )
 
 
+def alive_nodes() -> int:
+    return sum(node["Alive"] for node in ray.nodes())
+
+
 def shutdown() -> None:
     if ray.is_initialized():
         ray.shutdown()

@@ -96,7 +96,16 @@ class SearchConfig:
         _run_name,
         default_factory=_default_name,
     )
-    storage_path: str = _flag("where run folders go", default="./runs")
+    storage_path: str = _flag(
+        "where run folders go: a folder, or a URI such as s3://bucket/prefix", default="./runs"
+    )
+    shared_storage: bool = _flag(
+        "the local --storage-path is a mount every node of the cluster sees at that path",
+        default=False,
+    )
+    no_report: bool = _flag(
+        "skip the report (python -m analysis.report RUN builds it later)", default=False
+    )
     overwrite: bool = _flag("replace an existing run folder of the same name", default=False)
     resume: bool = _flag(
         "continue the interrupted run --name with the flags it was started with "

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
-import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -23,13 +23,13 @@ from search.run_folder import (
     UNFINISHED,
     new_run_info,
     ranked,
-    read_run_info,
     trials_table,
     write_run_info,
     write_test_split,
     write_trials,
 )
 from search.space import PARAMS
+from search.storage import RunLocation
 
 TOP_K = 5
 EXIT_INTERRUPTED = 130  # the shell's code for "ended by Ctrl-C"
@@ -57,15 +57,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(config: SearchConfig) -> int:
     started = time.monotonic()
-    storage = Path(config.storage_path).expanduser().resolve()
-    if storage.exists() and not storage.is_dir():
-        raise UserError(f"--storage-path {storage} is a file, not a folder")
-    run_dir = storage / config.name
+    run_dir = RunLocation.open(config.storage_path, config.name)
     if config.resume:
         config = _stored_config(run_dir, config)
     elif run_dir.exists() and not config.overwrite:
         raise UserError(
-            f"run folder {run_dir} already exists; pass --resume to continue it, "
+            f"run folder {run_dir.display} already exists; pass --resume to continue it, "
             "--overwrite to replace it, or choose another --name"
         )
     if config.grace_epochs > config.max_epochs:
@@ -85,15 +82,16 @@ def run(config: SearchConfig) -> int:
     cluster.connect(config.address)
     try:
         _check_resources(config)
+        _check_storage_is_shared(config, run_dir)
         from search.tuner import build_tuner, restore_tuner  # Ray Tune's heavy machinery
 
         if config.resume:
-            info = read_run_info(run_dir)
+            info = json.loads(run_dir.read_bytes(RUN_JSON))
             tuner = restore_tuner(run_dir, config, data)
         else:
             if run_dir.exists():  # --overwrite, and everything else has checked out
-                shutil.rmtree(run_dir)
-            run_dir.mkdir(parents=True)
+                run_dir.remove()
+            run_dir.create()
             info = new_run_info(config, data.name, data.sizes())
             write_run_info(run_dir, info)
             write_test_split(run_dir, data.test)
@@ -101,7 +99,7 @@ def run(config: SearchConfig) -> int:
             max_concurrent = config.max_concurrent or cluster.trial_slots(
                 config.cpus_per_trial, config.gpus_per_trial
             )
-            tuner = build_tuner(config, data, storage, [progress], max_concurrent)
+            tuner = build_tuner(config, data, run_dir.storage, [progress], max_concurrent)
 
         session_started = time.monotonic()
         results = tuner.fit()
@@ -120,40 +118,76 @@ def run(config: SearchConfig) -> int:
     finally:
         cluster.shutdown()
 
-    print(_summary(table, run_dir))
+    print(_summary(table, run_dir.display))
     if len(table) < config.trials or (table["status"] == UNFINISHED).any():
         raise Interrupted
+    if not config.no_report:
+        _report(run_dir)
     print(f"Done in {time.monotonic() - started:.0f} s.", file=sys.stderr)
     return 0
 
 
-def _stored_config(run_dir: Path, given: SearchConfig) -> SearchConfig:
+def _stored_config(run_dir: RunLocation, given: SearchConfig) -> SearchConfig:
     """The flags a run was started with, for --resume; only the address may change."""
     if given.overwrite:
         raise UserError("--resume and --overwrite contradict each other; choose one")
-    if not (run_dir / TUNER_STATE).is_file() or not (run_dir / RUN_JSON).is_file():
-        raise UserError(f"nothing to resume: {run_dir} is not a search run folder")
+    if not (run_dir.exists(TUNER_STATE) and run_dir.exists(RUN_JSON)):
+        raise UserError(f"nothing to resume: {run_dir.display} is not a search run folder")
     try:
-        stored = read_run_info(run_dir)["flags"]
+        stored = json.loads(run_dir.read_bytes(RUN_JSON))["flags"]
         known = {f.name for f in dataclasses.fields(SearchConfig)}
         config = SearchConfig(**{k: v for k, v in stored.items() if k in known})
     except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"cannot resume: {run_dir / RUN_JSON} is damaged ({exc})") from None
+        damaged = f"{run_dir.display}/{RUN_JSON}"
+        raise UserError(f"cannot resume: {damaged} is damaged ({exc})") from None
     return dataclasses.replace(
         config,
         resume=True,
         address=given.address,
         storage_path=given.storage_path,
         name=given.name,
+        shared_storage=given.shared_storage,
     )
 
 
 def _resume_command(config: SearchConfig) -> str:
-    storage = Path(config.storage_path).expanduser().resolve()
-    args = ["python", "-m", "search.run", "--name", config.name, "--storage-path", str(storage)]
+    storage = config.storage_path
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    args = ["python", "-m", "search.run", "--name", config.name, "--storage-path", storage]
     if config.address:
         args += ["--address", config.address]
+    if config.shared_storage:
+        args.append("--shared-storage")
     return shlex.join([*args, "--resume"])
+
+
+def _check_storage_is_shared(config: SearchConfig, run_dir: RunLocation) -> None:
+    """On several nodes, trials write checkpoints where they run: storage must be shared."""
+    nodes = cluster.alive_nodes()
+    if nodes > 1 and run_dir.is_local and not config.shared_storage:
+        raise UserError(
+            f"the Ray cluster has {nodes} nodes but --storage-path {run_dir.storage} is a "
+            "local folder; use an s3:// (or other) URI, or pass --shared-storage if every "
+            "node sees that path"
+        )
+
+
+def _report(run_dir: RunLocation) -> None:
+    """The comparison report, when the run folder is on this machine's disk."""
+    if not run_dir.is_local:
+        print(
+            f"Report: copy {run_dir.display} to a local folder, then run "
+            "python -m analysis.report FOLDER",
+            file=sys.stderr,
+        )
+        return
+    from analysis.report import write_report  # matplotlib and friends: only when needed
+
+    try:
+        print(f"Report: {write_report(Path(run_dir.path)) / 'index.html'}")
+    except UserError as exc:  # e.g. no trial finished: the run itself is still whole
+        print(f"search.run: no report: {exc}", file=sys.stderr)
 
 
 def _check_resources(config: SearchConfig) -> None:
@@ -170,7 +204,7 @@ def _check_resources(config: SearchConfig) -> None:
             )
 
 
-def _summary(table: pd.DataFrame, run_dir: Path) -> str:
+def _summary(table: pd.DataFrame, run_dir: str) -> str:
     counts = table["status"].value_counts()
     lines = [
         f"{len(table)} trials: " + ", ".join(f"{n} {status}" for status, n in counts.items()),

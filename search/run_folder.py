@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import posixpath
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from ray.tune import ResultGrid
 from search import metrics as m
 from search.data import Split
 from search.space import PARAMS, SEED_LABEL, is_seed
+from search.storage import RunLocation, torch_bytes
 from search.trainable import CHECKPOINT_FILE
 
 RUN_JSON = "run.json"
@@ -67,15 +69,22 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def write_run_info(run_dir: Path, info: dict) -> None:
-    """Write (or rewrite) run.json atomically, so a crash never leaves half a file."""
-    tmp = run_dir / f".{RUN_JSON}.tmp"
-    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    os.replace(tmp, run_dir / RUN_JSON)
+def write_run_info(run: RunLocation | Path, info: dict) -> None:
+    """Write (or rewrite) run.json; on local disks atomically, so a crash leaves no half file."""
+    text = json.dumps(info, indent=2, default=str) + "\n"
+    _location(run).write_bytes(RUN_JSON, text.encode())
 
 
-def write_test_split(run_dir: Path, split: Split) -> None:
-    torch.save({"images": split.images, "labels": split.labels}, run_dir / TEST_SPLIT)
+def write_test_split(run: RunLocation | Path, split: Split) -> None:
+    data = torch_bytes({"images": split.images, "labels": split.labels})
+    _location(run).write_bytes(TEST_SPLIT, data)
+
+
+def _location(run: RunLocation | Path) -> RunLocation:
+    if isinstance(run, RunLocation):
+        return run
+    run = Path(run).expanduser().resolve()
+    return RunLocation.open(run.parent, run.name)
 
 
 def read_test_split(run_dir: Path) -> Split:
@@ -100,18 +109,18 @@ def new_run_info(config, dataset_name: str, split_sizes: dict[str, int]) -> dict
     }
 
 
-def trials_table(results: ResultGrid, run_dir: Path, max_epochs: int) -> pd.DataFrame:
+def trials_table(results: ResultGrid, run: RunLocation, max_epochs: int) -> pd.DataFrame:
     """One row per trial: its hyperparameters, outcome and best (validation) epoch."""
     # ResultGrid lacks what a trial that never reported has (its config) and Tune's own
     # status (TERMINATED, ERROR, PAUSED...), which tells a trial ASHA stopped from one the
     # search abandoned; its analysis object holds the trials, in the same order.
     trials = results._experiment_analysis.trials
-    rows = [_trial_row(t, r, run_dir, max_epochs) for t, r in zip(trials, results, strict=True)]
+    rows = [_trial_row(t, r, run, max_epochs) for t, r in zip(trials, results, strict=True)]
     table = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
     return table.sort_values("trial_id", kind="stable").reset_index(drop=True)
 
 
-def _trial_row(trial, result, run_dir: Path, max_epochs: int) -> dict:
+def _trial_row(trial, result, run: RunLocation, max_epochs: int) -> dict:
     config, last = trial.config, result.metrics or {}
     history = result.metrics_dataframe
     row = {k: config.get(k) for k in PARAMS}
@@ -145,10 +154,7 @@ def _trial_row(trial, result, run_dir: Path, max_epochs: int) -> dict:
         row[m.VAL_LOSS] = float(best[m.VAL_LOSS])
         row[m.VAL_ACC_BY_STEP] = json.dumps(_as_list(best[m.VAL_ACC_BY_STEP]))
     if result.checkpoint is not None and row["status"] != DIVERGED:
-        path = Path(result.checkpoint.path) / CHECKPOINT_FILE
-        if path.is_relative_to(run_dir):
-            path = path.relative_to(run_dir)
-        row["checkpoint"] = str(path)
+        row["checkpoint"] = run.relative(posixpath.join(result.checkpoint.path, CHECKPOINT_FILE))
     return row
 
 
@@ -163,12 +169,8 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[-1] if text else ''}"
 
 
-def write_trials(table: pd.DataFrame, run_dir: Path) -> Path:
-    path = run_dir / TRIALS_CSV
-    tmp = run_dir / f".{TRIALS_CSV}.tmp"
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+def write_trials(table: pd.DataFrame, run: RunLocation) -> None:
+    run.write_bytes(TRIALS_CSV, table.to_csv(index=False).encode())
 
 
 def ranked(table: pd.DataFrame) -> pd.DataFrame:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from pathlib import Path
 
 import optuna
 from ray import tune
@@ -17,6 +16,7 @@ from search import metrics as m
 from search.config import SearchConfig
 from search.data import Dataset
 from search.space import SEED_CONFIG, read_points, sample
+from search.storage import RunLocation
 from search.trainable import TrialSettings, train_lstm
 
 ASHA_REDUCTION_FACTOR = 3
@@ -25,7 +25,7 @@ ASHA_REDUCTION_FACTOR = 3
 def build_tuner(
     config: SearchConfig,
     data: Dataset,
-    storage_path: Path,
+    storage_path: str,
     callbacks: list[tune.Callback],
     max_concurrent: int,
 ) -> tune.Tuner:
@@ -75,7 +75,7 @@ def build_tuner(
     )
 
 
-def restore_tuner(run_dir: Path, config: SearchConfig, data: Dataset) -> tune.Tuner:
+def restore_tuner(run_dir: RunLocation, config: SearchConfig, data: Dataset) -> tune.Tuner:
     """Continue an interrupted search from its saved state (searcher, scheduler, trials).
 
     Unfinished trials resume from their last checkpoint. Trials that failed stay failed:
@@ -85,7 +85,7 @@ def restore_tuner(run_dir: Path, config: SearchConfig, data: Dataset) -> tune.Tu
     """
     _quiet_tune()
     return tune.Tuner.restore(
-        str(run_dir),
+        run_dir.uri,
         trainable=_trainable(config, data),
         resume_unfinished=True,
         resume_errored=False,

@@ -21,6 +21,9 @@ def test_cli_succeeds_quietly(tiny_run):
     assert "Traceback" not in result.stderr and "SIGTERM" not in result.stderr
     assert "Top " in result.stdout and str(run_dir) in result.stdout
     assert "4/4 done" in result.stderr  # the progress line
+    # The run ends with its report, built from the run folder.
+    assert f"Report: {run_dir / 'report' / 'index.html'}" in result.stdout
+    assert (run_dir / "report" / "index.html").stat().st_size > 0
 
 
 def test_trials_csv(tiny_run):

@@ -1,0 +1,56 @@
+"""cluster.yaml is valid for Ray's cluster launcher and installs what the README installs."""
+
+import re
+
+import pytest
+import yaml
+from jsonschema import ValidationError
+from ray.autoscaler._private.util import prepare_config, validate_config
+
+from tests.conftest import REPO
+
+CLUSTER_YAML = REPO / "cluster.yaml"
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return yaml.safe_load(CLUSTER_YAML.read_text())
+
+
+def test_validates_against_rays_schema(config):
+    # As `ray up` does: fill in the launcher defaults, then check the JSON schema.
+    validate_config(prepare_config(config))
+
+
+def test_schema_check_is_real(config):
+    broken = {**config, "available_node_types": {"head": {"resources": {}}}}
+    with pytest.raises(ValidationError):
+        validate_config(prepare_config(broken))
+
+
+def test_head_cpu_and_gpu_worker_groups(config):
+    groups = config["available_node_types"]
+    assert config["head_node_type"] in groups
+    workers = [g for name, g in groups.items() if name != config["head_node_type"]]
+    assert len(workers) >= 2
+    for group in workers:
+        assert 0 <= group["min_workers"] <= group["max_workers"]
+    assert any("g5" in g["node_config"]["InstanceType"] for g in workers)  # a GPU group
+
+
+def test_setup_installs_like_the_readme(config):
+    readme = (REPO / "README.md").read_text()
+    install = re.search(
+        r"python3\.11 -m venv \.venv && \. \.venv/bin/activate && pip install -e \.", readme
+    )
+    assert install, "README's set-up command changed: update cluster.yaml with it"
+    assert any(install.group(0) in cmd for cmd in config["setup_commands"])
+    assert "." in config["file_mounts"].values()  # the code itself is mounted
+
+
+def test_every_node_runs_ray_with_token_auth(config):
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        starts = [c for c in config[key] if "ray start" in c]
+        assert starts and all("RAY_AUTH_MODE=token" in c for c in starts), key
+    head = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head
