@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 
 import ray
 
@@ -34,10 +38,42 @@ def connect(address: str | None) -> None:
         ray.init(address="local", include_dashboard=False, **common)
         return
     _check_reachable(address)
-    try:
-        ray.init(address=address, **common)
-    except ConnectionError as exc:
-        raise UserError(f"cannot join the Ray cluster at {address}: {_first_line(exc)}") from None
+    # Ray's C++ client prints a warning a second while it retries a cluster that refuses
+    # it; keep those off the terminal and turn them into one line if joining fails.
+    with _stderr_captured() as captured:
+        try:
+            ray.init(address=address, **common)
+            return
+        except ConnectionError as exc:
+            failure = exc
+    if b"InvalidAuthToken" in captured():
+        raise UserError(
+            f"the Ray cluster at {address} rejected our authentication token; set "
+            "RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, or the file "
+            "~/.ray/auth_token) as on its nodes"
+        )
+    raise UserError(f"cannot join the Ray cluster at {address}: {_first_line(failure)}")
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[Callable[[], bytes]]:
+    """Redirect file descriptor 2 (Python's and C++'s stderr) to a temporary file.
+
+    Yields a function that returns what was written, usable after the block ends.
+    """
+    written = b""
+    with tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lambda: written
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            written = sink.read()
 
 
 def _check_reachable(address: str) -> None:

@@ -94,6 +94,7 @@ def bad_inputs(tmp_path):
         "grace above max": ["--max-epochs", "2", "--grace-epochs", "3"],
         "no cluster at address": ["--address", f"127.0.0.1:{_free_port()}", *storage],
         "malformed address": ["--address", "nowhere", *storage],
+        "GPU asked, none in the cluster": ["--gpus-per-trial", "1", *storage],
     }
 
 

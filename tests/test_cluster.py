@@ -187,6 +187,31 @@ def test_local_storage_on_two_nodes_needs_shared_storage(cluster, tmp_path):
     assert not (tmp_path / "runs" / "refused").exists()
 
 
+def test_wrong_token_is_one_clear_line(cluster, tmp_path):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search.run",
+            "--address",
+            cluster.address,
+            "--storage-path",
+            str(tmp_path / "runs"),
+            "--trials",
+            "2",
+        ],
+        cwd=REPO,
+        env={**cluster.env, "RAY_AUTH_TOKEN": secrets.token_hex(32)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    code, out, err = finish(proc)
+    assert code == 2, err[-3000:]
+    assert err.strip().count("\n") == 0 and "authentication token" in err, err
+
+
 def test_trials_spread_over_both_nodes(cluster, tmp_path):
     proc = search(
         cluster, tmp_path, "spread", "--shared-storage", "--trials", "6", "--max-epochs", "2"
