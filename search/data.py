@@ -76,9 +76,13 @@ def load_dataset(
         if data_dir is None:
             raise UserError("--dataset mnist needs --data-dir DIR (a folder of MNIST IDX files)")
         data_dir = Path(data_dir)
-        if download:
-            _download_mnist(data_dir)
-        files = find_idx_files(data_dir)
+        try:
+            files = find_idx_files(data_dir)
+        except UserError:
+            if not download:
+                raise
+            _download_mnist(data_dir)  # only when the files are not there already
+            files = find_idx_files(data_dir)
         train_pool = Split(read_idx(files["train_images"]), read_idx(files["train_labels"]))
         test = Split(read_idx(files["test_images"]), read_idx(files["test_labels"]))
         for split_name, split in (("training", train_pool), ("test", test)):
@@ -191,4 +195,6 @@ def _download_mnist(data_dir: Path) -> None:
         for train in (True, False):
             MNIST(root=str(data_dir), train=train, download=True)
     except (OSError, RuntimeError) as exc:
-        raise UserError(f"could not download MNIST into {data_dir}: {exc}") from None
+        # torchvision lists every mirror it tried, one per line; the last line says why.
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"could not download MNIST into {data_dir}: {reason}") from None

@@ -140,7 +140,9 @@ def cluster(tmp_path):
         cluster.stop()
 
 
-def search(cluster: Cluster, tmp: Path, name: str, *args: str) -> subprocess.Popen:
+def search(
+    cluster: Cluster, tmp: Path, name: str, *args: str, env: dict | None = None
+) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -155,7 +157,7 @@ def search(cluster: Cluster, tmp: Path, name: str, *args: str) -> subprocess.Pop
             *args,
         ],
         cwd=REPO,
-        env=cluster.env,
+        env=env or cluster.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -188,25 +190,8 @@ def test_local_storage_on_two_nodes_needs_shared_storage(cluster, tmp_path):
 
 
 def test_wrong_token_is_one_clear_line(cluster, tmp_path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "search.run",
-            "--address",
-            cluster.address,
-            "--storage-path",
-            str(tmp_path / "runs"),
-            "--trials",
-            "2",
-        ],
-        cwd=REPO,
-        env={**cluster.env, "RAY_AUTH_TOKEN": secrets.token_hex(32)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    wrong = {**cluster.env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    proc = search(cluster, tmp_path, "denied", "--trials", "2", env=wrong)
     code, out, err = finish(proc)
     assert code == 2, err[-3000:]
     assert err.strip().count("\n") == 0 and "authentication token" in err, err

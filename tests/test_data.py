@@ -124,3 +124,31 @@ def test_unknown_dataset_and_missing_data_dir():
 def test_full_mnist_uses_official_test_set():
     data = load_dataset("mnist", SHARED_MNIST, seed=0)
     assert data.sizes() == {"train": 54000, "val": 6000, "test": 10000}
+
+
+class _FailingMNIST:
+    """Stands in for torchvision's MNIST: no test may reach the network."""
+
+    calls = 0
+
+    def __init__(self, root, train, download):
+        type(self).calls += 1
+        raise RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\nTried a mirror, got:\n"
+            "<urlopen error [Errno -2] Name or service not known>"
+        )
+
+
+def test_download_failure_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr("torchvision.datasets.MNIST", _FailingMNIST)
+    with pytest.raises(UserError) as caught:
+        load_dataset("mnist", tmp_path / "fresh", download=True)
+    message = str(caught.value)
+    assert "\n" not in message and "Name or service not known" in message
+
+
+def test_download_skipped_when_files_are_there(idx_folder, monkeypatch):
+    _FailingMNIST.calls = 0
+    monkeypatch.setattr("torchvision.datasets.MNIST", _FailingMNIST)
+    assert load_dataset("mnist", idx_folder, download=True).sizes()["test"] == 50
+    assert _FailingMNIST.calls == 0

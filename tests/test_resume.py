@@ -25,6 +25,7 @@ import pytest
 from ray.tune import ExperimentAnalysis
 
 from search.run_folder import TRIALS_CSV
+from search.space import SEED_CONFIG
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e
@@ -105,6 +106,12 @@ def study_counts(study: optuna.Study) -> dict[str, int]:
     return {state: states.count(state) for state in set(states)}
 
 
+def write_points(path: Path, **overrides) -> Path:
+    """An --enqueue file with one configuration: the tutorial's, changed by `overrides`."""
+    path.write_text(json.dumps([{**SEED_CONFIG, **overrides}]))
+    return path
+
+
 def base_args(tmp_path: Path, name: str, *extra: str) -> list[str]:
     return ["--storage-path", str(tmp_path / "runs"), "--name", name, *extra]
 
@@ -140,21 +147,7 @@ def test_sigkill_driver_then_resume(tmp_path, searches):
 def test_sigint_saves_state_and_prints_a_working_resume_command(tmp_path, searches):
     run_dir = tmp_path / "runs" / "interrupted"
     # Trial 2 (enqueued) always fails, so the resume also meets an errored trial.
-    enqueue = tmp_path / "failing.json"
-    enqueue.write_text(
-        json.dumps(
-            [
-                dict(
-                    num_layers=0,
-                    hidden_size=32,
-                    dropout=0.0,
-                    forget_bias=1.0,
-                    lr=1e-3,
-                    batch_size=64,
-                )
-            ]
-        )
-    )
+    enqueue = write_points(tmp_path / "failing.json", num_layers=0)
     args = base_args(
         tmp_path,
         "interrupted",
@@ -225,21 +218,7 @@ def test_killed_trial_worker_resumes_from_its_checkpoint(tmp_path):
 
 def test_diverging_configuration_is_recorded_and_skipped(tmp_path):
     run_dir = tmp_path / "runs" / "diverge"
-    enqueue = tmp_path / "huge_lr.json"
-    enqueue.write_text(
-        json.dumps(
-            [
-                dict(
-                    num_layers=1,
-                    hidden_size=64,
-                    dropout=0.0,
-                    forget_bias=1.0,
-                    lr=1e36,
-                    batch_size=64,
-                )
-            ]
-        )
-    )
+    enqueue = write_points(tmp_path / "huge_lr.json", lr=1e36)
     args = base_args(
         tmp_path, "diverge", "--trials", "3", "--max-epochs", "2", "--enqueue", str(enqueue)
     )
