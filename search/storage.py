@@ -76,7 +76,10 @@ class RunLocation:
         return self._info(path).type != pafs.FileType.NotFound
 
     def create(self) -> None:
-        self.fs.create_dir(self.path, recursive=True)
+        try:
+            self.fs.create_dir(self.path, recursive=True)
+        except OSError as exc:  # e.g. a bucket that does not exist, no write permission
+            raise UserError(f"cannot create {self.display}: {exc}") from None
 
     def remove(self) -> None:
         self.fs.delete_dir(self.path)
