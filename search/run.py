@@ -48,10 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"search.run: error: {exc}", file=sys.stderr)
         return 2
     except (Interrupted, KeyboardInterrupt):
-        print(
-            f"search.run: interrupted; state saved. Resume with: {_resume_command(config)}",
-            file=sys.stderr,
-        )
+        if RunLocation.open(config.storage_path, config.name).exists(TUNER_STATE):
+            message = f"state saved. Resume with: {_resume_command(config)}"
+        else:
+            message = "the search had not started; nothing was saved"
+        print(f"search.run: interrupted; {message}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

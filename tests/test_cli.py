@@ -4,6 +4,7 @@ import hashlib
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -101,11 +102,14 @@ def bad_inputs(tmp_path):
 def test_bad_inputs_give_one_line_and_status_2(bad_inputs, tmp_path):
     runs = tmp_path / "runs"
     before = tree_digest(runs)
-    for case, args in bad_inputs.items():
-        result = run_cli(*args)
+    # Each case is a fresh interpreter importing torch and Ray: run a few at once.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        outcomes = pool.map(lambda args: run_cli(*args), bad_inputs.values())
+        results = dict(zip(bad_inputs, outcomes, strict=True))
+    for case, result in results.items():
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2, (case, result.stderr)
         assert len(lines) == 1, (case, result.stderr)
         assert "error" in lines[0] and "Traceback" not in result.stderr, case
-        assert tree_digest(runs) == before, case  # nothing under runs/ changed
+    assert tree_digest(runs) == before  # nothing under runs/ changed, by any case
     assert sorted(p.name for p in runs.iterdir()) == ["not-a-run", "taken"]
