@@ -1,6 +1,6 @@
 """`python -m bench`: run the benchmarks, print their tables, write docs/benchmarks.{json,md}.
 
-The default (`--scale quick`) fits in well under an hour on 2 cores; `--scale full` is the
+The default (`--scale quick`) took 37 minutes on 2 shared cores; `--scale full` is the
 issue's size (50 trials, 8-epoch cap, 3 seeds; growth to 200 trials and, with
 `--full-mnist`, to 60,000 digits) and takes hours there.
 """

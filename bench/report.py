@@ -164,6 +164,19 @@ def render_overhead(r: dict) -> str:
                         _stat(r["tune_epoch_s"], ".2f"),
                         "",
                     ],
+                    *(
+                        [
+                            [
+                                f"Tune trial {i + 1} over its own train + evaluate"
+                                + (" (fresh worker)" if i == 0 else " (reused worker)"),
+                                "",
+                                f"{1 + v:.3f}",
+                            ]
+                            for i, v in enumerate(r["in_trial_overhead"])
+                        ]
+                        if "in_trial_overhead" in r
+                        else []
+                    ),
                     [
                         "`Tuner.fit` wall / trials",
                         _f(r["tune_fit_per_trial_s"], ".2f"),
@@ -185,6 +198,8 @@ def render_utilisation(r: dict) -> str:
             row["cpus"],
             f"{100 * row['share']:.0f}%",
             f"{100 * row['share_fit']:.0f}%" if "share_fit" in row else "",
+            _pct(row.get("in_trial_not_training")),
+            _pct(row.get("outside_trials")),
         ]
         for row in r["rows"]
     ]
@@ -203,6 +218,8 @@ def render_utilisation(r: dict) -> str:
                     "CPUs",
                     "share of whole search",
                     "share of `Tuner.fit`",
+                    "in trials, not training",
+                    "outside any trial",
                 ],
                 rows,
             ),
@@ -211,6 +228,10 @@ def render_utilisation(r: dict) -> str:
             f"{_stat(r['stock'], '.0f', 100)}%.",
         ]
     )
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.0f}%"
 
 
 def render_early_stopping(r: dict) -> str:

@@ -170,6 +170,9 @@ def efficiency(c: BenchConfig, searches: Searches) -> dict:
                     "test_acc": r["test_acc"],
                     "epochs": r["epochs"],
                     "best_config": r["best_config"],
+                    # (seconds, val_acc) of every evaluated epoch: the raw figures behind
+                    # the time-to-target and equal-time columns.
+                    "events": [[round(t, 1), acc] for t, acc in r["events"]],
                 }
             )
     by_system = {
@@ -269,6 +272,11 @@ def overhead(c: BenchConfig, searches: Searches) -> dict:
     fit_per_trial = r["tune_fit_s"] / len(r["tune_trial_s"])
     over = trial / bare - 1
     over_fit = fit_per_trial / bare - 1
+    # The same loop timed inside each trial (`epoch_seconds`) against the trial's own clock:
+    # both measured in the same process at the same moment, so other work on the machine,
+    # which moves separate bare and Tune runs by tens of percent, cancels out.
+    in_trial = [t / e - 1 for t, e in zip(r["tune_trial_s"], r["tune_epoch_s"], strict=True)]
+    warm = median(in_trial[1:]) if len(in_trial) > 1 else None
     return {
         "sizes": {
             "trials": c.overhead_trials,
@@ -283,12 +291,15 @@ def overhead(c: BenchConfig, searches: Searches) -> dict:
         "tune_fit_per_trial_s": fit_per_trial,
         "overhead": over,
         "overhead_incl_tuner": over_fit,
+        "in_trial_overhead": in_trial,
+        "in_trial_overhead_warm": warm,
         "goals": [
             goal(
                 "a trial inside Ray Tune at most 10% slower than bare",
-                f"{100 * over:+.1f}% (trial's own clock); "
-                f"{100 * over_fit:+.1f}% counting Tuner start/stop per trial",
-                over <= 0.10,
+                f"{100 * warm:+.1f}% on a reused worker, {100 * in_trial[0]:+.1f}% on a fresh "
+                f"one (trial clock vs its own train+eval time); {100 * over:+.1f}% median "
+                f"trial vs separate bare runs, {100 * over_fit:+.1f}% with Tuner start/stop",
+                warm is not None and warm <= 0.10 and over <= 0.10,
             )
         ],
     }
@@ -313,6 +324,13 @@ def utilisation(c: BenchConfig, searches: Searches) -> dict:
             if "fit_wall_s" in r:
                 row["fit_wall_s"] = r["fit_wall_s"]
                 row["share_fit"] = r["busy_s"] / (r["fit_wall_s"] * r["cpus"])
+            if "trial_s" in r:
+                # Where the other core-seconds went: inside trials but outside training
+                # (setup, reporting, checkpoints), and outside any trial (Ray start, data
+                # loading in the driver, slots waiting for a trial).
+                core_s = r["wall_s"] * r["cpus"]
+                row["in_trial_not_training"] = (r["trial_s"] - r["busy_s"]) / core_s
+                row["outside_trials"] = 1 - r["trial_s"] / core_s
             rows.append(row)
     ours = summary([r["share"] for r in rows if r["system"] == "ours"])
     ours_fit = summary([r["share_fit"] for r in rows if r["system"] == "ours"])

@@ -137,6 +137,9 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
         storage_path=str(Path(spec.workdir) / "runs"),
         overwrite=True,
         seed=spec.seed,
+        # The HTML report written after a search is not search time, and the baselines
+        # write none.
+        no_report=True,
     )
     with contextlib.redirect_stdout(io.StringIO()):  # the CLI's top-5 table
         run(config)
@@ -165,8 +168,9 @@ def _plain(value):
 
 def _tune_folder_measures(experiment_dir: Path, started: float) -> dict:
     """Every reported epoch of every trial, from Tune's result.json files."""
-    events, busy = [], 0.0
+    events, busy, in_trials = [], 0.0, 0.0
     for path in experiment_dir.glob(f"*/{RESULT_JSON}"):
+        record = {}
         for line in path.read_text().splitlines():
             record = json.loads(line)
             if record.get(m.VAL_LOSS) is None:  # a diverged trial's single report
@@ -174,7 +178,9 @@ def _tune_folder_measures(experiment_dir: Path, started: float) -> dict:
             # Tune stamps results in whole seconds; +0.5 s centres the rounding.
             events.append((record["timestamp"] + 0.5 - started, record[m.VAL_ACC]))
             busy += record.get(m.EPOCH_SECONDS, 0.0)
-    return {"events": events, "busy_s": busy}
+        # The trial's own clock, from its start in the worker to its last report.
+        in_trials += record.get("time_total_s", 0.0)
+    return {"events": events, "busy_s": busy, "trial_s": in_trials}
 
 
 # -- plain Optuna -----------------------------------------------------------------------

@@ -123,3 +123,20 @@ def test_subset_folder_holds_the_asked_number_of_digits(tmp_path):
     data = load_dataset("mnist", folder)
     assert len(data.train) + len(data.val) == 300
     assert len(data.test) == 100  # at least 100 test digits
+
+
+def test_overhead_separates_fresh_and_reused_workers(monkeypatch):
+    import bench.suite as suite
+
+    raw = {
+        "bare_s": [5.0, 5.0, 5.0],
+        "tune_trial_s": [7.0, 5.2, 5.3],  # the first trial starts the worker
+        "tune_epoch_s": [5.0, 5.0, 5.0],
+        "tune_fit_s": 20.0,
+    }
+    monkeypatch.setattr(suite, "run_child", lambda job, config: raw)
+    result = suite.overhead(BenchConfig(seeds=[0]), None)
+    assert result["in_trial_overhead"] == pytest.approx([0.4, 0.04, 0.06])
+    assert result["in_trial_overhead_warm"] == pytest.approx(0.05)
+    assert result["overhead"] == pytest.approx(0.06)  # median trial 5.3 s vs bare 5.0 s
+    assert result["goals"][0]["met"] is True
