@@ -1,6 +1,6 @@
 """The three searchers the benchmarks compare, each run the same way and measured alike.
 
-- `ours`: the project's search, called through `search.run.run` with a `SearchConfig`,
+- `ours`: the project's search, called through `search.driver.run` with a `SearchConfig`,
   exactly what `python -m search.run` does.
 - `optuna`: a plain Optuna loop (`study.optimize`, TPE, no pruning) in one process whose
   torch uses every core.
@@ -122,7 +122,7 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
     import pandas as pd
 
     from search.config import SearchConfig
-    from search.run import run
+    from search.driver import run
     from search.run_folder import TRIALS_CSV, ranked, read_run_info
     from search.trainable import load_checkpoint
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from search.config import DATASETS
 from search.errors import UserError
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("mnist-5k", "mnist")
 VAL_FRACTION = 0.1  # of the digits available for training (mnist: 6,000 of 60,000)
 # mnist-5k has no official test files: hold out 500 for test, then 500 for validation
 # from the rest (4,000 / 500 / 500), so both evaluation sets are 10% of the whole.

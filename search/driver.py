@@ -1,0 +1,224 @@
+"""One search, from a SearchConfig: data -> Ray -> Tuner -> run folder -> report.
+
+`search.run` is the command line in front of it; this module holds the heavy imports
+(torch, Ray, pandas), which the CLI loads only once the flags are known to be good.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from search import cluster
+from search import metrics as m
+from search.config import SearchConfig
+from search.data import load_dataset
+from search.errors import UserError
+from search.progress import ProgressLine
+from search.run_folder import (
+    RUN_JSON,
+    UNFINISHED,
+    new_run_info,
+    ranked,
+    trials_table,
+    write_run_info,
+    write_test_split,
+    write_trials,
+)
+from search.space import PARAMS
+from search.storage import RunLocation
+
+TOP_K = 5
+TUNER_STATE = "tuner.pkl"  # written by Ray Tune; its presence makes a folder resumable
+
+
+class Interrupted(Exception):
+    """The search stopped before all its trials finished; its state is saved."""
+
+
+def interrupted_message(config: SearchConfig) -> str:
+    """What to tell a user whose search stopped early: how to continue it, if it can be."""
+    if RunLocation.open(config.storage_path, config.name).exists(TUNER_STATE):
+        return f"interrupted; state saved. Resume with: {_resume_command(config)}"
+    return "interrupted; the search had not started; nothing was saved"
+
+
+def run(config: SearchConfig) -> int:
+    started = time.monotonic()
+    run_dir = RunLocation.open(config.storage_path, config.name)
+    if config.resume:
+        config = _stored_config(run_dir, config)
+    elif run_dir.exists() and not config.overwrite:
+        raise UserError(
+            f"run folder {run_dir.display} already exists; pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --name"
+        )
+    if config.grace_epochs > config.max_epochs:
+        raise UserError(
+            f"--grace-epochs ({config.grace_epochs}) exceeds --max-epochs ({config.max_epochs})"
+        )
+    if config.enqueue and not config.resume:
+        from search.space import read_points
+
+        read_points(config.enqueue)  # a bad file fails now, not after Ray has started
+
+    # Data before Ray: a bad data folder fails in a second, not after a cluster start.
+    data = load_dataset(
+        config.dataset, config.data_dir, download=config.download, seed=config.seed
+    )
+
+    cluster.connect(config.address)
+    try:
+        _check_resources(config)
+        _check_storage_is_shared(config, run_dir)
+        from search.tuner import build_tuner, restore_tuner  # Ray Tune's heavy machinery
+
+        if config.resume:
+            info = json.loads(run_dir.read_bytes(RUN_JSON))
+            tuner = restore_tuner(run_dir, config, data)
+        else:
+            if run_dir.exists():  # --overwrite, and everything else has checked out
+                run_dir.remove()
+            run_dir.create()
+            info = new_run_info(config, data.name, data.sizes())
+            write_run_info(run_dir, info)
+            write_test_split(run_dir, data.test)
+            progress = ProgressLine(config.trials, config.max_epochs)
+            max_concurrent = config.max_concurrent or cluster.trial_slots(
+                config.cpus_per_trial, config.gpus_per_trial
+            )
+            tuner = build_tuner(config, data, run_dir.storage, [progress], max_concurrent)
+
+        session_started = time.monotonic()
+        results = tuner.fit()
+        table = trials_table(results, run_dir, config.max_epochs)
+        write_trials(table, run_dir)
+        info.update(
+            finished=datetime.now(UTC).isoformat(timespec="seconds"),
+            # Summed over sessions, so a resumed run reports its whole search time.
+            wall_seconds=round(
+                info.get("wall_seconds", 0.0) + time.monotonic() - session_started, 1
+            ),
+            trial_counts=table["status"].value_counts().to_dict(),
+            sessions=info.get("sessions", 0) + 1,
+        )
+        write_run_info(run_dir, info)
+    finally:
+        cluster.shutdown()
+
+    print(_summary(table, run_dir.display))
+    if len(table) < config.trials or (table["status"] == UNFINISHED).any():
+        raise Interrupted
+    if not config.no_report:
+        _report(run_dir)
+    print(f"Done in {time.monotonic() - started:.0f} s.", file=sys.stderr)
+    return 0
+
+
+def _stored_config(run_dir: RunLocation, given: SearchConfig) -> SearchConfig:
+    """The flags a run was started with, for --resume; only the address may change."""
+    if given.overwrite:
+        raise UserError("--resume and --overwrite contradict each other; choose one")
+    if not (run_dir.exists(TUNER_STATE) and run_dir.exists(RUN_JSON)):
+        raise UserError(f"nothing to resume: {run_dir.display} is not a search run folder")
+    try:
+        stored = json.loads(run_dir.read_bytes(RUN_JSON))["flags"]
+        known = {f.name for f in dataclasses.fields(SearchConfig)}
+        config = SearchConfig(**{k: v for k, v in stored.items() if k in known})
+    except (ValueError, KeyError, TypeError) as exc:
+        damaged = f"{run_dir.display}/{RUN_JSON}"
+        raise UserError(f"cannot resume: {damaged} is damaged ({exc})") from None
+    return dataclasses.replace(
+        config,
+        resume=True,
+        address=given.address,
+        storage_path=given.storage_path,
+        name=given.name,
+        shared_storage=given.shared_storage,
+    )
+
+
+def _resume_command(config: SearchConfig) -> str:
+    storage = config.storage_path
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    args = ["python", "-m", "search.run", "--name", config.name, "--storage-path", storage]
+    if config.address:
+        args += ["--address", config.address]
+    if config.shared_storage:
+        args.append("--shared-storage")
+    return shlex.join([*args, "--resume"])
+
+
+def _check_storage_is_shared(config: SearchConfig, run_dir: RunLocation) -> None:
+    """On several nodes, trials write checkpoints where they run: storage must be shared."""
+    nodes = cluster.alive_nodes()
+    if nodes > 1 and run_dir.is_local and not config.shared_storage:
+        raise UserError(
+            f"the Ray cluster has {nodes} nodes but --storage-path {run_dir.storage} is a "
+            "local folder; use an s3:// (or other) URI, or pass --shared-storage if every "
+            "node sees that path"
+        )
+
+
+def _report(run_dir: RunLocation) -> None:
+    """The comparison report, when the run folder is on this machine's disk."""
+    if not run_dir.is_local:
+        print(
+            f"Report: copy {run_dir.display} to a local folder, then run "
+            "python -m analysis.report FOLDER",
+            file=sys.stderr,
+        )
+        return
+    from analysis.report import write_report  # matplotlib and friends: only when needed
+
+    try:
+        print(f"Report: {write_report(Path(run_dir.path)) / 'index.html'}")
+    except UserError as exc:  # e.g. no trial finished: the run itself is still whole
+        print(f"search.run: no report: {exc}", file=sys.stderr)
+
+
+def _check_resources(config: SearchConfig) -> None:
+    """A trial that no node can hold would wait forever; say so instead."""
+    for resource, wanted, flag in (
+        ("CPU", config.cpus_per_trial, "--cpus-per-trial"),
+        ("GPU", config.gpus_per_trial, "--gpus-per-trial"),
+    ):
+        available = cluster.largest_node(resource)
+        if wanted > available:
+            raise UserError(
+                f"{flag} {wanted:g} but no node in the Ray cluster has more than "
+                f"{available:g} {resource}(s)"
+            )
+
+
+def _summary(table: pd.DataFrame, run_dir: str) -> str:
+    counts = table["status"].value_counts()
+    lines = [
+        f"{len(table)} trials: " + ", ".join(f"{n} {status}" for status, n in counts.items()),
+    ]
+    best = ranked(table)
+    if best.empty:
+        lines.append("No trial finished an epoch; nothing to rank.")
+    else:
+        shown = best.head(TOP_K)[["trial_id", "label", *PARAMS, "epochs", m.VAL_ACC]]
+        lines += [f"Top {len(shown)} by validation accuracy:", _format_table(shown)]
+    lines.append(f"Run folder: {run_dir}")
+    return "\n".join(lines)
+
+
+def _format_table(table: pd.DataFrame) -> str:
+    formatted = table.assign(
+        dropout=table["dropout"].map("{:.2f}".format),
+        forget_bias=table["forget_bias"].map("{:.2f}".format),
+        lr=table["lr"].map("{:.2e}".format),
+        val_acc=table[m.VAL_ACC].map("{:.4f}".format),
+    )
+    return formatted.to_string(index=False)
