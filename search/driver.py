@@ -32,7 +32,7 @@ from search.run_folder import (
     write_test_split,
     write_trials,
 )
-from search.space import PARAMS
+from search.space import PARAMS, read_points
 from search.storage import RunLocation
 
 TOP_K = 5
@@ -54,7 +54,7 @@ def run(config: SearchConfig) -> int:
     started = time.monotonic()
     run_dir = RunLocation.open(config.storage_path, config.name)
     if config.resume:
-        config = _stored_config(run_dir, config)
+        config, info = _resumed(run_dir, config)
     elif run_dir.exists() and not config.overwrite:
         raise UserError(
             f"run folder {run_dir.display} already exists; pass --resume to continue it, "
@@ -64,10 +64,8 @@ def run(config: SearchConfig) -> int:
         raise UserError(
             f"--grace-epochs ({config.grace_epochs}) exceeds --max-epochs ({config.max_epochs})"
         )
-    if config.enqueue and not config.resume:
-        from search.space import read_points
-
-        read_points(config.enqueue)  # a bad file fails now, not after Ray has started
+    # Read now, so a bad file fails before Ray starts; a resumed searcher has its own.
+    extra_points = read_points(config.enqueue) if config.enqueue and not config.resume else []
 
     # Data before Ray: a bad data folder fails in a second, not after a cluster start.
     data = load_dataset(
@@ -81,7 +79,6 @@ def run(config: SearchConfig) -> int:
         from search.tuner import build_tuner, restore_tuner  # Ray Tune's heavy machinery
 
         if config.resume:
-            info = json.loads(run_dir.read_bytes(RUN_JSON))
             tuner = restore_tuner(run_dir, config, data)
         else:
             if run_dir.exists():  # --overwrite, and everything else has checked out
@@ -94,7 +91,9 @@ def run(config: SearchConfig) -> int:
             max_concurrent = config.max_concurrent or cluster.trial_slots(
                 config.cpus_per_trial, config.gpus_per_trial
             )
-            tuner = build_tuner(config, data, run_dir.storage, [progress], max_concurrent)
+            tuner = build_tuner(
+                config, data, run_dir.storage, [progress], max_concurrent, extra_points
+            )
 
         session_started = time.monotonic()
         results = tuner.fit()
@@ -122,20 +121,21 @@ def run(config: SearchConfig) -> int:
     return 0
 
 
-def _stored_config(run_dir: RunLocation, given: SearchConfig) -> SearchConfig:
-    """The flags a run was started with, for --resume; only the address may change."""
+def _resumed(run_dir: RunLocation, given: SearchConfig) -> tuple[SearchConfig, dict]:
+    """For --resume: the flags the run was started with (only where it runs and stores
+    may change), and the run's run.json."""
     if given.overwrite:
         raise UserError("--resume and --overwrite contradict each other; choose one")
     if not (run_dir.exists(TUNER_STATE) and run_dir.exists(RUN_JSON)):
         raise UserError(f"nothing to resume: {run_dir.display} is not a search run folder")
     try:
-        stored = json.loads(run_dir.read_bytes(RUN_JSON))["flags"]
+        info = json.loads(run_dir.read_bytes(RUN_JSON))
         known = {f.name for f in dataclasses.fields(SearchConfig)}
-        config = SearchConfig(**{k: v for k, v in stored.items() if k in known})
+        config = SearchConfig(**{k: v for k, v in info["flags"].items() if k in known})
     except (ValueError, KeyError, TypeError) as exc:
         damaged = f"{run_dir.display}/{RUN_JSON}"
         raise UserError(f"cannot resume: {damaged} is damaged ({exc})") from None
-    return dataclasses.replace(
+    config = dataclasses.replace(
         config,
         resume=True,
         address=given.address,
@@ -143,6 +143,7 @@ def _stored_config(run_dir: RunLocation, given: SearchConfig) -> SearchConfig:
         name=given.name,
         shared_storage=given.shared_storage,
     )
+    return config, info
 
 
 def _resume_command(config: SearchConfig) -> str:

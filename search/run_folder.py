@@ -69,22 +69,14 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def write_run_info(run: RunLocation | Path, info: dict) -> None:
+def write_run_info(run: RunLocation, info: dict) -> None:
     """Write (or rewrite) run.json; on local disks atomically, so a crash leaves no half file."""
     text = json.dumps(info, indent=2, default=str) + "\n"
-    _location(run).write_bytes(RUN_JSON, text.encode())
+    run.write_bytes(RUN_JSON, text.encode())
 
 
-def write_test_split(run: RunLocation | Path, split: Split) -> None:
-    data = torch_bytes({"images": split.images, "labels": split.labels})
-    _location(run).write_bytes(TEST_SPLIT, data)
-
-
-def _location(run: RunLocation | Path) -> RunLocation:
-    if isinstance(run, RunLocation):
-        return run
-    run = Path(run).expanduser().resolve()
-    return RunLocation.open(run.parent, run.name)
+def write_test_split(run: RunLocation, split: Split) -> None:
+    run.write_bytes(TEST_SPLIT, torch_bytes({"images": split.images, "labels": split.labels}))
 
 
 def read_test_split(run_dir: Path) -> Split:

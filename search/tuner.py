@@ -15,7 +15,7 @@ from ray.tune.search.optuna import OptunaSearch
 from search import metrics as m
 from search.config import SearchConfig
 from search.data import Dataset
-from search.space import SEED_CONFIG, read_points, sample
+from search.space import SEED_CONFIG, sample
 from search.storage import RunLocation
 from search.trainable import TrialSettings, train_lstm
 
@@ -28,9 +28,10 @@ def build_tuner(
     storage_path: str,
     callbacks: list[tune.Callback],
     max_concurrent: int,
+    extra_points: list[dict],
 ) -> tune.Tuner:
+    """A new search; `extra_points` are tried right after the tutorial's configuration."""
     _quiet_tune()
-    extra_points = read_points(config.enqueue) if config.enqueue else []
     searcher = OptunaSearch(
         space=sample,
         metric=m.VAL_ACC,
