@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from bench.report import REPORT_MD, RESULTS_JSON, render, text_summary
+from bench.report import REPORT_MD, RESULTS_JSON, load_results, render, text_summary
 from bench.suite import BENCHMARKS, RUN_ORDER, RUNNERS, BenchConfig, Searches
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,14 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         config = make_config(args, str(Path(workdir).resolve()))
         searches = Searches(config)
-        results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+        results = load_results()
         for name in names:
             info = machine()
             started = time.monotonic()
             result = RUNNERS[name](config, searches)
             info["load_after"] = _load()
             print(text_summary(name, result), flush=True)
-            results[name] = {
+            # Each benchmark keeps one entry per size preset: a quick rerun does not
+            # replace the issue-size figures, nor the other way round.
+            results.setdefault(name, {})[args.scale] = {
                 "command": command,
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
                 # Searches shared with an earlier benchmark of this invocation are not

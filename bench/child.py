@@ -37,7 +37,8 @@ def overhead(
     trials: int, max_epochs: int, seed: int, dataset: str, data_dir: str | None, workdir: str
 ) -> dict:
     """The tutorial's configuration trained `trials` times bare, then as `trials` Tune trials
-    through the project's own trainable (one CPU, one torch thread each, one at a time)."""
+    through the project's own trainable (one CPU, one torch thread each, one at a time),
+    then `trials` times bare again."""
     import os
 
     import ray
@@ -59,7 +60,9 @@ def overhead(
         train_trial(SEED_CONFIG, data, max_epochs, seed)
         return time.perf_counter() - started
 
-    bare_s = [bare() for _ in range(trials)]
+    # Bare runs before and after the Tune trials: this machine's speed drifts by tens of
+    # percent over a minute, and bracketing the Tune runs keeps that drift out of the ratio.
+    bare_before = [bare() for _ in range(trials)]
 
     config = SearchConfig(trials=trials, max_epochs=max_epochs, seed=seed, dataset=dataset)
     _quiet_tune()
@@ -90,9 +93,12 @@ def overhead(
         fit_s = time.perf_counter() - started
     finally:
         ray.shutdown()
+    bare_after = [bare() for _ in range(trials)]
     frames = [r.metrics_dataframe for r in grid]
     return {
-        "bare_s": bare_s,
+        "bare_s": bare_before + bare_after,
+        "bare_before_s": bare_before,
+        "bare_after_s": bare_after,
         "tune_trial_s": [float(f["time_total_s"].iloc[-1]) for f in frames],
         "tune_epoch_s": [float(f[mt.EPOCH_SECONDS].sum()) for f in frames],
         "tune_fit_s": fit_s,

@@ -144,46 +144,65 @@ def _config(c: dict) -> str:
 
 def render_overhead(r: dict) -> str:
     s = r["sizes"]
+    n = s["trials"]
+    in_trial = [
+        [
+            f"Tune trial {i + 1}: its clock over its own train + evaluate"
+            + (" (fresh worker)" if i == 0 else " (reused worker)"),
+            "",
+            f"{1 + v:.3f}",
+        ]
+        for i, v in enumerate(r["in_trial_overhead"])
+    ]
+    searches = [
+        [
+            x["seed"],
+            _f(x["trial_s"], ".0f"),
+            _f(x["busy_s"], ".0f"),
+            f"{x['trial_s'] / x['busy_s']:.3f}",
+        ]
+        for x in r["searches"]
+    ]
     return "\n\n".join(
         [
-            f"The tutorial's configuration, {s['max_epochs']} epochs, {s['trials']} times "
-            "bare (the trainable's loop without Ray, one torch thread) and "
-            f"{s['trials']} times as a Ray Tune trial through `search.tuner`'s trainable "
-            "(one CPU, one at a time, same loggers and checkpoint policy).",
+            f"The tutorial's configuration, {s['max_epochs']} epochs: {n} times bare (the "
+            f"trainable's loop without Ray, one torch thread), then {n} times as a Ray Tune "
+            "trial through `search.tuner`'s trainable (one CPU, one at a time, same loggers "
+            f"and checkpoint policy), then {n} times bare again. Warm: all but the first run "
+            "of each kind (the first bare run pays for the process's first torch calls, the "
+            "first Tune trial for starting its worker process).",
             table(
-                ["measure", "seconds per trial", "versus bare"],
+                ["measure", "seconds per trial", "versus bare (warm)"],
                 [
-                    ["bare loop", _stat(r["bare_s"], ".2f"), "1.00"],
+                    ["bare loop, all runs", _stat(r["bare_s"], ".2f"), ""],
+                    ["bare loop, warm (median)", _f(r["bare_warm_s"], ".2f"), "1.000"],
                     [
-                        "Tune trial, its own clock (`time_total_s`)",
+                        "Tune trial, its own clock (`time_total_s`), all",
                         _stat(r["tune_trial_s"], ".2f"),
-                        f"{1 + r['overhead']:.3f}",
+                        "",
+                    ],
+                    [
+                        "Tune trial, reused worker (median)",
+                        _f(r["tune_warm_s"], ".2f"),
+                        f"{1 + r['overhead_warm']:.3f}",
                     ],
                     [
                         "  of which train + evaluate (`epoch_seconds`)",
                         _stat(r["tune_epoch_s"], ".2f"),
                         "",
                     ],
-                    *(
-                        [
-                            [
-                                f"Tune trial {i + 1} over its own train + evaluate"
-                                + (" (fresh worker)" if i == 0 else " (reused worker)"),
-                                "",
-                                f"{1 + v:.3f}",
-                            ]
-                            for i, v in enumerate(r["in_trial_overhead"])
-                        ]
-                        if "in_trial_overhead" in r
-                        else []
-                    ),
+                    *in_trial,
                     [
-                        "`Tuner.fit` wall / trials",
+                        "`Tuner.fit` wall / trials (Tune's start and stop included)",
                         _f(r["tune_fit_per_trial_s"], ".2f"),
                         f"{1 + r['overhead_incl_tuner']:.3f}",
                     ],
                 ],
             ),
+            f"In whole searches ({s['search_trials']} trials, our searches of benchmark 1): "
+            "the sum of the trials' clocks over the sum of their train + evaluate time, so "
+            "fresh workers, reporting and checkpoints are all counted.",
+            table(["seed", "trial clocks s", "train + evaluate s", "ratio"], searches),
         ]
     )
 
@@ -238,12 +257,18 @@ def render_early_stopping(r: dict) -> str:
     rows = [
         [
             row["seed"],
+            f"{row['reduction_factor']:g}" + ("" if row["default"] else " (alternative)"),
             row["epochs_asha"],
             row["epochs_full"],
             f"{row['epoch_ratio']:.2f}",
+            ", ".join(
+                f"{x['passed']}/{x['reached']} past epoch {x['epoch']}" for x in row["rungs"]
+            ),
             f"{row['best_val_acc_asha']:.4f}",
             f"{row['best_val_acc_full']:.4f}",
             f"{row['gap_pp']:+.2f}",
+            f"{row['test_acc_asha']:.4f}",
+            f"{row['test_acc_full']:.4f}",
             _f(row["wall_asha_s"], ".0f"),
             _f(row["wall_full_s"], ".0f"),
         ]
@@ -251,24 +276,32 @@ def render_early_stopping(r: dict) -> str:
     ]
     return "\n\n".join(
         [
-            "Our search as is, and with `--grace-epochs` equal to `--max-epochs` (ASHA then "
-            "never stops a trial), same trials and seeds.",
+            "Our search as is (ASHA, grace 1 epoch), with other ASHA reduction factors, and "
+            "with `--grace-epochs` equal to `--max-epochs` (ASHA then never stops a trial); "
+            "same trials and seeds. Rungs: of the trials that reached a rung's epoch, how "
+            "many trained on (a synchronous successive halving would pass 1 in rf).",
             table(
                 [
                     "seed",
+                    "rf",
                     "epochs (ASHA)",
                     "epochs (all to cap)",
                     "ratio",
+                    "rungs",
                     "best val_acc (ASHA)",
                     "best val_acc (all)",
                     "gap (pts)",
+                    "test acc (ASHA)",
+                    "test acc (all)",
                     "wall s (ASHA)",
                     "wall s (all)",
                 ],
                 rows,
             ),
-            f"Median epoch ratio {_stat(r['epoch_ratio'], '.2f')}, accuracy gap "
-            f"{_stat(r['gap_pp'], '+.2f')} points.",
+            f"Default reduction factor: median epoch ratio {_stat(r['epoch_ratio'], '.2f')}, "
+            f"best validation accuracy gap {_stat(r['gap_pp'], '+.2f')} points, test accuracy "
+            f"gap of the selected checkpoints {_stat(r['test_gap_pp'], '+.2f')} points "
+            "(positive: running every trial to the cap did better).",
         ]
     )
 
@@ -285,6 +318,8 @@ def render_loop(r: dict) -> str:
                 f"{train['ours']:.0f}",
                 f"{train['usual']:.0f}",
                 f"{speed['train']:.2f}x",
+                f"{train['model']:.0f}",
+                f"{speed['train_ceiling']:.2f}x",
                 f"{evals['ours']:.0f}",
                 f"{evals['usual']:.0f}",
                 f"{speed['eval']:.2f}x",
@@ -296,13 +331,17 @@ def render_loop(r: dict) -> str:
             f"{s['train']} training and {s['val']} validation digits. Usual: a dataset that "
             "makes a PIL image per digit and applies `transforms.ToTensor()`, batched by a "
             "`DataLoader` (no workers; evaluation batch 1000); ours: `models.train` on tensors "
-            "converted once (the conversion is counted).",
+            "converted once (the conversion is counted). Model only: the same training steps "
+            "over batches made before the clock starts, the ceiling for any loop; its speed-up "
+            "over the usual loop is the most any loop could reach.",
             table(
                 [
                     "configuration",
                     "train ours",
                     "train usual",
                     "speed-up",
+                    "train model only",
+                    "ceiling",
                     "eval ours",
                     "eval usual",
                     "speed-up",
@@ -353,10 +392,24 @@ RENDERERS = {
 }
 
 
-def render_section(name: str, entry: dict) -> str:
+SCALES = ("full", "quick")  # the order sections appear in; see bench/__main__.py
+SCALE_TITLES = {"full": "the issue's size (`--scale full`)", "quick": "quick size"}
+
+
+def load_results(path: Path = RESULTS_JSON) -> dict:
+    """{benchmark: {scale: entry}}; files written before scales were kept apart held one
+    entry per benchmark, measured at the quick size."""
+    results = json.loads(path.read_text()) if path.exists() else {}
+    return {
+        name: {"quick": entries} if "command" in entries else entries
+        for name, entries in results.items()
+    }
+
+
+def render_section(name: str, entry: dict, scale: str = "quick") -> str:
     m = entry["machine"]
     head = [
-        f"## {TITLES[name]}",
+        f"## {TITLES[name]}: {SCALE_TITLES[scale]}",
         f"`{entry['command']}` — {entry['date']}, {entry['seconds']:.0f} s; "
         f"{m['cpu']} ({m['cpus']} CPUs, {m['memory_gib']} GiB), load average "
         f"{m['load_before']} before / {m['load_after']} after.",
@@ -367,9 +420,14 @@ def render_section(name: str, entry: dict) -> str:
 
 
 def render(results: dict) -> str:
-    sections = [render_section(n, results[n]) for n in BENCHMARKS if n in results]
-    present = [results[n] for n in BENCHMARKS if n in results]
-    versions = present[0]["machine"]["packages"] if present else {}
+    present = [
+        (name, scale, results[name][scale])
+        for name in BENCHMARKS
+        for scale in SCALES
+        if scale in results.get(name, {})
+    ]
+    sections = [render_section(name, entry, scale) for name, scale, entry in present]
+    versions = present[0][2]["machine"]["packages"] if present else {}
     intro = [
         "# Benchmarks",
         "Generated by `python -m bench.report` from `docs/benchmarks.json`, which "
@@ -380,8 +438,17 @@ def render(results: dict) -> str:
         f"Full scale (hours on 2 cores): `{FULL_COMMAND}`.",
         "Packages: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
     ]
-    goals = [g for n in BENCHMARKS if n in results for g in results[n]["result"]["goals"]]
-    summary = ["## Goals at a glance", goals_table(goals)] if goals else []
+    mark = {True: "met", False: "**not met**", None: "n/a"}
+    goal_rows = [
+        [SCALE_TITLES[scale], g["goal"], g["measured"], mark[g["met"]]]
+        for name, scale, entry in present
+        for g in entry["result"].get("goals", [])
+    ]
+    summary = (
+        ["## Goals at a glance", table(["size", "goal", "measured", ""], goal_rows)]
+        if goal_rows
+        else []
+    )
     note = [CLOSING_NOTE.read_text().strip()] if CLOSING_NOTE.exists() else []
     return "\n\n".join(intro + summary + sections + note) + "\n"
 
@@ -397,8 +464,7 @@ def text_summary(name: str, result: dict) -> str:
 
 
 def main() -> int:
-    results = json.loads(RESULTS_JSON.read_text())
-    REPORT_MD.write_text(render({k: v for k, v in results.items()}))
+    REPORT_MD.write_text(render(load_results()))
     print(f"wrote {REPORT_MD}")
     return 0
 

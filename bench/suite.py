@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import statistics
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.systems import SYSTEMS, SearchSpec
+from search.config import SearchConfig
 
 log = logging.getLogger("bench")
 
@@ -50,6 +52,8 @@ class BenchConfig:
     growth_trials: list[int] = field(default_factory=lambda: [4, 8, 16])
     growth_sizes: list[int] = field(default_factory=lambda: [1125, 2250, 4500])
     growth_search_trials: int = 4
+    # Benchmark 4 also runs our search with these ASHA reduction factors.
+    alt_reduction_factors: list[float] = field(default_factory=lambda: [4.0])
     workdir: str = ""
 
 
@@ -267,39 +271,54 @@ def overhead(c: BenchConfig, searches: Searches) -> dict:
         },
         c,
     )
-    bare = median(r["bare_s"])
-    trial = median(r["tune_trial_s"])
+    # Both sides warm: the first bare run pays for this process's first torch calls, and
+    # the first Tune trial for its worker process (start, `import torch`, dataset fetch).
+    bare_warm = median(r["bare_s"][1:])
+    tune_warm = median(r["tune_trial_s"][1:])
+    warm = tune_warm / bare_warm - 1
     fit_per_trial = r["tune_fit_s"] / len(r["tune_trial_s"])
-    over = trial / bare - 1
-    over_fit = fit_per_trial / bare - 1
+    over_fit = fit_per_trial / median(r["bare_s"]) - 1
     # The same loop timed inside each trial (`epoch_seconds`) against the trial's own clock:
-    # both measured in the same process at the same moment, so other work on the machine,
-    # which moves separate bare and Tune runs by tens of percent, cancels out.
+    # both measured in the same process at the same moment, so the machine's drift cancels.
     in_trial = [t / e - 1 for t, e in zip(r["tune_trial_s"], r["tune_epoch_s"], strict=True)]
-    warm = median(in_trial[1:]) if len(in_trial) > 1 else None
+    fresh_s = r["tune_trial_s"][0] - r["tune_epoch_s"][0]
+    # What a real search pays: all of its trials' clocks over their training and evaluation
+    # time, fresh workers, reporting and checkpoints included (our searches of benchmark 1).
+    searches_rows = []
+    for s in c.seeds:
+        search = searches.get("ours", s)
+        searches_rows.append({"seed": s, "trial_s": search["trial_s"], "busy_s": search["busy_s"]})
+    in_search = summary([x["trial_s"] / x["busy_s"] - 1 for x in searches_rows])
     return {
         "sizes": {
             "trials": c.overhead_trials,
             "max_epochs": c.max_epochs,
             "config": "tutorial's",
             "seed": seed,
+            "search_trials": c.trials,
+            "search_seeds": c.seeds,
         },
         "raw": r,
         "bare_s": summary(r["bare_s"]),
         "tune_trial_s": summary(r["tune_trial_s"]),
         "tune_epoch_s": summary(r["tune_epoch_s"]),
+        "bare_warm_s": bare_warm,
+        "tune_warm_s": tune_warm,
         "tune_fit_per_trial_s": fit_per_trial,
-        "overhead": over,
+        "overhead_warm": warm,
         "overhead_incl_tuner": over_fit,
         "in_trial_overhead": in_trial,
-        "in_trial_overhead_warm": warm,
+        "fresh_worker_s": fresh_s,
+        "searches": searches_rows,
+        "in_search_overhead": in_search,
         "goals": [
             goal(
                 "a trial inside Ray Tune at most 10% slower than bare",
-                f"{100 * warm:+.1f}% on a reused worker, {100 * in_trial[0]:+.1f}% on a fresh "
-                f"one (trial clock vs its own train+eval time); {100 * over:+.1f}% median "
-                f"trial vs separate bare runs, {100 * over_fit:+.1f}% with Tuner start/stop",
-                warm is not None and warm <= 0.10 and over <= 0.10,
+                f"{100 * warm:+.1f}% (median Tune trial on a reused worker vs bare run); "
+                f"{100 * in_search['median']:+.1f}% over all trials of a {c.trials}-trial "
+                f"search (trial clocks vs their train+eval time); a fresh worker's first "
+                f"trial pays {fresh_s:.1f} s once",
+                warm <= 0.10 and in_search["median"] <= 0.10,
             )
         ],
     }
@@ -357,34 +376,51 @@ def utilisation(c: BenchConfig, searches: Searches) -> dict:
 
 
 def early_stopping(c: BenchConfig, searches: Searches) -> dict:
+    default_rf = dataclasses.fields(SearchConfig)
+    default_rf = next(f.default for f in default_rf if f.name == "reduction_factor")
     rows = []
     for seed in c.seeds:
-        asha = searches.get("ours", seed)
         full = searches.get("ours", seed, grace_epochs=c.max_epochs)  # ASHA never stops
-        rows.append(
-            {
-                "seed": seed,
-                "epochs_asha": asha["epochs"],
-                "epochs_full": full["epochs"],
-                "epoch_ratio": asha["epochs"] / full["epochs"],
-                "best_val_acc_asha": asha["best_val_acc"],
-                "best_val_acc_full": full["best_val_acc"],
-                "gap_pp": 100 * (full["best_val_acc"] - asha["best_val_acc"]),
-                "wall_asha_s": asha["wall_s"],
-                "wall_full_s": full["wall_s"],
-            }
-        )
-    ratio = summary([r["epoch_ratio"] for r in rows])
-    gap = summary([r["gap_pp"] for r in rows])
+        for rf in [default_rf, *c.alt_reduction_factors]:
+            overrides = {} if rf == default_rf else {"reduction_factor": rf}
+            asha = searches.get("ours", seed, **overrides)
+            rows.append(
+                {
+                    "seed": seed,
+                    "reduction_factor": rf,
+                    "default": rf == default_rf,
+                    "epochs_asha": asha["epochs"],
+                    "epochs_full": full["epochs"],
+                    "epoch_ratio": asha["epochs"] / full["epochs"],
+                    "rungs": rung_pass_rates(asha["trial_epochs"], 1, c.max_epochs, rf),
+                    "best_val_acc_asha": asha["best_val_acc"],
+                    "best_val_acc_full": full["best_val_acc"],
+                    "gap_pp": 100 * (full["best_val_acc"] - asha["best_val_acc"]),
+                    # The best validation figure is a maximum over every evaluated epoch,
+                    # so the run that evaluates more epochs gets more draws of the
+                    # 500-digit noise; the test accuracy of each run's selected checkpoint
+                    # has no such bias.
+                    "test_acc_asha": asha["test_acc"],
+                    "test_acc_full": full["test_acc"],
+                    "test_gap_pp": 100 * (full["test_acc"] - asha["test_acc"]),
+                    "wall_asha_s": asha["wall_s"],
+                    "wall_full_s": full["wall_s"],
+                }
+            )
+    ours = [r for r in rows if r["default"]]
+    ratio = summary([r["epoch_ratio"] for r in ours])
+    gap = summary([r["gap_pp"] for r in ours])
+    test_gap = summary([r["test_gap_pp"] for r in ours])
     return {
         "sizes": {"seeds": c.seeds, "trials": c.trials, "max_epochs": c.max_epochs},
         "rows": rows,
         "epoch_ratio": ratio,
         "gap_pp": gap,
+        "test_gap_pp": test_gap,
         "goals": [
             goal(
                 "ASHA uses <= 1/3 of the epochs of running every trial to the cap",
-                f"{ratio['median']:.2f} of the epochs",
+                f"{ratio['median']:.2f} of the epochs (reduction factor {default_rf:g})",
                 ratio["median"] <= 1 / 3,
             ),
             goal(
@@ -394,6 +430,28 @@ def early_stopping(c: BenchConfig, searches: Searches) -> dict:
             ),
         ],
     }
+
+
+def rung_pass_rates(trial_epochs: list[int], grace: int, max_epochs: int, rf: float) -> list[dict]:
+    """For each of ASHA's rungs (grace * rf**k epochs, below the cap): how many trials
+    reached it and what share of them went on training. Synchronous successive halving
+    would pass 1/rf; an asynchronous rung compares each trial only with those recorded
+    before it, so a searcher that improves over time passes more."""
+    rungs, milestone = [], grace
+    while milestone < max_epochs:
+        epoch = math.ceil(milestone)  # the first epoch a rung of grace * rf**k acts at
+        reached = sum(e >= epoch for e in trial_epochs)
+        passed = sum(e > epoch for e in trial_epochs)
+        rungs.append(
+            {
+                "epoch": epoch,
+                "reached": reached,
+                "passed": passed,
+                "share": passed / reached if reached else None,
+            }
+        )
+        milestone *= rf
+    return rungs
 
 
 # -- 5. training loop -------------------------------------------------------------------
@@ -417,6 +475,8 @@ def loop(c: BenchConfig, searches: Searches) -> dict:
         speedups[label] = {
             "train": train["ours"] / train["usual"],
             "eval": evals["ours"] / evals["usual"],
+            # No loop can beat the model's own steps: the largest speed-up possible here.
+            "train_ceiling": train["model"] / train["usual"],
         }
     first = next(iter(speedups))
     return {
@@ -427,7 +487,8 @@ def loop(c: BenchConfig, searches: Searches) -> dict:
             goal(
                 ">= 3x the samples per second of the DataLoader + ToTensor loop",
                 ", ".join(
-                    f"{label}: train {s['train']:.2f}x, eval {s['eval']:.2f}x"
+                    f"{label}: train {s['train']:.2f}x (model-only ceiling "
+                    f"{s['train_ceiling']:.2f}x), eval {s['eval']:.2f}x"
                     for label, s in speedups.items()
                 ),
                 speedups[first]["train"] >= 3,

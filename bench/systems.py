@@ -55,6 +55,7 @@ class SearchSpec:
     dataset: str = "mnist-5k"
     data_dir: str | None = None
     grace_epochs: int = 1  # ours only; equal to max_epochs switches ASHA's stopping off
+    reduction_factor: float | None = None  # ours only; None: search.run's default
     workdir: str = "."  # where run folders go
 
 
@@ -127,6 +128,10 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
     from search.trainable import load_checkpoint
 
     name = f"ours-s{spec.seed}-t{spec.trials}-e{spec.max_epochs}-g{spec.grace_epochs}"
+    asha = {}
+    if spec.reduction_factor is not None:
+        name += f"-rf{spec.reduction_factor:g}"
+        asha["reduction_factor"] = spec.reduction_factor
     config = SearchConfig(
         trials=spec.trials,
         dataset=spec.dataset,
@@ -140,6 +145,7 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
         # The HTML report written after a search is not search time, and the baselines
         # write none.
         no_report=True,
+        **asha,
     )
     with contextlib.redirect_stdout(io.StringIO()):  # the CLI's top-5 table
         run(config)
@@ -155,6 +161,7 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
         | {"lr": float(best["lr"]), "batch_size": int(best["batch_size"])},
         test_acc=test_accuracy(state["model_config"], state["model"], _load(spec)),
         epochs=int(table["epochs"].sum()),
+        trial_epochs=[int(e) for e in table["epochs"]],
         fit_wall_s=float(read_run_info(run_dir)["wall_seconds"]),
         wall_s=wall,
         cpus=os.cpu_count(),

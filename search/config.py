@@ -45,6 +45,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _reduction_factor(text: str) -> float:
+    # ASHA keeps 1/rf of the trials at each rung and spaces rungs rf apart: rf <= 1
+    # would never stop anything.
+    value = float(text)
+    if not math.isfinite(value) or value <= 1:
+        raise ValueError
+    return value
+
+
 def _run_name(text: str) -> str:
     # A run name is one folder: no separators, nothing hidden, nothing empty.
     if not text or text in {".", ".."} or "/" in text or "\\" in text or text.startswith("."):
@@ -57,6 +66,7 @@ _positive_int.__name__ = "positive integer"
 _non_negative_int.__name__ = "non-negative integer"
 _non_negative_float.__name__ = "non-negative number"
 _positive_float.__name__ = "positive number"
+_reduction_factor.__name__ = "number above 1"
 _run_name.__name__ = "run name (one folder name)"
 
 
@@ -92,6 +102,12 @@ class SearchConfig:
     )
     grace_epochs: int = _flag(
         "epochs every trial trains before ASHA may stop it", _positive_int, default=1
+    )
+    reduction_factor: float = _flag(
+        "ASHA's reduction factor: each rung keeps the best 1/rf of the trials that reach it, "
+        "and rungs are rf times apart (epochs grace, grace*rf, ...)",
+        _reduction_factor,
+        default=3,
     )
     name: str = _flag(
         "run name: the folder under --storage-path (default: a timestamp)",

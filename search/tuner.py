@@ -19,8 +19,6 @@ from search.space import SEED_CONFIG, sample
 from search.storage import RunLocation
 from search.trainable import TrialSettings, train_lstm
 
-ASHA_REDUCTION_FACTOR = 3
-
 
 def build_tuner(
     config: SearchConfig,
@@ -43,7 +41,7 @@ def build_tuner(
         time_attr=m.EPOCH,
         max_t=config.max_epochs,
         grace_period=config.grace_epochs,
-        reduction_factor=ASHA_REDUCTION_FACTOR,
+        reduction_factor=config.reduction_factor,
     )
     return tune.Tuner(
         _trainable(config, data),

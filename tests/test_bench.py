@@ -15,6 +15,7 @@ from bench.suite import (
     early_stopping,
     efficiency,
     fit_exponent,
+    overhead,
     summary,
     time_to,
 )
@@ -61,6 +62,9 @@ class FakeSearches:
             "best_config": dict(SEED_CONFIG),
             "test_acc": 0.94,
             "epochs": 90 if full else 30,
+            "trial_epochs": [4, 4, 3, 1] if full else [4, 1, 1, 3],
+            "trial_s": 21.0,  # trial clocks: 5% over their train + evaluate time
+            "busy_s": 20.0,
         }
 
 
@@ -95,6 +99,30 @@ def test_early_stopping_ratio():
     result = early_stopping(BenchConfig(seeds=[0], max_epochs=4), FakeSearches())
     assert result["epoch_ratio"]["median"] == pytest.approx(1 / 3)
     assert result["gap_pp"]["median"] == 0.0
+    # The alternative reduction factor gets its own row; the goals judge the default.
+    assert [r["reduction_factor"] for r in result["rows"]] == [3, 4.0]
+    assert result["rows"][0]["rungs"] == [
+        {"epoch": 1, "reached": 4, "passed": 2, "share": 0.5},
+        {"epoch": 3, "reached": 2, "passed": 1, "share": 0.5},
+    ]
+    assert "2/4 past epoch 1" in report.RENDERERS["early_stopping"](result)
+
+
+def test_overhead_compares_warm_runs_and_whole_searches(monkeypatch):
+    raw = {
+        # The first run of each kind is the cold one and is left out of the warm medians.
+        "bare_s": [9.0, 4.0, 4.0, 4.0, 4.2, 3.8],
+        "tune_trial_s": [6.0, 4.2, 4.2],
+        "tune_epoch_s": [4.0, 4.1, 4.0],
+        "tune_fit_s": 20.0,
+    }
+    monkeypatch.setattr("bench.suite.run_child", lambda job, config: raw)
+    result = overhead(BenchConfig(seeds=[0, 1], workdir=""), FakeSearches())
+    assert result["overhead_warm"] == pytest.approx(0.05)
+    assert result["fresh_worker_s"] == pytest.approx(2.0)
+    assert result["in_search_overhead"]["median"] == pytest.approx(0.05)
+    assert [g["met"] for g in result["goals"]] == [True]
+    assert "1.050" in report.RENDERERS["overhead"](result)
 
 
 def test_plain_optuna_baseline_on_tiny_data(tmp_path):
@@ -123,20 +151,3 @@ def test_subset_folder_holds_the_asked_number_of_digits(tmp_path):
     data = load_dataset("mnist", folder)
     assert len(data.train) + len(data.val) == 300
     assert len(data.test) == 100  # at least 100 test digits
-
-
-def test_overhead_separates_fresh_and_reused_workers(monkeypatch):
-    import bench.suite as suite
-
-    raw = {
-        "bare_s": [5.0, 5.0, 5.0],
-        "tune_trial_s": [7.0, 5.2, 5.3],  # the first trial starts the worker
-        "tune_epoch_s": [5.0, 5.0, 5.0],
-        "tune_fit_s": 20.0,
-    }
-    monkeypatch.setattr(suite, "run_child", lambda job, config: raw)
-    result = suite.overhead(BenchConfig(seeds=[0]), None)
-    assert result["in_trial_overhead"] == pytest.approx([0.4, 0.04, 0.06])
-    assert result["in_trial_overhead_warm"] == pytest.approx(0.05)
-    assert result["overhead"] == pytest.approx(0.06)  # median trial 5.3 s vs bare 5.0 s
-    assert result["goals"][0]["met"] is True
