@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from bench.suite import BENCHMARKS, TITLES
+from bench.suite import summary as summary_of
 from bench.systems import LABELS, SYSTEMS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -302,8 +303,37 @@ def render_early_stopping(r: dict) -> str:
             f"best validation accuracy gap {_stat(r['gap_pp'], '+.2f')} points, test accuracy "
             f"gap of the selected checkpoints {_stat(r['test_gap_pp'], '+.2f')} points "
             "(positive: running every trial to the cap did better).",
+            *_render_replay(r.get("replay", [])),
         ]
     )
+
+
+def _render_replay(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    settings = sorted({(x["grace"], x["reduction_factor"]) for x in rows})
+    lines = []
+    for grace, rf in settings:
+        mine = [x for x in rows if (x["grace"], x["reduction_factor"]) == (grace, rf)]
+        lines.append(
+            [
+                grace,
+                f"{rf:g}",
+                _stat(summary_of([x["epoch_ratio"] for x in mine]), ".2f"),
+                _stat(summary_of([x["wall_ratio"] for x in mine]), ".2f"),
+                _stat(summary_of([x["gap_pp"] for x in mine]), "+.2f"),
+            ]
+        )
+    return [
+        "Replayed (`bench/replay.py`): the all-to-cap searches' curves, in their trials' "
+        "start order, through Ray's ASHA rung rule with other settings, on as many slots "
+        "as CPUs. It does not model how TPE's proposals would change; medians [min–max] "
+        "over seeds.",
+        table(
+            ["grace", "rf", "epoch ratio", "simulated wall ratio", "best val_acc gap (pts)"],
+            lines,
+        ),
+    ]
 
 
 def render_loop(r: dict) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.replay import Curve, replay_settings
 from bench.systems import SYSTEMS, SearchSpec
 from search.config import SearchConfig
 
@@ -407,6 +408,16 @@ def early_stopping(c: BenchConfig, searches: Searches) -> dict:
                     "wall_full_s": full["wall_s"],
                 }
             )
+    # Other settings, replayed on the curves of the searches that ran every trial to the cap.
+    replayed = [
+        {"seed": seed, **row}
+        for seed in c.seeds
+        for row in replay_settings(
+            [Curve(**x) for x in searches.get("ours", seed, grace_epochs=c.max_epochs)["curves"]],
+            c.max_epochs,
+            slots=os.cpu_count() or 1,
+        )
+    ]
     ours = [r for r in rows if r["default"]]
     ratio = summary([r["epoch_ratio"] for r in ours])
     gap = summary([r["gap_pp"] for r in ours])
@@ -417,6 +428,7 @@ def early_stopping(c: BenchConfig, searches: Searches) -> dict:
         "epoch_ratio": ratio,
         "gap_pp": gap,
         "test_gap_pp": test_gap,
+        "replay": replayed,
         "goals": [
             goal(
                 "ASHA uses <= 1/3 of the epochs of running every trial to the cap",

@@ -174,20 +174,35 @@ def _plain(value):
 
 
 def _tune_folder_measures(experiment_dir: Path, started: float) -> dict:
-    """Every reported epoch of every trial, from Tune's result.json files."""
-    events, busy, in_trials = [], 0.0, 0.0
+    """Every reported epoch of every trial, from Tune's result.json files.
+
+    `curves` holds each trial's (val_acc, epoch seconds) per epoch, in the order the trials
+    started (when Tune wrote their params.json), for `bench.replay`.
+    """
+    events, busy, in_trials, curves = [], 0.0, 0.0, []
     for path in experiment_dir.glob(f"*/{RESULT_JSON}"):
-        record = {}
+        record, accs, seconds = {}, [], []
         for line in path.read_text().splitlines():
             record = json.loads(line)
             if record.get(m.VAL_LOSS) is None:  # a diverged trial's single report
+                accs.append(0.0)
+                seconds.append(record.get("time_this_iter_s", 0.0))
                 continue
             # Tune stamps results in whole seconds; +0.5 s centres the rounding.
             events.append((record["timestamp"] + 0.5 - started, record[m.VAL_ACC]))
             busy += record.get(m.EPOCH_SECONDS, 0.0)
+            accs.append(record[m.VAL_ACC])
+            seconds.append(record.get(m.EPOCH_SECONDS, record.get("time_this_iter_s", 0.0)))
         # The trial's own clock, from its start in the worker to its last report.
         in_trials += record.get("time_total_s", 0.0)
-    return {"events": events, "busy_s": busy, "trial_s": in_trials}
+        curves.append(((path.parent / "params.json").stat().st_mtime, accs, seconds))
+    curves.sort()
+    return {
+        "events": events,
+        "busy_s": busy,
+        "trial_s": in_trials,
+        "curves": [{"val_acc": a, "seconds": s} for _, a, s in curves],
+    }
 
 
 # -- plain Optuna -----------------------------------------------------------------------

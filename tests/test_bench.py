@@ -8,6 +8,7 @@ import pytest
 
 from bench import report
 from bench.loop import measure_loops
+from bench.replay import Curve, replay
 from bench.suite import (
     BenchConfig,
     _subset_folder,
@@ -63,6 +64,10 @@ class FakeSearches:
             "test_acc": 0.94,
             "epochs": 90 if full else 30,
             "trial_epochs": [4, 4, 3, 1] if full else [4, 1, 1, 3],
+            "curves": [
+                {"val_acc": [0.5 + t / 10 + e / 100 for e in range(4)], "seconds": [1.0] * 4}
+                for t in range(4)
+            ],
             "trial_s": 21.0,  # trial clocks: 5% over their train + evaluate time
             "busy_s": 20.0,
         }
@@ -106,6 +111,20 @@ def test_early_stopping_ratio():
         {"epoch": 3, "reached": 2, "passed": 1, "share": 0.5},
     ]
     assert "2/4 past epoch 1" in report.RENDERERS["early_stopping"](result)
+    assert {(r["grace"], r["reduction_factor"]) for r in result["replay"]} >= {(1, 3), (2, 4)}
+
+
+def test_replay_follows_the_rung_rule():
+    # Every trial better than the one before: an asynchronous rung passes them all.
+    rising = [Curve([0.1 * t + 0.01 * e for e in range(4)], [1.0] * 4) for t in range(5)]
+    assert replay(rising, 3, 1, 4, slots=1)["epochs"] == 5 * 4
+    # Every trial worse than the first: each later one stops at the first rung (epoch 1).
+    falling = [Curve([0.9 - 0.1 * t] * 4, [1.0] * 4) for t in range(5)]
+    result = replay(falling, 3, 1, 4, slots=1)
+    assert result["epochs"] == 4 + 4 * 1 and result["best_val_acc"] == 0.9
+    assert result["wall_s"] == 8.0
+    # A diverged trial (curve shorter than the cap) ends where its curve does.
+    assert replay([Curve([0.0], [1.0])], 3, 4, 4, slots=2)["epochs"] == 1
 
 
 def test_overhead_compares_warm_runs_and_whole_searches(monkeypatch):

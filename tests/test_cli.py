@@ -93,6 +93,7 @@ def bad_inputs(tmp_path):
         "enqueue file not JSON": ["--enqueue", str(tmp_path / "bad.json"), *storage],
         "enqueue wrong keys": ["--enqueue", str(tmp_path / "keys.json"), *storage],
         "grace above max": ["--max-epochs", "2", "--grace-epochs", "3"],
+        "reduction factor that stops nothing": ["--reduction-factor", "1"],
         "no cluster at address": ["--address", f"127.0.0.1:{_free_port()}", *storage],
         "malformed address": ["--address", "nowhere", *storage],
         "GPU asked, none in the cluster": ["--gpus-per-trial", "1", *storage],

@@ -1,0 +1,87 @@
+"""Replays ASHA on learning curves already measured, to compare its settings for free.
+
+A search with early stopping switched off records every trial's full curve. Feeding those
+curves, in the order the trials started, through Ray's own ASHA rung rule shows how many
+epochs each (reduction factor, grace period) would have spent and the best validation
+accuracy it would still have seen. What a replay cannot show is how the searcher's later
+proposals would have changed: TPE saw full-length results here, not the rung-stopped ones
+a real ASHA search feeds it. Benchmark 4's real searches check the setting in use.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from ray.tune.schedulers.async_hyperband import _Bracket
+from ray.tune.schedulers.trial_scheduler import TrialScheduler
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One trial's validation accuracy and seconds for epochs 1..n (n: the cap, or the
+    epoch where the trial diverged)."""
+
+    val_acc: list[float]
+    seconds: list[float]
+
+
+def replay(
+    curves: list[Curve], reduction_factor: float, grace: int, max_epochs: int, slots: int
+) -> dict:
+    """Epochs, best val_acc seen and simulated wall time of ASHA over `curves`.
+
+    Trials start in list order as slots free up, as Tune starts them; each epoch's result
+    goes through the rung rule of Ray's ASHA (`_Bracket`, the class ASHAScheduler uses)
+    and a stopped or finished trial frees its slot for the next one.
+    """
+    bracket = _Bracket(min_t=grace, max_t=max_epochs, reduction_factor=reduction_factor, s=0)
+    waiting = deque(range(len(curves)))
+    events: list[tuple[float, int, int]] = []  # (time the epoch ends, trial, epoch)
+
+    def start(now: float) -> None:
+        if waiting:
+            trial = waiting.popleft()
+            heapq.heappush(events, (now + curves[trial].seconds[0], trial, 1))
+
+    for _ in range(slots):
+        start(0.0)
+    epochs, best, now = 0, 0.0, 0.0
+    while events:
+        now, trial, epoch = heapq.heappop(events)
+        acc = curves[trial].val_acc[epoch - 1]
+        epochs, best = epochs + 1, max(best, acc)
+        action = bracket.on_result(SimpleNamespace(trial_id=str(trial)), epoch, acc)
+        # A curve shorter than the cap is a trial that diverged or failed there.
+        if action == TrialScheduler.CONTINUE and epoch < len(curves[trial].val_acc):
+            heapq.heappush(events, (now + curves[trial].seconds[epoch], trial, epoch + 1))
+        else:
+            start(now)
+    return {"epochs": epochs, "best_val_acc": best, "wall_s": now}
+
+
+def replay_settings(
+    curves: list[Curve],
+    max_epochs: int,
+    slots: int,
+    reduction_factors: tuple[float, ...] = (2, 3, 4, 5),
+    graces: tuple[int, ...] = (1, 2),
+) -> list[dict]:
+    """`replay` for every setting, relative to running every trial to the cap."""
+    everything = replay(curves, 2, max_epochs, max_epochs, slots)  # grace = cap: no stops
+    rows = []
+    for grace in graces:
+        for rf in reduction_factors:
+            r = replay(curves, rf, grace, max_epochs, slots)
+            rows.append(
+                {
+                    "reduction_factor": rf,
+                    "grace": grace,
+                    "epoch_ratio": r["epochs"] / everything["epochs"],
+                    "wall_ratio": r["wall_s"] / everything["wall_s"],
+                    "gap_pp": 100 * (everything["best_val_acc"] - r["best_val_acc"]),
+                }
+            )
+    return rows
