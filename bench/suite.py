@@ -377,8 +377,9 @@ def utilisation(c: BenchConfig, searches: Searches) -> dict:
 
 
 def early_stopping(c: BenchConfig, searches: Searches) -> dict:
-    default_rf = dataclasses.fields(SearchConfig)
-    default_rf = next(f.default for f in default_rf if f.name == "reduction_factor")
+    default_rf = next(
+        f.default for f in dataclasses.fields(SearchConfig) if f.name == "reduction_factor"
+    )
     rows = []
     for seed in c.seeds:
         full = searches.get("ours", seed, grace_epochs=c.max_epochs)  # ASHA never stops
