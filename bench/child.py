@@ -96,9 +96,7 @@ def overhead(
     bare_after = [bare() for _ in range(trials)]
     frames = [r.metrics_dataframe for r in grid]
     return {
-        "bare_s": bare_before + bare_after,
-        "bare_before_s": bare_before,
-        "bare_after_s": bare_after,
+        "bare_s": bare_before + bare_after,  # `trials` runs before the Tune trials, then after
         "tune_trial_s": [float(f["time_total_s"].iloc[-1]) for f in frames],
         "tune_epoch_s": [float(f[mt.EPOCH_SECONDS].sum()) for f in frames],
         "tune_fit_s": fit_s,

@@ -11,6 +11,7 @@ a real ASHA search feeds it. Benchmark 4's real searches check the setting in us
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -26,6 +27,14 @@ class Curve:
 
     val_acc: list[float]
     seconds: list[float]
+
+
+def rung_epochs(grace: int, max_epochs: int, reduction_factor: float) -> list[int]:
+    """The epochs at which Ray's ASHA decides (its rungs below the cap), in order."""
+    bracket = _Bracket(min_t=grace, max_t=max_epochs, reduction_factor=reduction_factor, s=0)
+    # A rung at a fractional epoch (rf 2.5: 2.5, 6.25) acts at the first epoch past it.
+    milestones = sorted(math.ceil(milestone) for milestone, _ in bracket._rungs)
+    return [epoch for epoch in milestones if epoch < max_epochs]
 
 
 def replay(

@@ -44,12 +44,14 @@ def table(columns: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+MARKS = {True: "met", False: "**not met**", None: "n/a"}  # a goal's "met" value, shown
+
+
 def goals_table(goals: list[dict]) -> str:
     if not goals:
         return ""
-    mark = {True: "met", False: "**not met**", None: "n/a"}
     return table(
-        ["goal", "measured", ""], [[g["goal"], g["measured"], mark[g["met"]]] for g in goals]
+        ["goal", "measured", ""], [[g["goal"], g["measured"], MARKS[g["met"]]] for g in goals]
     )
 
 
@@ -427,13 +429,8 @@ SCALE_TITLES = {"full": "the issue's size (`--scale full`)", "quick": "quick siz
 
 
 def load_results(path: Path = RESULTS_JSON) -> dict:
-    """{benchmark: {scale: entry}}; files written before scales were kept apart held one
-    entry per benchmark, measured at the quick size."""
-    results = json.loads(path.read_text()) if path.exists() else {}
-    return {
-        name: {"quick": entries} if "command" in entries else entries
-        for name, entries in results.items()
-    }
+    """{benchmark: {scale: entry}}, as `python -m bench` writes it; {} before a first run."""
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def render_section(name: str, entry: dict, scale: str = "quick") -> str:
@@ -468,9 +465,8 @@ def render(results: dict) -> str:
         f"Full scale (hours on 2 cores): `{FULL_COMMAND}`.",
         "Packages: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
     ]
-    mark = {True: "met", False: "**not met**", None: "n/a"}
     goal_rows = [
-        [SCALE_TITLES[scale], g["goal"], g["measured"], mark[g["met"]]]
+        [SCALE_TITLES[scale], g["goal"], g["measured"], MARKS[g["met"]]]
         for name, scale, entry in present
         for g in entry["result"].get("goals", [])
     ]

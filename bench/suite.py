@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import statistics
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.replay import Curve, replay_settings
+from bench.replay import Curve, replay_settings, rung_epochs
 from bench.systems import SYSTEMS, SearchSpec
 from search.config import SearchConfig
 
@@ -377,9 +376,7 @@ def utilisation(c: BenchConfig, searches: Searches) -> dict:
 
 
 def early_stopping(c: BenchConfig, searches: Searches) -> dict:
-    default_rf = next(
-        f.default for f in dataclasses.fields(SearchConfig) if f.name == "reduction_factor"
-    )
+    default_rf = SearchConfig.reduction_factor  # the flag's default
     rows = []
     for seed in c.seeds:
         full = searches.get("ours", seed, grace_epochs=c.max_epochs)  # ASHA never stops
@@ -446,13 +443,12 @@ def early_stopping(c: BenchConfig, searches: Searches) -> dict:
 
 
 def rung_pass_rates(trial_epochs: list[int], grace: int, max_epochs: int, rf: float) -> list[dict]:
-    """For each of ASHA's rungs (grace * rf**k epochs, below the cap): how many trials
-    reached it and what share of them went on training. Synchronous successive halving
-    would pass 1/rf; an asynchronous rung compares each trial only with those recorded
-    before it, so a searcher that improves over time passes more."""
-    rungs, milestone = [], grace
-    while milestone < max_epochs:
-        epoch = math.ceil(milestone)  # the first epoch a rung of grace * rf**k acts at
+    """For each of ASHA's rungs below the cap: how many trials reached it and what share of
+    them went on training. Synchronous successive halving would pass 1/rf; an asynchronous
+    rung compares each trial only with those recorded before it, so a searcher that
+    improves over time passes more."""
+    rungs = []
+    for epoch in rung_epochs(grace, max_epochs, rf):
         reached = sum(e >= epoch for e in trial_epochs)
         passed = sum(e > epoch for e in trial_epochs)
         rungs.append(
@@ -463,7 +459,6 @@ def rung_pass_rates(trial_epochs: list[int], grace: int, max_epochs: int, rf: fl
                 "share": passed / reached if reached else None,
             }
         )
-        milestone *= rf
     return rungs
 
 
