@@ -25,8 +25,10 @@ from matplotlib.ticker import (
     PercentFormatter,
 )
 
+from models.lstm import ROWS
 from search import metrics as m
-from search.space import PARAMS
+from search.run_folder import TrialStatus
+from search.space import PARAMS, log_scaled
 
 # Colour-blind-friendly, dark enough on white (its grey and pale yellow left out, grey
 # being for "other trials"); black is kept for the tutorial's `seed`.
@@ -39,12 +41,14 @@ SEED_STYLE = {"color": "black", "linestyle": (0, (5, 2)), "marker": "s"}
 MARKERS = ("o", "^", "D", "v", "P", "X", "<", ">", "h", "*")
 # Outcomes in greys and dark reds, so they are never mistaken for a configuration.
 STATUS_COLOURS = {
-    "completed": "#404040",
-    "stopped": "#a0a0a0",
-    "diverged": "#b2182b",
-    "failed": "#67001f",
-    "unfinished": "#d9d9d9",
+    TrialStatus.COMPLETED: "#404040",
+    TrialStatus.STOPPED: "#a0a0a0",
+    TrialStatus.DIVERGED: "#b2182b",
+    TrialStatus.FAILED: "#67001f",
+    TrialStatus.UNFINISHED: "#d9d9d9",
 }
+# Statuses drawn on a dark colour, so labelled in white.
+DARK_STATUSES = {TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.DIVERGED}
 PARAM_TITLES = {
     "num_layers": "depth (LSTM layers)",
     "hidden_size": "width (hidden units)",
@@ -53,7 +57,6 @@ PARAM_TITLES = {
     "lr": "learning rate",
     "batch_size": "batch size",
 }
-LOG_PARAMS = {"hidden_size", "lr"}
 DISCRETE_PARAMS = {"num_layers", "batch_size"}
 
 
@@ -219,12 +222,11 @@ def recognition_points(points: pd.DataFrame, style: dict[str, dict]) -> Figure:
     """For each configuration, the rows it needs before test accuracy reaches 50% / 90%;
     a level never reached within the rows read sits in a separate "never" column."""
     columns = [c for c in points.columns if c.startswith("rows_to_")]
-    steps = 28
-    never = steps + 2.5
+    never = ROWS + 2.5
     fig = Figure(figsize=(13, 1.9 + 0.55 * len(points)), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(points))[::-1]
-    ax.axvline(steps + 1, color="0.6", lw=1)
+    ax.axvline(ROWS + 1, color="0.6", lw=1)
     for column, fill in zip(columns, ("none", "full"), strict=False):
         pct = column.removeprefix("rows_to_").removesuffix("pct")
         for yi, (_, row) in zip(y, points.iterrows(), strict=True):
@@ -247,7 +249,7 @@ def recognition_points(points: pd.DataFrame, style: dict[str, dict]) -> Figure:
     ax.set_yticks(y, points["label"], fontsize=9.5)
     for tick, (_, row) in zip(ax.get_yticklabels(), points.iterrows(), strict=True):
         tick.set_color(style[row["label"]]["color"])
-    ticks = list(range(2, steps + 1, 2))
+    ticks = list(range(2, ROWS + 1, 2))
     ax.set_xticks([*ticks, never], [*map(str, ticks), "never"])
     ax.set_xlim(0.5, never + 1)
     ax.set_ylim(-0.7, len(points) - 0.3)
@@ -363,7 +365,7 @@ def hyperparameter_effects(table: pd.DataFrame, style: dict[str, dict]) -> Figur
     fig = Figure(figsize=(14, 8.5), layout="constrained")
     axes = fig.subplots(2, 3, sharey=True).ravel()
     rng = np.random.default_rng(0)
-    markers = {"completed": "o", "stopped": "X"}
+    markers = {TrialStatus.COMPLETED: "o", TrialStatus.STOPPED: "X"}
     for ax, param in zip(axes, PARAMS, strict=True):
         x = table[param].astype(float).to_numpy()
         if param in DISCRETE_PARAMS:  # spread points that share a value
@@ -395,7 +397,7 @@ def hyperparameter_effects(table: pd.DataFrame, style: dict[str, dict]) -> Figur
                 linewidth=0.8,
                 zorder=3,
             )
-        if param in LOG_PARAMS:
+        if param in log_scaled():
             ax.set_xscale("log")
             ax.xaxis.set_major_locator(
                 LogLocator(
@@ -418,8 +420,8 @@ def hyperparameter_effects(table: pd.DataFrame, style: dict[str, dict]) -> Figur
     handles = [
         Line2D([], [], marker=markers[status], ls="", color="0.35", ms=9, label=text)
         for status, text in (
-            ("completed", "completed all epochs"),
-            ("stopped", "stopped early by ASHA"),
+            (TrialStatus.COMPLETED, "completed all epochs"),
+            (TrialStatus.STOPPED, "stopped early by ASHA"),
         )
     ]
     handles.append(
@@ -542,7 +544,7 @@ def epochs_reached(counts: pd.DataFrame) -> Figure:
             bars,
             [f"{int(v)}" if v else "" for v in values],
             label_type="center",
-            color="white" if status in ("completed", "failed", "diverged") else "black",
+            color="white" if status in DARK_STATUSES else "black",
             fontweight="bold",
         )
         bottom += values

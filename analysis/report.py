@@ -20,15 +20,12 @@ from analysis import plots
 from analysis import results as res
 from search import metrics as m
 from search.errors import UserError
-from search.run_folder import STOPPED
+from search.run_folder import REPORT_DIR, TOP_K, TrialStatus, load_model
 from search.space import PARAMS, SEED_LABEL
 
 log = logging.getLogger(__name__)
 
-REPORT_DIR = "report"
-TOP_K = 5
 EXAMPLE_DIGITS = 3
-STATUS_ORDER = ("completed", "stopped", "diverged", "failed", "unfinished")
 
 
 def write_report(run_dir: Path, top_k: int = TOP_K) -> Path:
@@ -81,8 +78,8 @@ def _summary(run: res.Run, chosen: pd.DataFrame, top_k: int) -> doc.Section:
     info, trials = run.info, run.trials
     counts = trials["status"].value_counts()
     count_text = ", ".join(
-        f"{counts[s]} {'stopped early by ASHA' if s == STOPPED else s}"
-        for s in STATUS_ORDER
+        f"{counts[s]} {'stopped early by ASHA' if s == TrialStatus.STOPPED else s}"
+        for s in TrialStatus
         if s in counts
     )
     sizes = info.get("split_sizes", {})
@@ -113,12 +110,7 @@ def _config_table(chosen: pd.DataFrame) -> pd.DataFrame:
             "rank": chosen["rank"].map(_int),
             "trial": chosen["trial_id"],
             "tutorial": np.where(chosen["label"] == SEED_LABEL, SEED_LABEL, ""),
-            "layers": chosen["num_layers"].map(_int),
-            "hidden": chosen["hidden_size"].map(_int),
-            "dropout": chosen["dropout"].map("{:.2f}".format),
-            "forget bias": chosen["forget_bias"].map("{:.2f}".format),
-            "lr": chosen["lr"].map("{:.1e}".format),
-            "batch": chosen["batch_size"].map(_int),
+            **res.param_columns(chosen),
             "outcome": chosen["status"],
             "epochs (best)": [
                 f"{_int(e)} ({_int(b)})"
@@ -250,7 +242,7 @@ def _digits(run: res.Run, chosen: pd.DataFrame, style) -> doc.Section:
     for _, row in chosen.sort_values("rank").iterrows():
         if row["checkpoint"] and (run.path / row["checkpoint"]).is_file():
             try:
-                model, used = res.load_model(run.path, row["checkpoint"], on), row
+                model, used = load_model(run.path / row["checkpoint"], on), row
                 break
             except Exception:  # already reported in the notes by the test evaluation
                 continue
@@ -351,7 +343,7 @@ def _hyperparameters(run: res.Run, chosen: pd.DataFrame, style) -> doc.Section:
 
 
 def _rung_text(counts: pd.DataFrame) -> str:
-    stopped = counts[counts["status"] == STOPPED]
+    stopped = counts[counts["status"] == TrialStatus.STOPPED]
     if stopped.empty:
         return "ASHA stopped no trial early."
     parts = [

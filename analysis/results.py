@@ -19,27 +19,28 @@ import optuna
 import pandas as pd
 import torch
 
-from models.lstm import LSTMConfig, RowLSTM
+from models.lstm import RowLSTM
 from models.train import evaluate, predict_proba, to_inputs
 from search import metrics as m
 from search.data import Split
 from search.errors import UserError
 from search.run_folder import (
-    DIVERGED,
+    RESULT_JSON,
     RUN_JSON,
     TEST_SPLIT,
-    TRIAL_COLUMNS,
     TRIALS_CSV,
+    TrialStatus,
+    load_model,
     ranked,
     read_run_info,
     read_test_split,
+    read_trials,
+    trial_dir,
 )
-from search.space import PARAMS, SEED_LABEL, sample
-from search.trainable import load_checkpoint
+from search.space import PARAMS, SEED_LABEL, distributions, format_param
 
 log = logging.getLogger(__name__)
 
-RESULT_JSON = "result.json"  # Ray Tune's per-trial log: one JSON line per reported epoch
 THRESHOLDS = (0.5, 0.9)  # recognition points: first row at which test accuracy reaches these
 EPOCH_COLUMNS = [
     "trial_id",
@@ -115,24 +116,12 @@ def load_run(run_dir: Path) -> Run:
     return Run(run_dir, info, trials, epochs, test, notes)
 
 
-def read_trials(path: Path) -> pd.DataFrame:
-    # trial ids are hex strings: "00916631" must not become the number 916631.
-    text_columns = ("label", "status", "checkpoint", "error")
-    table = pd.read_csv(path, dtype={"trial_id": str, **dict.fromkeys(text_columns, str)})
-    missing = [c for c in TRIAL_COLUMNS if c not in table.columns]
-    if missing:
-        raise UserError(f"{path} is not a trials table: it lacks {', '.join(missing)}")
-    for column in text_columns:
-        table[column] = table[column].fillna("")
-    return table
-
-
 def read_epochs(run_dir: Path, trial_ids) -> pd.DataFrame:
     """Every epoch every trial reported, with its wall-clock time since the run started."""
     started = _run_start(run_dir)
     rows = []
     for trial_id in trial_ids:
-        path = run_dir / f"trial_{trial_id}" / RESULT_JSON
+        path = run_dir / trial_dir(trial_id) / RESULT_JSON
         if not path.is_file():
             continue
         for line in path.read_text().splitlines():
@@ -196,12 +185,31 @@ def config_label(row) -> str:
     who = config_short(row)
     if row["label"] == SEED_LABEL:
         who += " (the tutorial's)"
+    shown = {name: format_param(name, row[name]) for name in PARAMS}
     return (
-        f"{who}: {int(row['num_layers'])} layer{'s' if row['num_layers'] > 1 else ''}"
-        f" × {int(row['hidden_size'])}, dropout {row['dropout']:.2f},"
-        f" forget bias {row['forget_bias']:.2f}, lr {row['lr']:.1e},"
-        f" batch {int(row['batch_size'])}"
+        f"{who}: {shown['num_layers']} layer{'s' if row['num_layers'] > 1 else ''}"
+        f" × {shown['hidden_size']}, dropout {shown['dropout']},"
+        f" forget bias {shown['forget_bias']}, lr {shown['lr']},"
+        f" batch {shown['batch_size']}"
     )
+
+
+PARAM_HEADERS = {
+    "num_layers": "layers",
+    "hidden_size": "hidden",
+    "dropout": "dropout",
+    "forget_bias": "forget bias",
+    "lr": "lr",
+    "batch_size": "batch",
+}
+
+
+def param_columns(table: pd.DataFrame) -> dict[str, pd.Series]:
+    """The hyperparameter columns of a table shown to a reader, under short headers."""
+    return {
+        PARAM_HEADERS[name]: table[name].map(lambda v, name=name: format_param(name, v))
+        for name in PARAMS
+    }
 
 
 def selected(run: Run, top_k: int) -> pd.DataFrame:
@@ -232,14 +240,6 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_model(run_dir: Path, checkpoint: str, on: torch.device | str = "cpu") -> RowLSTM:
-    """The trial's best model, from its checkpoint (tensors and plain values only)."""
-    state = load_checkpoint(run_dir / checkpoint, on)
-    model = RowLSTM(LSTMConfig.from_dict(state["model_config"])).to(on)
-    model.load_state_dict(state["model"])
-    return model.eval()
-
-
 def _try_load(run: Run, row, on) -> tuple[RowLSTM | None, str | None]:
     """(model, None), or (None, a sentence saying what is missing)."""
     who = f"trial {row['trial_id']} ({row['name']})"
@@ -249,7 +249,7 @@ def _try_load(run: Run, row, on) -> tuple[RowLSTM | None, str | None]:
     if not path.is_file():
         return None, f"{who}: checkpoint {row['checkpoint']} is missing."
     try:
-        return load_model(run.path, row["checkpoint"], on), None
+        return load_model(path, on), None
     except Exception as exc:  # corrupt or foreign file: report it, do not crash
         return None, f"{who}: checkpoint {row['checkpoint']} could not be read ({exc})."
 
@@ -356,7 +356,7 @@ def best_so_far_by_trial(run: Run) -> pd.DataFrame:
 
 def best_so_far_by_time(run: Run) -> pd.DataFrame:
     """Best validation accuracy reported by any trial up to each moment of the run."""
-    bad = set(run.trials.loc[run.trials["status"] == DIVERGED, "trial_id"])
+    bad = set(run.trials.loc[run.trials["status"] == TrialStatus.DIVERGED, "trial_id"])
     events = run.epochs[~run.epochs["trial_id"].isin(bad) & run.epochs[m.VAL_ACC].notna()]
     events = events[~events[m.DIVERGED]].sort_values("wall_seconds")
     return pd.DataFrame(
@@ -415,16 +415,13 @@ def importances(run: Run, seed: int = 0) -> tuple[pd.DataFrame, str]:
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        probe = optuna.create_study()
-        trial = probe.ask()
-        sample(trial)  # the one place the bounds live
-        distributions = trial.distributions
+        space = distributions()
         study = optuna.create_study(direction="maximize")
         for _, row in usable.iterrows():
-            params = {k: _plain(row[k], distributions[k]) for k in PARAMS}
+            params = {k: _plain(row[k], space[k]) for k in PARAMS}
             study.add_trial(
                 optuna.trial.create_trial(
-                    params=params, distributions=distributions, value=float(row[m.VAL_ACC])
+                    params=params, distributions=space, value=float(row[m.VAL_ACC])
                 )
             )
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)

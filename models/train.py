@@ -2,15 +2,23 @@
 
 The whole split lives on the trial's device as one tensor, so an epoch is a random
 permutation and a loop over index slices: no DataLoader, no per-sample Python.
+
+`fit` is the one epoch loop: the search's trainable and the benchmarks' baselines both
+iterate it, so they train, shuffle, evaluate and detect divergence the same way.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from models.lstm import LSTMConfig, RowLSTM
 
 EVAL_BATCH = 2048  # large enough for few passes, small enough for a 256-wide 3-layer LSTM
 
@@ -54,13 +62,6 @@ class Evaluation:
     acc: float  # accuracy after the last row
     acc_by_step: list[float]  # accuracy after rows 1..28
 
-    def as_metrics(self, prefix: str) -> dict:
-        return {
-            f"{prefix}_loss": self.loss,
-            f"{prefix}_acc": self.acc,
-            f"{prefix}_acc_by_step": self.acc_by_step,
-        }
-
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
@@ -87,3 +88,60 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> Ev
     n = inputs.shape[0]
     acc_by_step = [c / n for c in correct.tolist()]  # exact fractions, not float32 noise
     return Evaluation(loss=float(loss_sum) / n, acc=acc_by_step[-1], acc_by_step=acc_by_step)
+
+
+# (inputs (N, 28, 28) float in [0, 1], labels (N,) int64), both on the training device.
+Tensors = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """What one epoch of `fit` produced."""
+
+    epoch: int  # 1-based
+    train_loss: float  # mean over the epoch; NaN or infinite when training diverged
+    val: Evaluation | None  # None when the epoch diverged (there is nothing to evaluate)
+    seconds: float  # training and evaluation of this epoch
+
+    @property
+    def diverged(self) -> bool:
+        return self.val is None
+
+
+def build(config: Mapping, seed: int, device: torch.device | str = "cpu"):
+    """The model and Adam optimizer a trial configuration describes, initialised from `seed`.
+
+    `config` holds the searched hyperparameters (the LSTM's shape and `lr`); returns
+    (RowLSTM, torch.optim.Adam).
+    """
+    torch.manual_seed(seed)
+    model = RowLSTM(LSTMConfig.from_dict(config)).to(device)
+    return model, torch.optim.Adam(model.parameters(), lr=float(config["lr"]))
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train: Tensors,
+    val: Tensors,
+    *,
+    batch_size: int,
+    epochs: int,
+    seed: int,
+    start_epoch: int = 1,
+) -> Iterator[EpochResult]:
+    """Train epochs `start_epoch`..`epochs`, yielding each one's result as it ends.
+
+    Every epoch shuffles with a generator seeded from (`seed`, epoch), so a run resumed
+    at `start_epoch` from a checkpoint sees the same batches as one that never stopped.
+    A non-finite training loss is yielded once as a diverged epoch and ends the loop.
+    """
+    for epoch in range(start_epoch, epochs + 1):
+        started = time.perf_counter()
+        shuffle = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        loss = train_epoch(model, optimizer, *train, batch_size, shuffle)
+        if not math.isfinite(loss):
+            yield EpochResult(epoch, loss, None, time.perf_counter() - started)
+            return
+        result = evaluate(model, *val)
+        yield EpochResult(epoch, loss, result, time.perf_counter() - started)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.lstm import NUM_CLASSES, ROW_PIXELS, ROWS
 from search.config import DATASETS
 from search.errors import UserError
 
@@ -38,8 +39,7 @@ IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-IMAGE_SHAPE = (28, 28)
-NUM_CLASSES = 10
+IMAGE_SHAPE = (ROWS, ROW_PIXELS)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""One search, from a SearchConfig: data -> Ray -> Tuner -> run folder -> report.
+"""One search, from a SearchConfig: data -> Ray -> Tuner -> run folder.
 
-`search.run` is the command line in front of it; this module holds the heavy imports
-(torch, Ray, pandas), which the CLI loads only once the flags are known to be good.
+`search.run` is the command line in front of it (and runs the report after it); this
+module holds the heavy imports (torch, Ray, pandas), which the CLI loads only once the
+flags are known to be good.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,19 +24,18 @@ from search.errors import UserError
 from search.progress import ProgressLine
 from search.run_folder import (
     RUN_JSON,
-    UNFINISHED,
+    TOP_K,
+    TUNER_STATE,
+    TrialStatus,
     new_run_info,
     ranked,
-    trials_table,
     write_run_info,
     write_test_split,
     write_trials,
 )
-from search.space import PARAMS, read_points
+from search.space import PARAMS, format_param, read_points
 from search.storage import RunLocation
-
-TOP_K = 5
-TUNER_STATE = "tuner.pkl"  # written by Ray Tune; its presence makes a folder resumable
+from search.trials import trials_table
 
 
 class Interrupted(Exception):
@@ -50,8 +49,12 @@ def interrupted_message(config: SearchConfig) -> str:
     return "interrupted; the search had not started; nothing was saved"
 
 
-def run(config: SearchConfig) -> int:
-    started = time.monotonic()
+def run(config: SearchConfig) -> RunLocation:
+    """Run (or resume) the search `config` describes; returns its run folder.
+
+    Raises UserError for what the user can fix and Interrupted when the search stopped
+    before every trial finished (its state is saved and `--resume` continues it).
+    """
     run_dir = RunLocation.open(config.storage_path, config.name)
     if config.resume:
         config, info = _resumed(run_dir, config)
@@ -113,12 +116,9 @@ def run(config: SearchConfig) -> int:
         cluster.shutdown()
 
     print(_summary(table, run_dir.display))
-    if len(table) < config.trials or (table["status"] == UNFINISHED).any():
+    if len(table) < config.trials or (table["status"] == TrialStatus.UNFINISHED).any():
         raise Interrupted
-    if not config.no_report:
-        _report(run_dir)
-    print(f"Done in {time.monotonic() - started:.0f} s.", file=sys.stderr)
-    return 0
+    return run_dir
 
 
 def _resumed(run_dir: RunLocation, given: SearchConfig) -> tuple[SearchConfig, dict]:
@@ -169,23 +169,6 @@ def _check_storage_is_shared(config: SearchConfig, run_dir: RunLocation) -> None
         )
 
 
-def _report(run_dir: RunLocation) -> None:
-    """The comparison report, when the run folder is on this machine's disk."""
-    if not run_dir.is_local:
-        print(
-            f"Report: copy {run_dir.display} to a local folder, then run "
-            "python -m analysis.report FOLDER",
-            file=sys.stderr,
-        )
-        return
-    from analysis.report import write_report  # matplotlib and friends: only when needed
-
-    try:
-        print(f"Report: {write_report(Path(run_dir.path)) / 'index.html'}")
-    except UserError as exc:  # e.g. no trial finished: the run itself is still whole
-        print(f"search.run: no report: {exc}", file=sys.stderr)
-
-
 def _check_resources(config: SearchConfig) -> None:
     """A trial that no node can hold would wait forever; say so instead."""
     for resource, wanted, flag in (
@@ -217,9 +200,7 @@ def _summary(table: pd.DataFrame, run_dir: str) -> str:
 
 def _format_table(table: pd.DataFrame) -> str:
     formatted = table.assign(
-        dropout=table["dropout"].map("{:.2f}".format),
-        forget_bias=table["forget_bias"].map("{:.2f}".format),
-        lr=table["lr"].map("{:.2e}".format),
+        **{name: table[name].map(lambda v, name=name: format_param(name, v)) for name in PARAMS},
         val_acc=table[m.VAL_ACC].map("{:.4f}".format),
     )
     return formatted.to_string(index=False)

@@ -14,6 +14,7 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from search import metrics as m
+from search.run_folder import TrialStatus, trial_status
 
 
 class ProgressLine(tune.Callback):
@@ -47,16 +48,22 @@ class ProgressLine(tune.Callback):
         # Tune pickles its callbacks with the experiment; a stream is not state.
         return {**self.__dict__, "_stream": None}
 
+    def status(self, trial: Trial) -> TrialStatus:
+        """The outcome trials.csv will record for `trial`, as far as it is known now."""
+        return trial_status(
+            failed=trial.status == Trial.ERROR,
+            diverged=bool(trial.last_result.get(m.DIVERGED, False)),
+            epochs=int(trial.last_result.get(m.EPOCH, 0)),
+            max_epochs=self.max_epochs,
+            ended=trial.status == Trial.TERMINATED,
+        )
+
     def summary(self, trials: list[Trial]) -> str:
         finished = [t for t in trials if t.status in (Trial.TERMINATED, Trial.ERROR)]
-        failed = sum(t.status == Trial.ERROR for t in trials)
-        stopped = sum(
-            t.status == Trial.TERMINATED
-            and not t.last_result.get(m.DIVERGED, False)
-            and t.last_result.get(m.EPOCH, 0) < self.max_epochs
-            for t in trials
-        )
-        diverged = sum(bool(t.last_result.get(m.DIVERGED, False)) for t in trials)
+        statuses = [self.status(t) for t in trials]
+        stopped = statuses.count(TrialStatus.STOPPED)
+        diverged = statuses.count(TrialStatus.DIVERGED)
+        failed = statuses.count(TrialStatus.FAILED)
         running = sum(t.status == Trial.RUNNING for t in trials)
         best = max(
             (

@@ -1,39 +1,91 @@
-"""The run folder: the one contract between the search and the analysis.
+"""The run folder: the one contract between the search and the analysis. No Ray here.
 
-`<storage-path>/<name>/` holds Ray Tune's experiment files plus:
+`<storage-path>/<name>/` holds Ray Tune's experiment files plus ours:
 - `run.json`: dataset, split sizes, seed, flags, command line, package versions, timing;
-- `trials.csv`: one row per trial, its best epoch's figures and its checkpoint.
+- `trials.csv`: one row per trial, its outcome, its best epoch's figures and checkpoint;
+- `test_split.pt`: the held-out digits, so reports need no data folder;
+- `trial_<id>/`: Tune's per-trial folder: `result.json` (one line per epoch) and the
+  checkpoint of the trial's best epoch.
 
-Paths inside are relative to the run folder, so the folder can move to another machine.
+This module names every file, the trial outcomes and the ranking, and reads and writes
+checkpoints; the search writes through it and the analysis reads through it, so a report
+needs pandas and torch, not a Ray install. Paths inside are relative to the run folder,
+so the folder can move to another machine.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
-import posixpath
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
+from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
-from ray.tune import ResultGrid
 
+from models.lstm import LSTMConfig, RowLSTM
 from search import metrics as m
 from search.data import Split
-from search.space import PARAMS, SEED_LABEL, is_seed
-from search.storage import RunLocation, torch_bytes
-from search.trainable import CHECKPOINT_FILE
+from search.errors import UserError
+from search.space import PARAMS
+
+if TYPE_CHECKING:  # pyarrow comes with Ray; reading a run folder needs neither
+    from search.storage import RunLocation
 
 RUN_JSON = "run.json"
 TRIALS_CSV = "trials.csv"
 # The test split, as uint8 tensors, so reports evaluate on exactly the digits the search
 # held out, on any machine, without the original data folder.
 TEST_SPLIT = "test_split.pt"
+RESULT_JSON = "result.json"  # Ray Tune's per-trial log: one JSON line per reported epoch
+CHECKPOINT_FILE = "checkpoint.pt"  # inside each of Tune's checkpoint folders
+TUNER_STATE = "tuner.pkl"  # written by Ray Tune; its presence makes a folder resumable
+REPORT_DIR = "report"
+
+TOP_K = 5  # configurations shown by the CLI's summary and, by default, the report
+
+
+def trial_dir(trial_id: str) -> str:
+    """The folder of one trial inside the run folder."""
+    return f"trial_{trial_id}"
+
+
+class TrialStatus(StrEnum):
+    """A trial's outcome, as written in trials.csv."""
+
+    COMPLETED = "completed"  # trained to --max-epochs
+    STOPPED = "stopped"  # stopped early by ASHA: a normal outcome
+    DIVERGED = "diverged"  # loss went NaN/inf; excluded from "best"
+    FAILED = "failed"  # raised an error more often than the retry limit allows
+    UNFINISHED = "unfinished"  # the search ended (e.g. Ctrl-C) while it was pending or running
+
+
+RANKED_STATUSES = (TrialStatus.COMPLETED, TrialStatus.STOPPED)
+
+
+def trial_status(
+    *, failed: bool, diverged: bool, epochs: int, max_epochs: int, ended: bool
+) -> TrialStatus:
+    """Classify a trial from what Tune knows of it. `ended`: Tune terminated it (finished
+    or stopped by the scheduler), as opposed to still pending, running or paused."""
+    if failed:
+        return TrialStatus.FAILED
+    if diverged:
+        return TrialStatus.DIVERGED
+    if epochs >= max_epochs:
+        return TrialStatus.COMPLETED
+    if epochs > 0 and ended:
+        return TrialStatus.STOPPED
+    return TrialStatus.UNFINISHED
+
+
 TRIAL_COLUMNS = [
     "trial_id",
     "label",
@@ -49,14 +101,50 @@ TRIAL_COLUMNS = [
     "seconds",
     "error",
 ]
-PACKAGES = ("torch", "torchvision", "ray", "optuna", "numpy", "pandas", "seaborn", "mlxtend")
+_TEXT_COLUMNS = ("label", "status", "checkpoint", "error")
 
-# Trial outcomes in trials.csv.
-COMPLETED = "completed"  # trained to --max-epochs
-STOPPED = "stopped"  # stopped early by ASHA: a normal outcome
-DIVERGED = "diverged"  # loss went NaN/inf; excluded from "best"
-FAILED = "failed"  # raised an error more often than the retry limit allows
-UNFINISHED = "unfinished"  # the search ended (e.g. Ctrl-C) while it was pending or running
+
+def ranked(table: pd.DataFrame) -> pd.DataFrame:
+    """Trials that count for "best" (finished, not diverged or failed), best first:
+    highest validation accuracy, ties broken by the lower validation loss."""
+    usable = table[table["status"].isin(RANKED_STATUSES) & table[m.VAL_ACC].notna()]
+    return usable.sort_values([m.VAL_ACC, m.VAL_LOSS], ascending=[False, True])
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def checkpoint_state(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int, val_acc: float
+) -> dict:
+    """What a trial checkpoint holds: tensors and plain values only, so loading it runs
+    no code. `model.config` (an LSTMConfig) is kept so the model can be rebuilt alone."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "model_config": model.config.to_dict(),
+        m.EPOCH: epoch,
+        m.VAL_ACC: val_acc,
+    }
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """A trial checkpoint is data, not code: tensors and plain values only."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> RowLSTM:
+    """The model saved in a trial checkpoint, in eval mode on `device`."""
+    state = load_checkpoint(path, device)
+    model = RowLSTM(LSTMConfig.from_dict(state["model_config"])).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+# ---------------------------------------------------------------- run.json
+
+
+PACKAGES = ("torch", "torchvision", "ray", "optuna", "numpy", "pandas", "seaborn", "mlxtend")
 
 
 def package_versions() -> dict[str, str]:
@@ -69,26 +157,8 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def write_run_info(run: RunLocation, info: dict) -> None:
-    """Write (or rewrite) run.json; on local disks atomically, so a crash leaves no half file."""
-    text = json.dumps(info, indent=2, default=str) + "\n"
-    run.write_bytes(RUN_JSON, text.encode())
-
-
-def write_test_split(run: RunLocation, split: Split) -> None:
-    run.write_bytes(TEST_SPLIT, torch_bytes({"images": split.images, "labels": split.labels}))
-
-
-def read_test_split(run_dir: Path) -> Split:
-    state = torch.load(run_dir / TEST_SPLIT, weights_only=True)
-    return Split(images=state["images"], labels=state["labels"])
-
-
-def read_run_info(run_dir: Path) -> dict:
-    return json.loads((run_dir / RUN_JSON).read_text())
-
-
 def new_run_info(config, dataset_name: str, split_sizes: dict[str, int]) -> dict:
+    """run.json of a new run; `config` is its SearchConfig."""
     return {
         "dataset": dataset_name,
         "split_sizes": split_sizes,
@@ -101,71 +171,40 @@ def new_run_info(config, dataset_name: str, split_sizes: dict[str, int]) -> dict
     }
 
 
-def trials_table(results: ResultGrid, run: RunLocation, max_epochs: int) -> pd.DataFrame:
-    """One row per trial: its hyperparameters, outcome and best (validation) epoch."""
-    # ResultGrid lacks what a trial that never reported has (its config) and Tune's own
-    # status (TERMINATED, ERROR, PAUSED...), which tells a trial ASHA stopped from one the
-    # search abandoned; its analysis object holds the trials, in the same order.
-    trials = results._experiment_analysis.trials
-    rows = [_trial_row(t, r, run, max_epochs) for t, r in zip(trials, results, strict=True)]
-    table = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
-    return table.sort_values("trial_id", kind="stable").reset_index(drop=True)
+def write_run_info(run: RunLocation, info: dict) -> None:
+    """Write (or rewrite) run.json; on local disks atomically, so a crash leaves no half file."""
+    text = json.dumps(info, indent=2, default=str) + "\n"
+    run.write_bytes(RUN_JSON, text.encode())
 
 
-def _trial_row(trial, result, run: RunLocation, max_epochs: int) -> dict:
-    config, last = trial.config, result.metrics or {}
-    history = result.metrics_dataframe
-    row = {k: config.get(k) for k in PARAMS}
-    row["trial_id"] = trial.trial_id
-    row["label"] = SEED_LABEL if is_seed(config) else ""
-    row["epochs"] = int(last.get(m.EPOCH, 0))
-    row[m.NODE] = last.get(m.NODE)
-    row["seconds"] = last.get("time_total_s")
-    row["error"] = _one_line(result.error) if result.error else ""
-
-    if result.error:
-        row["status"] = FAILED
-    elif last.get(m.DIVERGED):
-        row["status"] = DIVERGED
-    elif row["epochs"] >= max_epochs:
-        row["status"] = COMPLETED
-    elif row["epochs"] > 0 and trial.status == "TERMINATED":
-        row["status"] = STOPPED
-    else:
-        row["status"] = UNFINISHED
-
-    evaluated = (
-        history[history[m.VAL_LOSS].notna()]
-        if history is not None and m.VAL_LOSS in history
-        else pd.DataFrame()
-    )
-    if not evaluated.empty and row["status"] != DIVERGED:
-        best = evaluated.loc[evaluated[m.VAL_ACC].idxmax()]
-        row["best_epoch"] = int(best[m.EPOCH])
-        row[m.VAL_ACC] = float(best[m.VAL_ACC])
-        row[m.VAL_LOSS] = float(best[m.VAL_LOSS])
-        row[m.VAL_ACC_BY_STEP] = json.dumps(_as_list(best[m.VAL_ACC_BY_STEP]))
-    if result.checkpoint is not None and row["status"] != DIVERGED:
-        row["checkpoint"] = run.relative(posixpath.join(result.checkpoint.path, CHECKPOINT_FILE))
-    return row
+def read_run_info(run_dir: Path) -> dict:
+    return json.loads((run_dir / RUN_JSON).read_text())
 
 
-def _as_list(value) -> list[float]:
-    if isinstance(value, str):
-        value = json.loads(value)
-    return [float(v) for v in value]
+# ---------------------------------------------------------------- test split and trials.csv
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[-1] if text else ''}"
+def write_test_split(run: RunLocation, split: Split) -> None:
+    buffer = io.BytesIO()
+    torch.save({"images": split.images, "labels": split.labels}, buffer)
+    run.write_bytes(TEST_SPLIT, buffer.getvalue())
+
+
+def read_test_split(run_dir: Path) -> Split:
+    state = torch.load(run_dir / TEST_SPLIT, weights_only=True)
+    return Split(images=state["images"], labels=state["labels"])
 
 
 def write_trials(table: pd.DataFrame, run: RunLocation) -> None:
     run.write_bytes(TRIALS_CSV, table.to_csv(index=False).encode())
 
 
-def ranked(table: pd.DataFrame) -> pd.DataFrame:
-    """Trials that count for "best" (finished, not diverged or failed), best first."""
-    usable = table[table["status"].isin([COMPLETED, STOPPED]) & table[m.VAL_ACC].notna()]
-    return usable.sort_values([m.VAL_ACC, m.VAL_LOSS], ascending=[False, True])
+def read_trials(path: Path) -> pd.DataFrame:
+    # trial ids are hex strings: "00916631" must not become the number 916631.
+    table = pd.read_csv(path, dtype={"trial_id": str, **dict.fromkeys(_TEXT_COLUMNS, str)})
+    missing = [c for c in TRIAL_COLUMNS if c not in table.columns]
+    if missing:
+        raise UserError(f"{path} is not a trials table: it lacks {', '.join(missing)}")
+    for column in _TEXT_COLUMNS:
+        table[column] = table[column].fillna("")
+    return table

@@ -7,6 +7,7 @@ values it returns.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -40,6 +41,39 @@ def sample(trial: optuna.Trial) -> None:
     trial.suggest_float("forget_bias", 0.0, 3.0)
     trial.suggest_float("lr", 1e-4, 1e-2, log=True)
     trial.suggest_categorical("batch_size", BATCH_SIZES)
+
+
+@functools.cache
+def distributions() -> dict[str, optuna.distributions.BaseDistribution]:
+    """Each hyperparameter's Optuna distribution, read from `sample` itself (the one place
+    the bounds and scales live), for code that needs them without searching."""
+    trial = optuna.trial.FixedTrial(SEED_CONFIG)  # any point of the space would do
+    sample(trial)
+    return dict(trial.distributions)
+
+
+def log_scaled() -> set[str]:
+    """The hyperparameters sampled on a log scale (plotted on one too)."""
+    return {name for name, d in distributions().items() if getattr(d, "log", False)}
+
+
+# How a hyperparameter's value is written for a reader: the CLI's summary, the reports
+# and the benchmarks all show configurations this way.
+_FORMATS = {
+    "num_layers": "{:.0f}",
+    "hidden_size": "{:.0f}",
+    "dropout": "{:.2f}",
+    "forget_bias": "{:.2f}",
+    "lr": "{:.1e}",
+    "batch_size": "{:.0f}",
+}
+
+
+def format_param(name: str, value) -> str:
+    """`value` of hyperparameter `name` as shown to a reader ("" when missing)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return _FORMATS[name].format(float(value))
 
 
 def is_seed(config: dict) -> bool:

@@ -8,7 +8,6 @@ experiment files there itself; this module writes ours through the same filesyst
 
 from __future__ import annotations
 
-import io
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,11 +100,3 @@ class RunLocation:
         """`path` relative to the run folder when it lies inside it, else unchanged."""
         prefix = self.path.rstrip("/") + "/"
         return path[len(prefix) :] if path.startswith(prefix) else path
-
-
-def torch_bytes(obj) -> bytes:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()

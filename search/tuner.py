@@ -15,9 +15,10 @@ from ray.tune.search.optuna import OptunaSearch
 from search import metrics as m
 from search.config import SearchConfig
 from search.data import Dataset
+from search.run_folder import trial_dir
 from search.space import SEED_CONFIG, sample
 from search.storage import RunLocation
-from search.trainable import TrialSettings, train_lstm
+from search.trainable import TrialData, TrialSettings, train_lstm
 
 
 def build_tuner(
@@ -98,16 +99,17 @@ def _trainable(config: SearchConfig, data: Dataset):
         seed=config.seed,
         threads=max(1, math.floor(config.cpus_per_trial)),
     )
-    # with_parameters puts the dataset in the object store once; every trial, on any
-    # node, gets it from there instead of re-reading files or carrying it in `config`.
-    trainable = tune.with_parameters(train_lstm, data=data, settings=settings)
+    # with_parameters puts the training data in the object store once; every trial, on
+    # any node, gets it from there instead of re-reading files or carrying it in `config`.
+    trial_data = TrialData(train=data.train, val=data.val)
+    trainable = tune.with_parameters(train_lstm, data=trial_data, settings=settings)
     return tune.with_resources(
         trainable, {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
     )
 
 
 def _trial_dirname(trial) -> str:
-    return f"trial_{trial.trial_id}"
+    return trial_dir(trial.trial_id)
 
 
 def _quiet_tune() -> None:

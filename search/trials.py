@@ -1,0 +1,70 @@
+"""Ray Tune's results -> the run folder's trials table (one row per trial)."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+import pandas as pd
+from ray.tune import ResultGrid
+
+from search import metrics as m
+from search.run_folder import CHECKPOINT_FILE, TRIAL_COLUMNS, TrialStatus, trial_status
+from search.space import PARAMS, SEED_LABEL, is_seed
+from search.storage import RunLocation
+
+
+def trials_table(results: ResultGrid, run: RunLocation, max_epochs: int) -> pd.DataFrame:
+    """One row per trial: its hyperparameters, outcome and best (validation) epoch."""
+    # ResultGrid lacks what a trial that never reported has (its config) and Tune's own
+    # status (TERMINATED, ERROR, PAUSED...), which tells a trial ASHA stopped from one the
+    # search abandoned; its analysis object holds the trials, in the same order.
+    trials = results._experiment_analysis.trials
+    rows = [_trial_row(t, r, run, max_epochs) for t, r in zip(trials, results, strict=True)]
+    table = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
+    return table.sort_values("trial_id", kind="stable").reset_index(drop=True)
+
+
+def _trial_row(trial, result, run: RunLocation, max_epochs: int) -> dict:
+    config, last = trial.config, result.metrics or {}
+    history = result.metrics_dataframe
+    row = {k: config.get(k) for k in PARAMS}
+    row["trial_id"] = trial.trial_id
+    row["label"] = SEED_LABEL if is_seed(config) else ""
+    row["epochs"] = int(last.get(m.EPOCH, 0))
+    row[m.NODE] = last.get(m.NODE)
+    row["seconds"] = last.get("time_total_s")
+    row["error"] = _one_line(result.error) if result.error else ""
+    row["status"] = trial_status(
+        failed=result.error is not None,
+        diverged=bool(last.get(m.DIVERGED)),
+        epochs=row["epochs"],
+        max_epochs=max_epochs,
+        ended=trial.status == "TERMINATED",
+    ).value
+
+    evaluated = (
+        history[history[m.VAL_LOSS].notna()]
+        if history is not None and m.VAL_LOSS in history
+        else pd.DataFrame()
+    )
+    if not evaluated.empty and row["status"] != TrialStatus.DIVERGED:
+        best = evaluated.loc[evaluated[m.VAL_ACC].idxmax()]
+        row["best_epoch"] = int(best[m.EPOCH])
+        row[m.VAL_ACC] = float(best[m.VAL_ACC])
+        row[m.VAL_LOSS] = float(best[m.VAL_LOSS])
+        row[m.VAL_ACC_BY_STEP] = json.dumps(_as_list(best[m.VAL_ACC_BY_STEP]))
+    if result.checkpoint is not None and row["status"] != TrialStatus.DIVERGED:
+        row["checkpoint"] = run.relative(posixpath.join(result.checkpoint.path, CHECKPOINT_FILE))
+    return row
+
+
+def _as_list(value) -> list[float]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return [float(v) for v in value]
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[-1] if text else ''}"
