@@ -1,12 +1,21 @@
-"""Shared fixtures: small MNIST-format IDX folders written by the tests themselves, and
-one tiny real search run shared by the end-to-end and report tests."""
+"""Shared fixtures: small MNIST-format IDX folders written by the tests themselves, a
+run folder built by hand (no Ray) for the analysis tests, and one tiny real search run
+shared by the end-to-end tests.
+
+Every Ray the tests start (in-process or through the CLI) keeps its files in a temporary
+folder of this test session (RAY_TMPDIR), so the tests never read or overwrite the
+machine's own record of its last Ray cluster (`/tmp/ray/ray_current_cluster`).
+"""
 
 from __future__ import annotations
 
 import gzip
+import os
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +23,20 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
-RECORDED_CLUSTER = Path("/tmp/ray/ray_current_cluster")
+
+
+def pytest_configure(config) -> None:
+    # Short, under /tmp: Ray's Unix socket paths inside it must stay under 107 bytes.
+    os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray-tests-", dir="/tmp")
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(os.environ.pop("RAY_TMPDIR", ""), ignore_errors=True)
+
+
+def recorded_cluster() -> Path:
+    """Where `ray start --head` records its address for this test session's Ray."""
+    return Path(os.environ["RAY_TMPDIR"]) / "ray" / "ray_current_cluster"
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -52,6 +74,14 @@ def idx_folder(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def fake_run(tmp_path_factory) -> Path:
+    """A finished run folder built by hand (see tests/fake_run.py); do not modify it."""
+    from tests.fake_run import build_run
+
+    return build_run(tmp_path_factory.mktemp("fake"), "fake", seed=1)
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """Four trials of at most two epochs on 600 synthetic digits, run through the CLI.
 
@@ -62,9 +92,9 @@ def tiny_run(tmp_path_factory):
     """
     tmp = tmp_path_factory.mktemp("e2e")
     data_dir = write_idx_folder(tmp / "digits", n_train=600, n_test=100)
-    saved = RECORDED_CLUSTER.read_text() if RECORDED_CLUSTER.exists() else None
-    RECORDED_CLUSTER.parent.mkdir(parents=True, exist_ok=True)
-    RECORDED_CLUSTER.write_text("127.0.0.1:1")  # nothing listens on port 1
+    recorded = recorded_cluster()
+    recorded.parent.mkdir(parents=True, exist_ok=True)
+    recorded.write_text("127.0.0.1:1")  # nothing listens on port 1
     try:
         result = subprocess.run(
             [
@@ -92,8 +122,5 @@ def tiny_run(tmp_path_factory):
             timeout=600,
         )
     finally:
-        if saved is None:
-            RECORDED_CLUSTER.unlink()
-        else:
-            RECORDED_CLUSTER.write_text(saved)
+        recorded.unlink(missing_ok=True)
     return result, tmp / "runs" / "tiny"

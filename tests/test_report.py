@@ -1,4 +1,8 @@
-"""Reports and comparisons built from real (tiny) search runs, and what they must refuse."""
+"""Reports and comparisons, and what they must refuse.
+
+Most tests read run folders built by hand without Ray (tests/fake_run.py), in seconds;
+one checks the report a real tiny search wrote for itself.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +19,19 @@ import pytest
 from PIL import Image
 
 from analysis import compare, document, report
-from analysis import results as res
 from models.lstm import ROWS
 from models.train import evaluate, to_inputs
-from search.run_folder import RUN_JSON, TRIALS_CSV, ranked, read_test_split
+from search.run_folder import (
+    REPORT_DIR,
+    RUN_JSON,
+    TRIALS_CSV,
+    load_model,
+    ranked,
+    read_test_split,
+)
 from search.space import SEED_LABEL
-from tests.conftest import REPO, write_idx_folder
-
-pytestmark = pytest.mark.e2e
+from tests.conftest import REPO
+from tests.fake_run import build_run
 
 FIGURE_CSVS = {
     "timestep_accuracy": ["timestep_accuracy.csv"],
@@ -38,15 +47,13 @@ FIGURE_CSVS = {
 
 def copy_run(run_dir: Path, dest: Path) -> Path:
     """A private copy of a run, for tests that damage it (the shared run stays intact)."""
-    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns(report.REPORT_DIR))
+    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns(REPORT_DIR))
     return dest
 
 
 @pytest.fixture(scope="module")
-def finished_run(tiny_run, tmp_path_factory) -> Path:
-    result, run_dir = tiny_run
-    assert result.returncode == 0, result.stderr[-3000:]
-    return copy_run(run_dir, tmp_path_factory.mktemp("report") / "tiny")
+def finished_run(fake_run, tmp_path_factory) -> Path:
+    return copy_run(fake_run, tmp_path_factory.mktemp("report") / "fake")
 
 
 @pytest.fixture(scope="module")
@@ -56,24 +63,23 @@ def built(finished_run) -> Path:
 
 @pytest.fixture(scope="module")
 def second_run(tmp_path_factory) -> Path:
-    """Another real search, on the same kind of digits with another seed, to compare."""
-    tmp = tmp_path_factory.mktemp("second")
-    data_dir = write_idx_folder(tmp / "digits", n_train=600, n_test=100, seed=2)
-    args = ["--dataset", "mnist", "--data-dir", str(data_dir), "--trials", "2"]
-    args += ["--max-epochs", "1", "--storage-path", str(tmp / "runs"), "--name", "other"]
-    result = subprocess.run(
-        [sys.executable, "-m", "search.run", *args, "--seed", "2"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return tmp / "runs" / "other"
+    """Another run, on the same kind of digits with another seed, to compare."""
+    return build_run(tmp_path_factory.mktemp("second"), "other", seed=2)
 
 
 def test_report_has_every_part_and_file(built, finished_run):
-    assert built == finished_run / "report"
+    assert_whole_report(built, finished_run)
+
+
+@pytest.mark.e2e
+def test_a_real_search_writes_its_whole_report(tiny_run):
+    result, run_dir = tiny_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_whole_report(run_dir / REPORT_DIR, run_dir)
+
+
+def assert_whole_report(built: Path, run_dir: Path) -> None:
+    assert built == run_dir / "report"
     html = (built / "index.html").read_text()
     markdown = (built / "report.md").read_text()
     for title in (
@@ -125,7 +131,7 @@ def test_timestep_accuracy_is_test_accuracy_after_each_of_28_rows(built, finishe
     # The best curve, recomputed here from the checkpoint and the saved test split.
     trials = pd.read_csv(finished_run / TRIALS_CSV, dtype={"trial_id": str})
     best = ranked(trials).iloc[0]
-    model = res.load_model(finished_run, best["checkpoint"])
+    model = load_model(finished_run / best["checkpoint"])
     test = read_test_split(finished_run)
     expected = evaluate(model, to_inputs(test.images), test.labels).acc_by_step
     got = curves.loc[curves["trial_id"] == best["trial_id"], "accuracy"].tolist()
@@ -153,10 +159,10 @@ def test_digit_probabilities_are_distributions(built):
     assert sums.to_numpy() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_report_cli_takes_top_k(tiny_run, tmp_path, capsys):
-    run_dir = copy_run(tiny_run[1], tmp_path / "run")
+def test_report_cli_takes_top_k(fake_run, tmp_path, capsys):
+    run_dir = copy_run(fake_run, tmp_path / "run")
     assert report.main([str(run_dir), "--top-k", "1"]) == 0
-    out = run_dir / report.REPORT_DIR
+    out = run_dir / REPORT_DIR
     assert capsys.readouterr().out == f"{out / 'index.html'}\n"
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False)
     trials = pd.read_csv(run_dir / TRIALS_CSV, dtype={"trial_id": str})
@@ -165,9 +171,9 @@ def test_report_cli_takes_top_k(tiny_run, tmp_path, capsys):
     assert json.loads((out / "report.json").read_text())["top_k"] == 1
 
 
-def test_strings_from_the_run_are_escaped(tiny_run, tmp_path):
+def test_strings_from_the_run_are_escaped(fake_run, tmp_path):
     evil = "<script>alert(1)</script>"
-    run_dir = copy_run(tiny_run[1], tmp_path / "run<b>&x")
+    run_dir = copy_run(fake_run, tmp_path / "run<b>&x")
     info = json.loads((run_dir / RUN_JSON).read_text())
     info.update(command=f"python -m search.run --name {evil}", dataset=f"<img src=x>{evil}")
     (run_dir / RUN_JSON).write_text(json.dumps(info))
@@ -179,8 +185,8 @@ def test_strings_from_the_run_are_escaped(tiny_run, tmp_path):
         assert "run&lt;b&gt;&amp;x" in text
 
 
-def test_missing_checkpoint_is_reported_plainly(tiny_run, tmp_path):
-    run_dir = copy_run(tiny_run[1], tmp_path / "run")
+def test_missing_checkpoint_is_reported_plainly(fake_run, tmp_path):
+    run_dir = copy_run(fake_run, tmp_path / "run")
     trials = pd.read_csv(run_dir / TRIALS_CSV, dtype={"trial_id": str})
     best = ranked(trials).iloc[0]
     (run_dir / best["checkpoint"]).unlink()
@@ -195,8 +201,8 @@ def test_missing_checkpoint_is_reported_plainly(tiny_run, tmp_path):
     assert "The best configuration&#x27;s checkpoint is unusable" in html
 
 
-def test_a_failed_build_leaves_the_previous_report_whole(tiny_run, tmp_path, monkeypatch):
-    run_dir = copy_run(tiny_run[1], tmp_path / "run")
+def test_a_failed_build_leaves_the_previous_report_whole(fake_run, tmp_path, monkeypatch):
+    run_dir = copy_run(fake_run, tmp_path / "run")
     out = report.write_report(run_dir, top_k=1)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
@@ -211,12 +217,12 @@ def test_a_failed_build_leaves_the_previous_report_whole(tiny_run, tmp_path, mon
 
 
 @pytest.mark.parametrize("damage", ["empty folder", "no trials.csv", "nothing finished", "absent"])
-def test_bad_run_folders_exit_2_with_one_line(damage, tiny_run, tmp_path, capsys):
+def test_bad_run_folders_exit_2_with_one_line(damage, fake_run, tmp_path, capsys):
     run_dir = tmp_path / "run"
     if damage == "empty folder":
         run_dir.mkdir()
     elif damage != "absent":
-        copy_run(tiny_run[1], run_dir)
+        copy_run(fake_run, run_dir)
     if damage == "no trials.csv":
         (run_dir / TRIALS_CSV).unlink()
     if damage == "nothing finished":
@@ -226,7 +232,7 @@ def test_bad_run_folders_exit_2_with_one_line(damage, tiny_run, tmp_path, capsys
     assert report.main([str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("analysis.report: error: ") and err.count("\n") == 1
-    assert not (run_dir / report.REPORT_DIR).exists()
+    assert not (run_dir / REPORT_DIR).exists()
 
 
 def test_report_cli_runs_as_a_module(tmp_path):
@@ -248,13 +254,13 @@ def test_compare_two_runs_with_different_seeds(finished_run, second_run, tmp_pat
     out = tmp_path / "cmp"
     assert compare.main([str(finished_run), str(second_run), "--out", str(out)]) == 0
     runs = pd.read_csv(out / "runs.csv")
-    assert runs["run"].tolist() == ["tiny", "other"]
+    assert runs["run"].tolist() == ["fake", "other"]
     assert runs["seed"].tolist() == [1, 2]
     assert runs["test_acc"].between(0, 1).all()
     curves = pd.read_csv(out / "timestep_accuracy.csv")
     assert curves.groupby("run")["timestep"].apply(list).tolist() == [list(range(1, 29))] * 2
     html = (out / "index.html").read_text()
-    assert html.count("<img ") == 2 and "tiny" in html and "other" in html
+    assert html.count("<img ") == 2 and "fake" in html and "other" in html
     # Rebuilding over an earlier comparison is fine; over anything else it is refused.
     assert compare.main([str(finished_run), str(second_run), "--out", str(out)]) == 0
     assert compare.main([str(finished_run), str(second_run), "--out", str(tmp_path)]) == 2

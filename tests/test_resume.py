@@ -24,20 +24,26 @@ import pandas as pd
 import pytest
 from ray.tune import ExperimentAnalysis
 
-from search.run_folder import TRIALS_CSV
+from search.run_folder import RESULT_JSON, TRIALS_CSV, trial_dir
 from search.space import SEED_CONFIG
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e
 
 
+# These tests time their faults by how many trials have started, which assumes few trial
+# slots: Ray sees two CPUs whatever the machine has.
+TWO_CPUS = {"RAY_OVERRIDE_RESOURCES": json.dumps({"CPU": 2})}
+
+
 class Search:
-    """A `python -m search.run` process in its own process group."""
+    """A `python -m search.run` process in its own process group, on a 2-CPU local Ray."""
 
     def __init__(self, *args: str):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "search.run", *args],
             cwd=REPO,
+            env={**os.environ, **TWO_CPUS},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -86,7 +92,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 180, what: str = ""
 def epochs_reported(run_dir: Path) -> dict[str, list[dict]]:
     """Every trial's reports so far, read from Tune's result.json files."""
     reports = {}
-    for path in run_dir.glob("trial_*/result.json"):
+    for path in run_dir.glob(f"{trial_dir('*')}/{RESULT_JSON}"):
         lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         reports[path.parent.name] = lines
     return reports
@@ -126,7 +132,7 @@ def test_sigkill_driver_then_resume(tmp_path, searches):
 
     before = ExperimentAnalysis(str(run_dir))
     finished_before = {
-        t.trial_id: (run_dir / f"trial_{t.trial_id}" / "result.json").read_bytes()
+        t.trial_id: (run_dir / trial_dir(t.trial_id) / RESULT_JSON).read_bytes()
         for t in before.trials
         if t.status == "TERMINATED"
     }
@@ -139,7 +145,7 @@ def test_sigkill_driver_then_resume(tmp_path, searches):
     assert set(table["status"]) <= {"completed", "stopped"}
     assert not table.duplicated(["num_layers", "hidden_size", "dropout", "lr"]).any()
     for trial_id, content in finished_before.items():  # not rerun, not even touched
-        assert (run_dir / f"trial_{trial_id}" / "result.json").read_bytes() == content
+        assert (run_dir / trial_dir(trial_id) / RESULT_JSON).read_bytes() == content
     counts = study_counts(optuna_study(run_dir))
     assert counts == {"COMPLETE": 6}, counts
 
