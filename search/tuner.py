@@ -30,7 +30,7 @@ def build_tuner(
     extra_points: list[dict],
 ) -> tune.Tuner:
     """A new search; `extra_points` are tried right after the tutorial's configuration."""
-    _quiet_tune()
+    quiet_tune()
     searcher = OptunaSearch(
         space=sample,
         metric=m.VAL_ACC,
@@ -45,7 +45,7 @@ def build_tuner(
         reduction_factor=config.reduction_factor,
     )
     return tune.Tuner(
-        _trainable(config, data),
+        trainable(config, data),
         tune_config=tune.TuneConfig(
             metric=m.VAL_ACC,
             mode=m.MODE,
@@ -60,18 +60,27 @@ def build_tuner(
             reuse_actors=True,
             trial_dirname_creator=_trial_dirname,
         ),
-        run_config=tune.RunConfig(
-            name=config.name,
-            storage_path=str(storage_path),
-            verbose=0,
-            callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1,
-                checkpoint_score_attribute=m.VAL_ACC,
-                checkpoint_score_order=m.MODE,
-            ),
-            failure_config=tune.FailureConfig(max_failures=config.max_failures),
+        run_config=run_config(config, storage_path, callbacks),
+    )
+
+
+def run_config(
+    config: SearchConfig, storage_path: str, callbacks: list[tune.Callback]
+) -> tune.RunConfig:
+    """Where and how the trials' results and checkpoints are kept, and retries."""
+    return tune.RunConfig(
+        name=config.name,
+        storage_path=str(storage_path),
+        verbose=0,
+        callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
+        # Every epoch reports a checkpoint; Tune keeps the best by validation accuracy
+        # and, whatever its score, the latest (Ray never deletes the latest one).
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=1,
+            checkpoint_score_attribute=m.VAL_ACC,
+            checkpoint_score_order=m.MODE,
         ),
+        failure_config=tune.FailureConfig(max_failures=config.max_failures),
     )
 
 
@@ -83,17 +92,18 @@ def restore_tuner(run_dir: RunLocation, config: SearchConfig, data: Dataset) -> 
     OptunaSearch, whose study has already recorded them as FAIL: see tests/test_resume.py.)
     The restore unpickles the run folder's state: restore only folders you trust.
     """
-    _quiet_tune()
+    quiet_tune()
     return tune.Tuner.restore(
         run_dir.uri,
-        trainable=_trainable(config, data),
+        trainable=trainable(config, data),
         resume_unfinished=True,
         resume_errored=False,
         restart_errored=False,
     )
 
 
-def _trainable(config: SearchConfig, data: Dataset):
+def trainable(config: SearchConfig, data: Dataset):
+    """The trial function with its data and settings bound, and the resources it needs."""
     settings = TrialSettings(
         max_epochs=config.max_epochs,
         seed=config.seed,
@@ -102,17 +112,15 @@ def _trainable(config: SearchConfig, data: Dataset):
     # with_parameters puts the training data in the object store once; every trial, on
     # any node, gets it from there instead of re-reading files or carrying it in `config`.
     trial_data = TrialData(train=data.train, val=data.val)
-    trainable = tune.with_parameters(train_lstm, data=trial_data, settings=settings)
-    return tune.with_resources(
-        trainable, {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
-    )
+    bound = tune.with_parameters(train_lstm, data=trial_data, settings=settings)
+    return tune.with_resources(bound, {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})
 
 
 def _trial_dirname(trial) -> str:
     return trial_dir(trial.trial_id)
 
 
-def _quiet_tune() -> None:
+def quiet_tune() -> None:
     """Our progress line replaces Tune's output; keep what Tune would print otherwise out.
 
     Set in the driver only (these are read there); a user's own setting wins.
