@@ -8,10 +8,12 @@ issue's size (50 trials, 8-epoch cap, 3 seeds; growth to 200 trials and, with
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import platform
+import re
 import shlex
 import sys
 import tempfile
@@ -20,8 +22,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from bench.report import REPORT_MD, RESULTS_JSON, load_results, render, text_summary
-from bench.suite import BENCHMARKS, RUN_ORDER, RUNNERS, BenchConfig, Searches
+from bench.common import BenchConfig, Searches
+from bench.report import BENCHMARKS, REPORT_MD, RESULTS_JSON, load_results, render, text_summary
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
@@ -35,9 +37,13 @@ SCALES = {
         loop_epochs=5,
         growth_trials=[10, 50, 200],
         growth_sizes=[5000, 15000, 60000],
-        growth_search_trials=50,
+        growth_data_trials=50,
     ),
 }
+# Cheap ones first, so a run cut short still reports them; the report keeps its own order.
+RUN_FIRST = ("loop", "overhead")
+RUN_ORDER = [*RUN_FIRST, *(name for name in BENCHMARKS if name not in RUN_FIRST)]
+FIELDS = {f.name for f in dataclasses.fields(BenchConfig)}  # flags that set a size
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,13 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def make_config(args: argparse.Namespace, workdir: str) -> BenchConfig:
-    base = SCALES[args.scale]
-    config = BenchConfig(**{**vars(base), "workdir": workdir})
-    for name in ("seeds", "trials", "max_epochs", "target_acc", "growth_trials", "growth_sizes"):
-        if getattr(args, name) is not None:
-            setattr(config, name, getattr(args, name))
-    if args.growth_data_trials is not None:
-        config.growth_search_trials = args.growth_data_trials
+    """The preset of `--scale`, with the sizes given on the command line."""
+    given = {k: v for k, v in vars(args).items() if k in FIELDS and v is not None}
+    config = dataclasses.replace(SCALES[args.scale], **(given | {"workdir": workdir}))
     if args.full_mnist:
         if not Path(args.full_mnist).is_dir():
             raise SystemExit(f"python -m bench: error: {args.full_mnist} is not a folder")
@@ -84,24 +86,16 @@ def make_config(args: argparse.Namespace, workdir: str) -> BenchConfig:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        mem_kib = 0
-    packages = {"python": platform.python_version()}
-    for name in ("torch", "ray", "optuna"):
-        packages[name] = metadata.version(name)
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.exists() else ""
+    cpus = re.findall(r"^model name\s*:\s*(.*?)\s*$", text, re.M)
+    versions = {name: metadata.version(name) for name in ("torch", "ray", "optuna")}
     return {
-        "cpu": cpu,
+        "cpu": cpus[0] if cpus else platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
-        "memory_gib": round(mem_kib / 2**20),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
         "platform": platform.platform(),
-        "packages": packages,
+        "packages": {"python": platform.python_version(), **versions},
         "load_before": _load(),
     }
 
@@ -124,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             info = machine()
             started = time.monotonic()
-            result = RUNNERS[name](config, searches)
+            result = BENCHMARKS[name].run(config, searches)
             info["load_after"] = _load()
             print(text_summary(name, result), flush=True)
             # Each benchmark keeps one entry per size preset: a quick rerun does not
@@ -135,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 # Searches shared with an earlier benchmark of this invocation are not
                 # counted again here.
                 "seconds": time.monotonic() - started,
-                "machine": {**info, "load_before": info["load_before"]},
+                "machine": info,
                 "result": result,
             }
             if not args.no_write:  # after every benchmark: a later crash loses nothing

@@ -1,0 +1,129 @@
+"""What every benchmark shares: its sizes, the searches it draws on (each run once, in a
+child process), statistics over seeds, and the Markdown its section is written in."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tabulate import DataRow, TableFormat
+
+from bench.systems import SearchSpec
+
+log = logging.getLogger("bench")
+
+
+@dataclass
+class BenchConfig:
+    """Sizes of one benchmark invocation (see `python -m bench --help`)."""
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    trials: int = 8
+    max_epochs: int = 4
+    target_acc: float = 0.88
+    dataset: str = "mnist-5k"
+    data_dir: str | None = None
+    overhead_trials: int = 3
+    loop_epochs: int = 3
+    growth_trials: list[int] = field(default_factory=lambda: [4, 8, 16])
+    growth_sizes: list[int] = field(default_factory=lambda: [1125, 2250, 4500])
+    growth_data_trials: int = 4  # trials per search on the digits axis
+    # Benchmark 4 also runs our search with these ASHA reduction factors.
+    alt_reduction_factors: list[float] = field(default_factory=lambda: [4.0])
+    workdir: str = ""
+
+
+class Searches:
+    """Runs searches in child processes, each once, and keeps their measurements: a search
+    that two benchmarks need (e.g. ours on seed 0) runs once per invocation."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        self.config, self._done = config, {}
+
+    def get(self, system: str, seed: int, **overrides) -> dict:
+        c = self.config
+        spec = SearchSpec(system, seed, c.trials, c.max_epochs, c.dataset, c.data_dir)
+        spec = dataclasses.replace(spec, workdir=c.workdir, **overrides)
+        if spec not in self._done:
+            log.info("search: %s", dataclasses.asdict(spec))
+            done = self._done[spec] = run_child({"kind": "search", **dataclasses.asdict(spec)}, c)
+            log.info("  -> %.0f s, best val_acc %.4f", done["wall_s"], done["best_val_acc"])
+        return self._done[spec]
+
+
+def run_child(job: dict, config: BenchConfig) -> dict:
+    """Run `job` through `python -m bench.child` and return what it measured.
+
+    Ray's and Tune's chatter goes to a log file per job, kept with the run folders, and
+    the measurements to a JSON file beside it."""
+    logs = Path(config.workdir) / "logs"
+    logs.mkdir(exist_ok=True)
+    name = f"{len(list(logs.glob('*.log'))):03d}-{job['kind']}-{job.get('system', '')}"
+    log_path, out_path = logs / f"{name}.log", logs / f"{name}.json"
+    with log_path.open("w") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.child", json.dumps(job), str(out_path)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    if done.returncode != 0:
+        tail = "\n".join(log_path.read_text().splitlines()[-30:])
+        raise RuntimeError(f"bench job {job} failed (log {log_path}):\n{tail}")
+    return json.loads(out_path.read_text())
+
+
+def summary(values: list[float | None]) -> dict:
+    """Median and [min, max] of per-seed values; both None if any value is (e.g. a target
+    never reached)."""
+    known = bool(values) and None not in values
+    return {
+        "median": float(statistics.median(values)) if known else None,
+        "range": [float(min(values)), float(max(values))] if known else None,
+        "values": values,
+    }
+
+
+def goal(text: str, measured: str, met: bool | None) -> dict:
+    return {"goal": text, "measured": measured, "met": met}
+
+
+def fmt(value, spec: str = ".1f", none: str = "n/a") -> str:
+    return none if value is None else format(value, spec)
+
+
+def stat(s: dict, spec: str = ".1f", scale: float = 1.0, none: str = "n/a") -> str:
+    """`median [min–max]` of a `summary`."""
+    if s["median"] is None:
+        reached = [v for v in s["values"] if v is not None]
+        return f"{none} ({len(reached)}/{len(s['values'])} reached)"
+    med, lo, hi = (format(v * scale, spec) for v in (s["median"], *s["range"]))
+    return f"{med} [{lo}–{hi}]"
+
+
+# GitHub's pipe table with its cells as they are: no alignment padding, "|---|" rules.
+_PIPE = TableFormat(
+    lineabove=None,
+    linebelowheader=lambda widths, _aligns: "|" + "---|" * len(widths),
+    linebetweenrows=None,
+    linebelow=None,
+    headerrow=DataRow("|", "|", "|"),
+    datarow=DataRow("|", "|", "|"),
+    padding=1,
+    with_header_hide=None,
+)
+
+
+def table(rows: list[dict] | list[list], columns: list[str] | None = None) -> str:
+    """A Markdown table of `rows`: dicts (their keys are the header) or lists (`columns`)."""
+    frame = pd.DataFrame(rows, columns=columns).astype(str)
+    return frame.to_markdown(
+        index=False, tablefmt=_PIPE, stralign=None, numalign=None, disable_numparse=True
+    )
