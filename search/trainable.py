@@ -2,9 +2,10 @@
 
 A thin adapter around `models.train.fit`: it builds a model from the trial's `config`
 (hyperparameters only), iterates the epoch loop on tensors that arrived through the
-object store, and turns each epoch's result into a Tune report. A checkpoint (model and
-optimizer state) is saved whenever validation accuracy improves, so the one Tune keeps is
-the trial's best epoch, and a trial restarted after a failure continues from there.
+object store, and turns each epoch's result into a Tune report with a checkpoint (model
+and optimizer state). Tune keeps two of them per trial: the best epoch's, for selection
+and reports, and always the latest, so a trial restarted after a failure redoes at most
+the epoch it was in.
 """
 
 from __future__ import annotations
@@ -48,13 +49,13 @@ def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> Non
     train = to_inputs(data.train.images, device), data.train.labels.to(device)
     val = to_inputs(data.val.images, device), data.val.labels.to(device)
 
-    first_epoch, best_acc = 1, -1.0
-    if (checkpoint := tune.get_checkpoint()) is not None:
+    first_epoch = 1
+    if (checkpoint := tune.get_checkpoint()) is not None:  # the latest epoch's
         with checkpoint.as_directory() as folder:
             state = load_checkpoint(Path(folder) / CHECKPOINT_FILE, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        first_epoch, best_acc = state[m.EPOCH] + 1, state[m.VAL_ACC]
+        first_epoch = state[m.EPOCH] + 1
 
     node = ray.get_runtime_context().get_node_id()
     epochs = fit(
@@ -84,10 +85,6 @@ def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> Non
                 m.DIVERGED: False,
             }
         )
-        if val_result.acc <= best_acc:
-            tune.report(report)
-            continue
-        best_acc = val_result.acc
         with tempfile.TemporaryDirectory() as folder:
             state = checkpoint_state(model, optimizer, result.epoch, val_result.acc)
             torch.save(state, Path(folder) / CHECKPOINT_FILE)

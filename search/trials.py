@@ -43,20 +43,29 @@ def _trial_row(trial, result, run: RunLocation, max_epochs: int) -> dict:
         ended=trial.status == "TERMINATED",
     ).value
 
-    evaluated = (
-        history[history[m.VAL_LOSS].notna()]
-        if history is not None and m.VAL_LOSS in history
-        else pd.DataFrame()
-    )
-    if not evaluated.empty and row["status"] != TrialStatus.DIVERGED:
-        best = evaluated.loc[evaluated[m.VAL_ACC].idxmax()]
-        row["best_epoch"] = int(best[m.EPOCH])
-        row[m.VAL_ACC] = float(best[m.VAL_ACC])
-        row[m.VAL_LOSS] = float(best[m.VAL_LOSS])
-        row[m.VAL_ACC_BY_STEP] = json.dumps(_as_list(best[m.VAL_ACC_BY_STEP]))
-    if result.checkpoint is not None and row["status"] != TrialStatus.DIVERGED:
-        row["checkpoint"] = run.relative(posixpath.join(result.checkpoint.path, CHECKPOINT_FILE))
+    best = _best_checkpoint(result)
+    if best is None or row["status"] == TrialStatus.DIVERGED:
+        return row
+    checkpoint, metrics = best
+    # The best epoch is the one whose checkpoint Tune kept as best (of tied epochs, the
+    # one it kept); its figures are that epoch's last report (a restart may repeat one).
+    epoch = int(metrics[m.EPOCH])
+    reports = history[history[m.EPOCH] == epoch].iloc[-1]
+    row["best_epoch"] = epoch
+    row[m.VAL_ACC] = float(reports[m.VAL_ACC])
+    row[m.VAL_LOSS] = float(reports[m.VAL_LOSS])
+    row[m.VAL_ACC_BY_STEP] = json.dumps(_as_list(reports[m.VAL_ACC_BY_STEP]))
+    row["checkpoint"] = run.relative(posixpath.join(checkpoint.path, CHECKPOINT_FILE))
     return row
+
+
+def _best_checkpoint(result):
+    """(checkpoint, its report) of the best epoch Tune kept, or None. Tune keeps the best
+    and the latest checkpoint; the best has the highest accuracy, ties to the earlier."""
+    kept = [(c, r) for c, r in result.best_checkpoints or [] if r.get(m.VAL_LOSS) is not None]
+    if not kept:
+        return None
+    return max(kept, key=lambda item: (item[1][m.VAL_ACC], -item[1][m.EPOCH]))
 
 
 def _as_list(value) -> list[float]:
