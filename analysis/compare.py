@@ -1,6 +1,7 @@
 """`python -m analysis.compare runs/A runs/B [...] --out DIR`: several runs on one page.
 
-For each run: its best configuration (by validation accuracy) and that configuration's
+For each run: its winner (by confirmed accuracy where the run confirmed its best, else by
+validation accuracy) and that configuration's
 test accuracy, its accuracy-versus-timestep curve, and its best-so-far accuracy against
 wall time, so that two search strategies, seeds or datasets can be judged side by side.
 Each run is evaluated on its own test split.
@@ -19,6 +20,7 @@ from analysis import plots
 from analysis import results as res
 from search import metrics as m
 from search.errors import UserError
+from search.run_folder import CONFIRMED_COLUMNS, confirmed_text
 from search.space import PARAMS
 
 
@@ -64,8 +66,9 @@ def build(paths: list[Path]) -> doc.Document:
         doc.Section(
             "Best configuration of each run",
             [
-                "Each run's best configuration by validation accuracy, with its test "
-                "accuracy on that run's own test split (never used to choose)."
+                "Each run's winner (by confirmed accuracy where the run confirmed its best "
+                "configurations, else by validation accuracy), with its test accuracy on "
+                "that run's own test split (never used to choose)."
                 + (
                     " The runs use different datasets, so their accuracies are each "
                     "measured on their own data."
@@ -110,6 +113,7 @@ def _row(name: str, run: res.Run, best: pd.Series, points: pd.DataFrame) -> dict
         "trial_id": best["trial_id"],
         **{k: best[k] for k in PARAMS},
         "val_acc": best[m.VAL_ACC],
+        **{c: best.get(c) for c in CONFIRMED_COLUMNS},
         "test_acc": best.get("test_acc"),
         "test_digits": len(run.test) if run.test is not None else None,
     }
@@ -135,6 +139,7 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
             "best trial": table["trial_id"],
             **res.param_columns(table),
             "val acc": table["val_acc"].map(pct),
+            "confirmed (95% interval)": [confirmed_text(row) for _, row in table.iterrows()],
             "test acc": table["test_acc"].map(pct),
             "rows to 90%": table["rows_to_90pct"].map(rows),
         }

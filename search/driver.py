@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ import pandas as pd
 from search import cluster
 from search import metrics as m
 from search.config import SearchConfig
-from search.data import load_dataset
+from search.data import confirmation_folds, load_dataset
 from search.errors import UserError
 from search.progress import ProgressLine
 from search.run_folder import (
@@ -27,8 +28,10 @@ from search.run_folder import (
     TOP_K,
     TUNER_STATE,
     TrialStatus,
+    confirmed_text,
     new_run_info,
     ranked,
+    write_best,
     write_run_info,
     write_test_split,
     write_trials,
@@ -74,6 +77,9 @@ def run(config: SearchConfig) -> RunLocation:
     data = load_dataset(
         config.dataset, config.data_dir, download=config.download, seed=config.seed
     )
+    if config.confirm_top:
+        # Fails now, not after the search, if the pool cannot hold that many folds.
+        confirmation_folds(data, config.confirm_folds, config.seed)
 
     cluster.connect(config.address)
     try:
@@ -101,7 +107,7 @@ def run(config: SearchConfig) -> RunLocation:
         session_started = time.monotonic()
         results = tuner.fit()
         table = trials_table(results, run_dir, config.max_epochs)
-        write_trials(table, run_dir)
+        write_trials(table, run_dir)  # before confirming: an interruption loses nothing
         info.update(
             finished=datetime.now(UTC).isoformat(timespec="seconds"),
             # Summed over sessions, so a resumed run reports its whole search time.
@@ -112,13 +118,57 @@ def run(config: SearchConfig) -> RunLocation:
             sessions=info.get("sessions", 0) + 1,
         )
         write_run_info(run_dir, info)
+        outcome = _outcome(table, config)
+        if outcome is not None and config.confirm_top:
+            table = _confirm(table, data, config, info)
+            write_trials(table, run_dir)
+            write_run_info(run_dir, info)
+        if outcome is not None:
+            write_best(run_dir, table)
     finally:
         cluster.shutdown()
 
     print(_summary(table, run_dir.display))
-    if len(table) < config.trials or (table["status"] == TrialStatus.UNFINISHED).any():
+    if outcome is None:
         raise Interrupted
+    if outcome:
+        print(f"search.run: {outcome}", file=sys.stderr)
     return run_dir
+
+
+def _outcome(table: pd.DataFrame, config: SearchConfig) -> str | None:
+    """None if the search was interrupted; else "" or what ended it before --trials."""
+    if (table["status"] == TrialStatus.UNFINISHED).any():
+        return None
+    if len(table) >= config.trials:
+        return ""
+    if config.time_budget is not None:
+        # The searcher stopped proposing: the budget could not hold another trial.
+        return f"time budget reached after {len(table)} of {config.trials} trials"
+    return None
+
+
+def _confirm(table: pd.DataFrame, data, config: SearchConfig, info: dict) -> pd.DataFrame:
+    """Retrain the best configurations on other folds (search.confirm); timed in run.json."""
+    from search.confirm import confirm
+
+    started = time.monotonic()
+    top = min(config.confirm_top, len(ranked(table)))
+    print(
+        f"Confirming the best {top} on {config.confirm_folds} other folds each...",
+        file=sys.stderr,
+    )
+    table = confirm(
+        table,
+        data,
+        top=config.confirm_top,
+        folds=config.confirm_folds,
+        seed=config.seed,
+        cpus=config.cpus_per_trial,
+        gpus=config.gpus_per_trial,
+    )
+    info["confirm_seconds"] = round(time.monotonic() - started, 1)
+    return table
 
 
 def _resumed(run_dir: RunLocation, given: SearchConfig) -> tuple[SearchConfig, dict]:
@@ -192,15 +242,25 @@ def _summary(table: pd.DataFrame, run_dir: str) -> str:
     if best.empty:
         lines.append("No trial finished an epoch; nothing to rank.")
     else:
-        shown = best.head(TOP_K)[["trial_id", "label", *PARAMS, "epochs", m.VAL_ACC]]
-        lines += [f"Top {len(shown)} by validation accuracy:", _format_table(shown)]
+        shown = best.head(TOP_K)
+        order = (
+            "by confirmed accuracy (95% interval), then"
+            if shown[m.CONFIRMED_ACC].notna().any()
+            else "by"
+        )
+        lines += [f"Top {len(shown)} {order} validation accuracy:", _format_table(shown)]
     lines.append(f"Run folder: {run_dir}")
     return "\n".join(lines)
 
 
 def _format_table(table: pd.DataFrame) -> str:
-    formatted = table.assign(
+    columns = {
+        "trial_id": table["trial_id"],
+        "label": table["label"],
         **{name: table[name].map(lambda v, name=name: format_param(name, v)) for name in PARAMS},
-        val_acc=table[m.VAL_ACC].map("{:.4f}".format),
-    )
-    return formatted.to_string(index=False)
+        "epochs": table["epochs"],
+        m.VAL_ACC: table[m.VAL_ACC].map("{:.4f}".format),
+    }
+    if table[m.CONFIRMED_ACC].notna().any():
+        columns["confirmed"] = [confirmed_text(row) for _, row in table.iterrows()]
+    return pd.DataFrame(columns).to_string(index=False)

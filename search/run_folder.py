@@ -48,6 +48,10 @@ RESULT_JSON = "result.json"  # Ray Tune's per-trial log: one JSON line per repor
 CHECKPOINT_FILE = "checkpoint.pt"  # inside each of Tune's checkpoint folders
 TUNER_STATE = "tuner.pkl"  # written by Ray Tune; its presence makes a folder resumable
 REPORT_DIR = "report"
+# The answer of the search, in one obvious place: the winner's weights and configuration.
+BEST_DIR = "best"
+BEST_MODEL = f"{BEST_DIR}/model.pt"  # the winner's state_dict
+BEST_CONFIG = f"{BEST_DIR}/config.json"  # its hyperparameters, LSTMConfig and figures
 
 TOP_K = 5  # configurations shown by the CLI's summary and, by default, the report
 
@@ -86,6 +90,7 @@ def trial_status(
     return TrialStatus.UNFINISHED
 
 
+CONFIRMED_COLUMNS = [m.CONFIRMED_ACC, m.CONFIRMED_LOW, m.CONFIRMED_HIGH, m.CONFIRMED_FOLD_ACCS]
 TRIAL_COLUMNS = [
     "trial_id",
     "label",
@@ -96,6 +101,7 @@ TRIAL_COLUMNS = [
     m.VAL_ACC,
     m.VAL_LOSS,
     m.VAL_ACC_BY_STEP,
+    *CONFIRMED_COLUMNS,
     "checkpoint",
     m.NODE,
     "seconds",
@@ -104,11 +110,26 @@ TRIAL_COLUMNS = [
 _TEXT_COLUMNS = ("label", "status", "checkpoint", "error")
 
 
+def confirmed_text(row) -> str:
+    """A trial's confirmed accuracy with its 95% interval, e.g. "96.5% (95.4–97.4)"; ""
+    for a trial that was not confirmed."""
+    if pd.isna(row.get(m.CONFIRMED_ACC)):
+        return ""
+    low, high = row[m.CONFIRMED_LOW], row[m.CONFIRMED_HIGH]
+    return f"{row[m.CONFIRMED_ACC]:.1%} ({100 * low:.1f}–{100 * high:.1f})"
+
+
 def ranked(table: pd.DataFrame) -> pd.DataFrame:
-    """Trials that count for "best" (finished, not diverged or failed), best first:
-    highest validation accuracy, ties broken by the lower validation loss."""
+    """Trials that count for "best" (finished, not diverged or failed), best first.
+
+    Confirmed trials come first, by confirmed accuracy: that is how the winner is chosen.
+    The rest follow by validation accuracy at their best epoch, ties broken by the lower
+    validation loss. Test accuracy never enters.
+    """
     usable = table[table["status"].isin(RANKED_STATUSES) & table[m.VAL_ACC].notna()]
-    return usable.sort_values([m.VAL_ACC, m.VAL_LOSS], ascending=[False, True])
+    keys = [k for k in (m.CONFIRMED_ACC, m.VAL_ACC, m.VAL_LOSS) if k in usable]
+    ascending = [k == m.VAL_LOSS for k in keys]
+    return usable.sort_values(keys, ascending=ascending, na_position="last")
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -139,6 +160,46 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> RowLSTM:
     model = RowLSTM(LSTMConfig.from_dict(state["model_config"])).to(device)
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+def write_best(run: RunLocation, table: pd.DataFrame) -> dict | None:
+    """Copy the winner (first of `ranked(table)`) into best/; returns what config.json
+    says, or None when no trial can win."""
+    best = ranked(table)
+    if best.empty or not best.iloc[0]["checkpoint"]:
+        return None
+    winner = best.iloc[0]
+    state = torch.load(
+        io.BytesIO(run.read_bytes(winner["checkpoint"])), map_location="cpu", weights_only=True
+    )
+    figures = [m.VAL_ACC, m.CONFIRMED_ACC, m.CONFIRMED_LOW, m.CONFIRMED_HIGH]
+    about = {
+        "trial_id": winner["trial_id"],
+        "hyperparameters": {k: _plain(winner[k]) for k in PARAMS},
+        "model_config": state["model_config"],
+        "epoch": state[m.EPOCH],
+        **{k: _plain(winner[k]) for k in figures if k in winner and pd.notna(winner[k])},
+        "checkpoint": winner["checkpoint"],
+    }
+    buffer = io.BytesIO()
+    torch.save(state["model"], buffer)
+    run.write_bytes(BEST_MODEL, buffer.getvalue())
+    run.write_bytes(BEST_CONFIG, (json.dumps(about, indent=2) + "\n").encode())
+    return about
+
+
+def load_best(run_dir: str | Path, device: torch.device | str = "cpu") -> RowLSTM:
+    """The search's winner, ready to classify: `load_best("runs/NAME")(images)`, with
+    images (N, 28, 28) float in [0, 1], gives logits (N, 28, 10), one set per row read."""
+    run_dir = Path(run_dir)
+    about = json.loads((run_dir / BEST_CONFIG).read_text())
+    model = RowLSTM(LSTMConfig.from_dict(about["model_config"])).to(device)
+    model.load_state_dict(torch.load(run_dir / BEST_MODEL, map_location=device, weights_only=True))
+    return model.eval()
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
 
 
 # ---------------------------------------------------------------- run.json
@@ -202,6 +263,9 @@ def write_trials(table: pd.DataFrame, run: RunLocation) -> None:
 def read_trials(path: Path) -> pd.DataFrame:
     # trial ids are hex strings: "00916631" must not become the number 916631.
     table = pd.read_csv(path, dtype={"trial_id": str, **dict.fromkeys(_TEXT_COLUMNS, str)})
+    for column in CONFIRMED_COLUMNS:  # absent from runs made before confirmation existed
+        if column not in table.columns:
+            table[column] = float("nan")
     missing = [c for c in TRIAL_COLUMNS if c not in table.columns]
     if missing:
         raise UserError(f"{path} is not a trials table: it lacks {', '.join(missing)}")

@@ -86,7 +86,10 @@ class RunLocation:
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write a file of the run folder; on local disks atomically (temp file + rename)."""
         target = posixpath.join(self.path, name)
-        tmp = posixpath.join(self.path, f".{name}.tmp") if self.is_local else target
+        folder, base = posixpath.split(target)
+        if folder != self.path:  # e.g. best/model.pt
+            self.fs.create_dir(folder, recursive=True)
+        tmp = posixpath.join(folder, f".{base}.tmp") if self.is_local else target
         with self.fs.open_output_stream(tmp) as out:
             out.write(data)
         if tmp != target:

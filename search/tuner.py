@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 
 import optuna
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.optuna import OptunaSearch
 
 from search import metrics as m
+from search.budget import Deadline
 from search.config import SearchConfig
 from search.data import Dataset
 from search.run_folder import trial_dir
+from search.searcher import EpochOptunaSearch, tpe_sampler
 from search.space import SEED_CONFIG, sample
 from search.storage import RunLocation
 from search.trainable import TrialData, TrialSettings, train_lstm
@@ -31,12 +33,15 @@ def build_tuner(
 ) -> tune.Tuner:
     """A new search; `extra_points` are tried right after the tutorial's configuration."""
     quiet_tune()
-    searcher = OptunaSearch(
+    deadline = Deadline(config.time_budget) if config.time_budget else None
+    searcher = EpochOptunaSearch(
         space=sample,
         metric=m.VAL_ACC,
         mode=m.MODE,
         points_to_evaluate=[SEED_CONFIG, *extra_points],
-        seed=config.seed,
+        sampler=tpe_sampler(config.seed),
+        max_epochs=config.max_epochs,
+        deadline=deadline,
     )
     scheduler = ASHAScheduler(
         time_attr=m.EPOCH,
@@ -60,18 +65,22 @@ def build_tuner(
             reuse_actors=True,
             trial_dirname_creator=_trial_dirname,
         ),
-        run_config=run_config(config, storage_path, callbacks),
+        run_config=run_config(config, storage_path, callbacks, stop=deadline),
     )
 
 
 def run_config(
-    config: SearchConfig, storage_path: str, callbacks: list[tune.Callback]
+    config: SearchConfig,
+    storage_path: str,
+    callbacks: list[tune.Callback],
+    stop: tune.Stopper | None = None,
 ) -> tune.RunConfig:
-    """Where and how the trials' results and checkpoints are kept, and retries."""
+    """Where and how the trials' results and checkpoints are kept, retries, stopping."""
     return tune.RunConfig(
         name=config.name,
         storage_path=str(storage_path),
         verbose=0,
+        stop=stop,
         callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
         # Every epoch reports a checkpoint; Tune keeps the best by validation accuracy
         # and, whatever its score, the latest (Ray never deletes the latest one).
@@ -136,5 +145,7 @@ def quiet_tune() -> None:
     # Only the JSON and CSV loggers: TensorBoard files are not part of the run folder.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # TPE's `multivariate` and `constant_liar` are marked experimental; said once here.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # On Ctrl-C, Tune suggests `Tuner.restore(...)`; our CLI prints its own resume command.
     logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)

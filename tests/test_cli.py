@@ -30,6 +30,7 @@ def test_defaults_match_the_documented_ones():
     assert config.storage_path == "./runs"
     assert config.cpus_per_trial == 1 and config.gpus_per_trial == 0
     assert config.address is None and config.max_concurrent is None
+    assert config.time_budget is None and (config.confirm_top, config.confirm_folds) == (3, 2)
 
 
 def test_help_explains_every_flag():
@@ -97,6 +98,9 @@ def bad_inputs(tmp_path):
         "no cluster at address": ["--address", f"127.0.0.1:{_free_port()}", *storage],
         "malformed address": ["--address", "nowhere", *storage],
         "GPU asked, none in the cluster": ["--gpus-per-trial", "1", *storage],
+        "zero time budget": ["--time-budget", "0s"],
+        "time budget without a unit we know": ["--time-budget", "2d"],
+        "more confirmation folds than the pool holds": ["--confirm-folds", "10", *storage],
     }
 
 

@@ -216,6 +216,8 @@ def test_search_survives_losing_the_worker_node(cluster, tmp_path):
         tmp_path,
         "loss",
         "--shared-storage",
+        "--confirm-top",  # confirmation is tested elsewhere; this test is about the node
+        "0",
         "--trials",
         "4",
         "--max-epochs",

@@ -9,7 +9,17 @@ import pandas as pd
 import pytest
 import torch
 
-from search.run_folder import RUN_JSON, TRIAL_COLUMNS, TRIALS_CSV, read_test_split
+from search import metrics as m
+from search.run_folder import (
+    BEST_CONFIG,
+    RUN_JSON,
+    TRIAL_COLUMNS,
+    TRIALS_CSV,
+    load_best,
+    ranked,
+    read_test_split,
+    read_trials,
+)
 from search.space import SEED_CONFIG
 
 pytestmark = pytest.mark.e2e
@@ -62,3 +72,27 @@ def test_run_info_lets_analysis_work_alone(tiny_run):
     test = read_test_split(run_dir)
     assert test.images.shape == (100, 28, 28) and test.images.dtype == torch.uint8
     assert torch.bincount(test.labels).tolist() == [10] * 10
+
+
+def test_the_best_are_confirmed_and_the_winner_lands_in_best(tiny_run):
+    _, run_dir = tiny_run
+    table = read_trials(run_dir / TRIALS_CSV)
+    confirmed = table[table[m.CONFIRMED_ACC].notna()]
+    assert len(confirmed) == 3  # --confirm-top's default
+    # The three best by validation were confirmed, and now rank first, by confirmed accuracy.
+    by_validation = ranked(table.drop(columns=[m.CONFIRMED_ACC]))
+    assert set(confirmed["trial_id"]) == set(by_validation["trial_id"].head(3))
+    by_confirmed = confirmed.sort_values(m.CONFIRMED_ACC, ascending=False, kind="stable")
+    assert (
+        ranked(table)[m.CONFIRMED_ACC].head(3).tolist() == by_confirmed[m.CONFIRMED_ACC].tolist()
+    )
+    for _, row in confirmed.iterrows():
+        folds = json.loads(row[m.CONFIRMED_FOLD_ACCS])
+        assert len(folds) == 2  # --confirm-folds's default
+        assert row[m.CONFIRMED_ACC] == pytest.approx(sum(folds) / 2)  # equal-sized folds
+        assert row[m.CONFIRMED_LOW] <= row[m.CONFIRMED_ACC] <= row[m.CONFIRMED_HIGH]
+    best = json.loads((run_dir / BEST_CONFIG).read_text())
+    assert best["trial_id"] == ranked(table).iloc[0]["trial_id"]
+    assert json.loads((run_dir / RUN_JSON).read_text())["confirm_seconds"] > 0
+    model = load_best(run_dir)
+    assert model(torch.rand(2, 28, 28)).shape == (2, 28, 10)

@@ -1,0 +1,119 @@
+"""Confirm the winner: retrain the best few configurations on other folds, pick by the mean.
+
+The search's "best" is the maximum of many noisy figures (about 50 trials x up to 12
+epochs, each judged on a few hundred validation digits), so it flatters its winner and
+its ranking of close configurations is partly luck. Here each of the top k
+configurations trains again, from a fresh initialisation, for as many epochs as gave its
+best figure, on each of a few folds of the training pool: different training digits,
+and validation digits it was never selected on. The confirmed accuracy is the share of
+all those validation digits it classified right after its last epoch (no choice of epoch
+here, so nothing to flatter), with a 95% Wilson interval; the winner is the best mean.
+
+The retraining runs as Ray tasks, side by side on the cluster's CPUs (or GPUs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+import ray
+import torch
+from scipy.stats import binomtest
+
+from models.train import build, fit, to_inputs
+from search import metrics as m
+from search.data import Dataset, Split, confirmation_folds
+from search.run_folder import CONFIRMED_COLUMNS, ranked
+from search.space import PARAMS
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    correct: int
+    total: int
+
+
+def train_on_fold(
+    config: dict, epochs: int, pool: Split, held: torch.Tensor, seed: int, threads: int
+) -> FoldResult:
+    """Train `config` for `epochs` on the pool minus `held`, count it right on `held`."""
+    torch.set_num_threads(threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    keep = torch.ones(len(pool), dtype=torch.bool)
+    keep[held] = False
+    train = to_inputs(pool.images[keep], device), pool.labels[keep].to(device)
+    val = to_inputs(pool.images[held], device), pool.labels[held].to(device)
+    model, optimizer = build(config, seed, device)
+    epochs_run = list(
+        fit(
+            model,
+            optimizer,
+            train,
+            val,
+            batch_size=int(config["batch_size"]),
+            epochs=epochs,
+            seed=seed,
+        )
+    )
+    total = len(held)
+    last = epochs_run[-1]
+    if last.diverged:
+        return FoldResult(0, total)
+    return FoldResult(round(last.val.acc * total), total)
+
+
+def confirm(
+    table: pd.DataFrame,
+    data: Dataset,
+    *,
+    top: int,
+    folds: int,
+    seed: int,
+    cpus: float,
+    gpus: float,
+) -> pd.DataFrame:
+    """`table` (the trials table) with the confirmed figures of its best `top` trials.
+
+    Runs on the connected Ray cluster. Fills CONFIRMED_COLUMNS; other rows keep NaN there.
+    """
+    best = ranked(table).head(top)
+    pool, held = confirmation_folds(data, folds, seed)
+    pool_ref = ray.put(pool)
+    task = ray.remote(train_on_fold).options(num_cpus=cpus, num_gpus=gpus)
+    threads = max(1, int(cpus))
+    jobs = {
+        (row["trial_id"], fold): task.remote(
+            {k: row[k] for k in PARAMS},
+            int(row["best_epoch"]),
+            pool_ref,
+            held[fold],
+            seed + 1000 * (fold + 1),  # a fresh initialisation and shuffle per fold
+            threads,
+        )
+        for _, row in best.iterrows()
+        for fold in range(folds)
+    }
+    results = dict(zip(jobs, ray.get(list(jobs.values())), strict=True))
+    rows = []
+    for trial_id in best["trial_id"]:
+        per_fold = [results[(trial_id, fold)] for fold in range(folds)]
+        rows.append({"trial_id": trial_id, **confirmed_figures(per_fold)})
+    confirmed = pd.DataFrame(rows, columns=["trial_id", *CONFIRMED_COLUMNS]).set_index("trial_id")
+    # Filled in place, so the trials table keeps its columns in their order.
+    return table.assign(**{c: table["trial_id"].map(confirmed[c]) for c in CONFIRMED_COLUMNS})
+
+
+def confirmed_figures(per_fold: list[FoldResult]) -> dict:
+    """Pooled accuracy over the folds' validation digits, its 95% Wilson interval, and each
+    fold's own accuracy."""
+    correct = sum(f.correct for f in per_fold)
+    total = sum(f.total for f in per_fold)
+    interval = binomtest(correct, total).proportion_ci(confidence_level=0.95, method="wilson")
+    return {
+        m.CONFIRMED_ACC: correct / total,
+        m.CONFIRMED_LOW: float(interval.low),
+        m.CONFIRMED_HIGH: float(interval.high),
+        m.CONFIRMED_FOLD_ACCS: json.dumps([f.correct / f.total for f in per_fold]),
+    }

@@ -1,0 +1,127 @@
+"""What Optuna is told about each trial, and the time budget (no Ray cluster needed)."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from search import metrics as m
+from search.budget import Deadline
+from search.config import duration_seconds
+from search.searcher import EpochOptunaSearch, tpe_sampler
+from search.space import sample
+
+MAX_EPOCHS = 3
+
+
+def searcher(deadline: Deadline | None = None) -> EpochOptunaSearch:
+    return EpochOptunaSearch(
+        space=sample,
+        metric=m.VAL_ACC,
+        mode=m.MODE,
+        sampler=tpe_sampler(0),
+        max_epochs=MAX_EPOCHS,
+        deadline=deadline,
+    )
+
+
+def epoch(n: int, acc: float, **extra) -> dict:
+    return {m.EPOCH: n, m.VAL_ACC: acc, m.EPOCH_SECONDS: 1.0, **extra}
+
+
+def run_trial(s: EpochOptunaSearch, trial_id: str, accs: list[float], **complete) -> None:
+    """Feed a trial's epochs the way Tune does: every result but the last to
+    on_trial_result, the last one to on_trial_complete only."""
+    assert s.suggest(trial_id) is not None
+    for n, acc in enumerate(accs[:-1], start=1):
+        s.on_trial_result(trial_id, epoch(n, acc))
+    s.on_trial_complete(trial_id, epoch(len(accs), accs[-1]), **complete)
+
+
+def study_trial(s: EpochOptunaSearch, number: int):
+    return s._ot_study.trials[number]
+
+
+def test_a_trial_trained_to_the_cap_is_complete_at_its_best_epoch():
+    s = searcher()
+    run_trial(s, "a", [0.5, 0.8, 0.7])
+    trial = study_trial(s, 0)
+    assert trial.state is TrialState.COMPLETE
+    assert trial.value == 0.8  # the best epoch, the figure trials.csv ranks by
+    assert trial.intermediate_values == {1: 0.5, 2: 0.8, 3: 0.7}
+
+
+def test_a_trial_stopped_early_is_pruned_with_its_epochs():
+    s = searcher()
+    run_trial(s, "a", [0.4, 0.6])  # ASHA stopped it after epoch 2 of 3
+    trial = study_trial(s, 0)
+    assert trial.state is TrialState.PRUNED
+    assert trial.intermediate_values == {1: 0.4, 2: 0.6}
+    assert trial.value == 0.6  # Optuna values a pruned trial at its last step
+
+
+def test_errors_fail_and_divergence_counts_as_zero():
+    s = searcher()
+    assert s.suggest("boom") is not None
+    s.on_trial_result("boom", epoch(1, 0.3))
+    s.on_trial_complete("boom", None, error=True)
+    assert s.suggest("nan") is not None
+    s.on_trial_complete("nan", {m.EPOCH: 1, m.VAL_ACC: 0.0, m.DIVERGED: True})
+    assert study_trial(s, 0).state is TrialState.FAIL
+    assert (study_trial(s, 1).state, study_trial(s, 1).value) == (TrialState.COMPLETE, 0.0)
+
+
+def test_a_repeated_epoch_after_a_restart_is_reported_once():
+    s = searcher()
+    assert s.suggest("a") is not None
+    s.on_trial_result("a", epoch(1, 0.5))
+    s.on_trial_result("a", epoch(2, 0.6))
+    s.on_trial_result("a", epoch(2, 0.61))  # restarted from the epoch-1 checkpoint
+    s.on_trial_complete("a", epoch(3, 0.7))
+    assert study_trial(s, 0).intermediate_values == {1: 0.5, 2: 0.6, 3: 0.7}
+
+
+def test_no_trial_starts_that_the_budget_cannot_hold():
+    deadline = Deadline(10.0)
+    s = searcher(deadline)
+    assert s.trial_cost() == 0.0  # nothing known yet: the first trial may start
+    run_trial(s, "a", [0.5, 0.6, 0.7])  # three epochs of 1 s each
+    assert s.trial_cost() == MAX_EPOCHS * 1.0
+    assert s.suggest("b") is not None  # 3 s fit in the 10 s left
+    deadline._end -= 8.0  # 2 s left
+    assert s.suggest("c") == Searcher.FINISHED
+    assert deadline("b", epoch(1, 0.5)) is False  # running trials go on until the end
+    deadline._end -= 3.0
+    assert deadline("b", epoch(2, 0.5)) is True  # and stop once the time is up
+
+
+def test_the_deadline_survives_the_searchers_save_and_restore(tmp_path):
+    deadline = Deadline(60.0)
+    s = searcher(deadline)
+    run_trial(s, "a", [0.5, 0.6, 0.7])
+    s.save(str(tmp_path / "searcher.pkl"))
+    assert s.deadline is deadline
+    # A resumed search: the Tuner's pickle gives a new searcher and stopper (one object),
+    # then Tune restores the searcher's own state from its file.
+    restored = pickle.loads(pickle.dumps(searcher(deadline)))
+    shared = restored.deadline
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.deadline is shared
+    assert shared._end is None  # the clock is not pickled: a new session, a new budget
+    assert study_trial(restored, 0).value == 0.7
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("15m", 900), ("2h", 7200), ("1.5h", 5400), ("45", 45)]
+)
+def test_durations(text, seconds):
+    assert duration_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0s", "-1m", "m", "2d", "nan", "inf"])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        duration_seconds(text)
