@@ -1,8 +1,10 @@
 """`python -m bench`: run the benchmarks, print their tables, write docs/benchmarks.{json,md}.
 
 The default (`--scale quick`) took 37 minutes on 2 shared cores; `--scale full` is the
-issue's size (50 trials, 8-epoch cap, 3 seeds; growth to 200 trials and, with
-`--full-mnist`, to 60,000 digits) and takes hours there.
+issue's size (50 trials, 8-epoch cap (benchmark 7: 12), 3 seeds; growth to 200 trials
+and, with `--full-mnist`, to 60,000 digits) and takes hours there. A benchmark with a
+`merge` (7) adds the seeds of a run to those already in docs/benchmarks.json, so
+`--only winner --seeds 1` measures one seed per session.
 """
 
 from __future__ import annotations
@@ -22,11 +24,9 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from bench.common import BenchConfig, Searches
+from bench.common import SHARED_MNIST, BenchConfig, Searches
 from bench.report import BENCHMARKS, REPORT_MD, RESULTS_JSON, load_results, render, text_summary
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
 SCALES = {
     "quick": BenchConfig(),
     "full": BenchConfig(
@@ -38,6 +38,7 @@ SCALES = {
         growth_trials=[10, 50, 200],
         growth_sizes=[5000, 15000, 60000],
         growth_data_trials=50,
+        winner_max_epochs=12,
     ),
 }
 # Cheap ones first, so a run cut short still reports them; the report keeps its own order.
@@ -59,6 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--growth-data-trials", type=int, help="trials per search on the digits axis (4/50)"
     )
+    p.add_argument("--winner-max-epochs", type=int, help="benchmark 7's epoch cap (full 12)")
     p.add_argument(
         "--full-mnist",
         nargs="?",
@@ -118,7 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             info = machine()
             started = time.monotonic()
-            result = BENCHMARKS[name].run(config, searches)
+            module = BENCHMARKS[name]
+            result = module.run(config, searches)
+            if result is None:  # skipped: it said why
+                continue
+            old = results.get(name, {}).get(args.scale)
+            if old and hasattr(module, "merge"):  # e.g. one seed per session
+                result = module.merge(old["result"], result)
             info["load_after"] = _load()
             print(text_summary(name, result), flush=True)
             # Each benchmark keeps one entry per size preset: a quick rerun does not

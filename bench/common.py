@@ -18,6 +18,8 @@ from tabulate import DataRow, TableFormat
 from bench.systems import SearchSpec
 
 log = logging.getLogger("bench")
+# The full MNIST, where a machine has it: `--full-mnist`'s default, benchmark 7's judge.
+SHARED_MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "mnist"
 
 
 @dataclass
@@ -37,6 +39,9 @@ class BenchConfig:
     growth_data_trials: int = 4  # trials per search on the digits axis
     # Benchmark 4 also runs our search with these ASHA reduction factors.
     alt_reduction_factors: list[float] = field(default_factory=lambda: [4.0])
+    # Benchmark 7: its epoch cap (None: max_epochs) and the judge's MNIST t10k files.
+    winner_max_epochs: int | None = None
+    t10k_dir: str = str(SHARED_MNIST)
     workdir: str = ""
 
 

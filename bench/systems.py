@@ -1,17 +1,20 @@
-"""The three searchers the benchmarks compare, each run the same way and measured alike.
+"""The searchers the benchmarks compare, each run the same way and measured alike.
 
 - `ours`: the project's search, called through `search.driver.run` with a `SearchConfig`,
   exactly what `python -m search.run` does.
 - `optuna`: a plain Optuna loop (`study.optimize`, TPE, no pruning) in one process whose
   torch uses every core.
+- `expert`: the Optuna script an expert writes (benchmark 7): the same TPE with Hyperband
+  pruning on every epoch's val_acc, one trial per core (`n_jobs`), torch at one thread each.
 - `stock`: a Ray Tune script as Ray's docs write one: OptunaSearch + ASHA, one CPU per
   trial, the dataset loaded inside each trial, a checkpoint at every epoch, defaults
   otherwise.
 
-All three train with `models.train` on the same split, from the same search space, seed
+All of them train with `models.train` on the same split, from the same search space, seed
 and epoch cap, and start from the tutorial's configuration. Each run happens in a fresh
 child process (`bench.child`), so no Ray instance, environment variable or torch thread
-setting leaks from one system into the next.
+setting leaks from one system into the next. For benchmark 7, the peers save the weights
+they select (`selected_model`) and ours names its run folder (`run_dir`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import itertools
 import json
 import os
 import tempfile
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +44,13 @@ from search.data import Dataset, load_dataset
 from search.run_folder import RESULT_JSON
 from search.space import PARAMS, SEED_CONFIG, sample
 
-SYSTEMS = ("ours", "optuna", "stock")
-LABELS = {"ours": "ours (search.run)", "optuna": "plain Optuna", "stock": "stock Ray Tune"}
+SYSTEMS = ("ours", "optuna", "stock")  # benchmark 1's; benchmark 7 adds "expert"
+LABELS = {
+    "ours": "ours (search.run)",
+    "optuna": "plain Optuna",
+    "expert": "expert Optuna script",
+    "stock": "stock Ray Tune",
+}
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,12 @@ def run_search(spec: SearchSpec) -> dict:
     the clock starts before the data is loaded and Ray is started, and `wall_s` stops after
     Ray has shut down: each system pays for its own start-up.
     """
-    runner = {"ours": _run_ours, "optuna": _run_optuna, "stock": _run_stock}[spec.system]
+    runner = {
+        "ours": _run_ours,
+        "optuna": _run_optuna,
+        "expert": functools.partial(_run_optuna, expert=True),
+        "stock": _run_stock,
+    }[spec.system]
     started = time.time()
     result = runner(spec, started)  # sets wall_s before it evaluates on test
     result["events"].sort()
@@ -128,6 +143,7 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
         "trial_epochs": [int(e) for e in table["epochs"]],
         "fit_wall_s": float(read_run_info(run_dir)["wall_seconds"]),
         "wall_s": wall,
+        "run_dir": str(run_dir),
     }
 
 
@@ -160,13 +176,17 @@ def _tune_folder_measures(experiment_dir: Path, started: float) -> dict:
     }
 
 
-def _run_optuna(spec: SearchSpec, started: float) -> dict:
+def _run_optuna(spec: SearchSpec, started: float, expert: bool = False) -> dict:
+    """Plain Optuna: one trial at a time, torch on every core. The expert's script: one
+    trial per core (torch at one thread each) and Hyperband pruning on every epoch."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    torch.set_num_threads(os.cpu_count() or 1)  # one process, every core
+    jobs = (os.cpu_count() or 1) if expert else 1
+    torch.set_num_threads((os.cpu_count() or 1) // jobs)
     data = _load(spec)
     events: list[tuple[float, float]] = []
-    best: dict = {"key": (-1.0, 0.0)}
+    best: dict = {"key": (-1.0, 0.0)}  # the best epoch of all, with its weights
     busy = 0.0
+    lock = threading.Lock()  # the expert's trials run in threads
 
     def objective(trial: optuna.Trial) -> float:
         nonlocal busy
@@ -174,19 +194,26 @@ def _run_optuna(spec: SearchSpec, started: float) -> dict:
         model, epochs = train_trial(trial.params, data, spec.max_epochs, spec.seed)
         trial_best = 0.0
         for epoch in epochs:
-            busy += epoch.seconds
-            events.append((time.time() - started, epoch.val.acc))
             trial_best = max(trial_best, epoch.val.acc)
             key = (epoch.val.acc, -epoch.val.loss)
-            if key > best["key"]:
-                best.update(key=key, config=dict(trial.params), model=copy.deepcopy(model))
+            with lock:
+                busy += epoch.seconds
+                events.append((time.time() - started, epoch.val.acc))
+                if key > best["key"]:
+                    best.update(key=key, config=dict(trial.params), model=copy.deepcopy(model))
+            if expert:
+                trial.report(epoch.val.acc, epoch.epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned
         return trial_best
 
     study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=spec.seed)
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=spec.seed),
+        pruner=optuna.pruners.HyperbandPruner() if expert else None,
     )
     study.enqueue_trial(SEED_CONFIG)
-    study.optimize(objective, n_trials=spec.trials)
+    study.optimize(objective, n_trials=spec.trials, n_jobs=jobs)
     return {
         "wall_s": time.time() - started,
         "events": events,
@@ -195,7 +222,18 @@ def _run_optuna(spec: SearchSpec, started: float) -> dict:
         "best_config": best["config"],
         "test_acc": test_accuracy(best["model"], data),
         "epochs": len(events),
+        "trial_states": Counter(t.state.name for t in study.trials),
+        "selected_model": save_selected(best["model"], spec),
     }
+
+
+def save_selected(model: nn.Module, spec: SearchSpec) -> str:
+    """Save the weights a peer selected, as `search.run_folder.load_model` reads them."""
+    name = f"{spec.system}-s{spec.seed}-t{spec.trials}-e{spec.max_epochs}.pt"
+    path = (Path(spec.workdir) / "runs" / name).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.state_dict(), "model_config": model.config.to_dict()}, path)
+    return str(path)
 
 
 STOCK_CHECKPOINT = "model.pt"  # the stock script's own checkpoint: {"model", "config"}
@@ -264,4 +302,5 @@ def _run_stock(spec: SearchSpec, started: float) -> dict:
         "best_config": saved["config"],
         "test_acc": test_accuracy(model, _load(spec)),
         "epochs": len(accs),
+        "selected_model": save_selected(model, spec),
     }

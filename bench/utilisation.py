@@ -9,6 +9,12 @@ from bench.systems import LABELS
 TITLE = "3. Core utilisation"
 
 
+def share(r: dict) -> float:
+    """The share of a search's core-seconds (wall x CPUs) its trials spent training and
+    evaluating (the sum of their `epoch_seconds`)."""
+    return r["busy_s"] / (r["wall_s"] * r["cpus"])
+
+
 def run(c: BenchConfig, searches: Searches) -> dict:
     rows = []
     for seed in c.seeds:
@@ -21,7 +27,7 @@ def run(c: BenchConfig, searches: Searches) -> dict:
                 "busy_core_s": r["busy_s"],
                 "wall_s": r["wall_s"],
                 "cpus": r["cpus"],
-                "share": r["busy_s"] / core_s,
+                "share": share(r),
             }
             if "fit_wall_s" in r:  # ours: `Tuner.fit` alone, as run.json times it
                 row["fit_wall_s"] = r["fit_wall_s"]

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shutil
 
 import pytest
+import torch
 
-from bench import early_stopping, efficiency, growth, loop, overhead, report, utilisation
+from bench import early_stopping, efficiency, growth, loop, overhead, report, utilisation, winner
 from bench.common import BenchConfig, summary, table
 from bench.replay import Curve, replay
 from bench.systems import SearchSpec, run_search, train_trial
+from search import metrics as m
 from search.data import load_dataset
+from search.run_folder import TRIALS_CSV, load_model, ranked, read_trials, write_best
 from search.space import SEED_CONFIG
+from search.storage import RunLocation
 from tests.conftest import write_idx_folder
 
 EVENTS = [[5.0, 0.50], [9.0, 0.91], [12.0, 0.88], [20.0, 0.95]]
@@ -41,7 +48,7 @@ def test_summary_is_undefined_when_a_seed_never_reached_the_target():
 class FakeSearches:
     """Canned search results: ours 4x faster than Optuna, 1.5x faster than stock."""
 
-    WALL = {"ours": 10.0, "optuna": 40.0, "stock": 15.0}
+    WALL = {"ours": 10.0, "optuna": 40.0, "expert": 25.0, "stock": 15.0}
 
     def get(self, system: str, seed: int, **overrides) -> dict:
         full = overrides.get("grace_epochs") is not None
@@ -61,6 +68,8 @@ class FakeSearches:
             "busy_s": 20.0,
             "fit_wall_s": self.WALL[system] / 2,
             "cpus": 4,
+            "run_dir": f"runs/{system}-{seed}",  # ours only, in real searches
+            "selected_model": f"runs/{system}-{seed}.pt",  # the peers only
         }
 
 
@@ -140,7 +149,7 @@ def test_every_benchmark_is_registered_once_with_its_parts():
     for name, module in report.BENCHMARKS.items():
         assert module.TITLE and callable(module.run) and callable(module.render), name
     # The benchmarks that measure in a child process (`bench.child` imports them by name).
-    assert callable(loop.measure) and callable(overhead.measure)
+    assert callable(loop.measure) and callable(overhead.measure) and callable(winner.measure)
 
 
 def test_report_matches_the_committed_figures():
@@ -181,12 +190,34 @@ def test_overhead_compares_warm_runs_and_whole_searches(monkeypatch):
 def test_plain_optuna_baseline_on_tiny_data(tmp_path):
     folder = write_idx_folder(tmp_path / "digits", n_train=120, n_test=40)
     spec = SearchSpec(
-        "optuna", seed=0, trials=2, max_epochs=2, dataset="mnist", data_dir=str(folder)
+        "optuna", 0, 2, 2, dataset="mnist", data_dir=str(folder), workdir=str(tmp_path)
     )
     result = run_search(spec)
     assert result["epochs"] == 4 and len(result["events"]) == 4
     assert result["best_val_acc"] == max(acc for _, acc in result["events"])
     assert 0.0 <= result["test_acc"] <= 1.0 and result["wall_s"] > 0
+    assert result["trial_states"] == {"COMPLETE": 2}
+    load_model(result["selected_model"])  # the weights it selected, for benchmark 7
+
+
+def test_expert_optuna_script_on_tiny_data(tmp_path):
+    folder = write_idx_folder(tmp_path / "digits", n_train=120, n_test=40)
+    spec = SearchSpec(
+        "expert", 0, 3, 2, dataset="mnist", data_dir=str(folder), workdir=str(tmp_path)
+    )
+    threads = torch.get_num_threads()
+    try:
+        result = run_search(spec)
+    finally:
+        torch.set_num_threads(threads)  # the script runs torch at one thread per trial
+    states = result["trial_states"]
+    assert sum(states.values()) == 3 and set(states) <= {"COMPLETE", "PRUNED"}
+    # Each trial trains one epoch at least, a completed one both.
+    assert max(3, 2 * states.get("COMPLETE", 0)) <= result["epochs"] <= 6
+    assert len(result["events"]) == result["epochs"]
+    assert result["best_val_acc"] == max(acc for _, acc in result["events"])
+    model = load_model(result["selected_model"])
+    assert model(torch.zeros(2, 28, 28)).shape == (2, 28, 10)
 
 
 def test_a_baseline_trial_ends_before_a_diverged_epoch(tmp_path, monkeypatch):
@@ -212,3 +243,135 @@ def test_subset_folder_holds_the_asked_number_of_digits(tmp_path):
     data = load_dataset("mnist", folder)
     assert len(data.train) + len(data.val) == 300
     assert len(data.test) == 100  # at least 100 test digits
+
+
+# Benchmark 7 on canned figures: ours' winner scores 0.97 on t10k and reports 0.972; of its
+# top trials by val_acc, the second scores 0.972 (regret 0.2 pts); the peers score lower.
+JUDGED = {
+    "ours": {"t10k": 0.97, "reported": 0.972, "trial_id": "a"},
+    "top10": [
+        {"trial_id": "a", "val_acc": 0.975, "t10k": 0.97},
+        {"trial_id": "b", "val_acc": 0.97, "t10k": 0.972},
+        {"trial_id": "c", "val_acc": 0.96, "t10k": 0.95},
+    ],
+    "peers": {"optuna": 0.96, "expert": 0.968, "stock": 0.95},
+}
+SIZES = {"trials": 8, "max_epochs": 4, "dataset": "mnist-5k", "cpus": 4}
+
+
+def seed_rows(seed: int, ours_wall: float = 10.0) -> list[dict]:
+    runs = {s: FakeSearches().get(s, seed) for s in winner.SYSTEMS}
+    runs["ours"]["wall_s"] = ours_wall
+    return winner.seed_rows(seed, runs, JUDGED, "today")
+
+
+def test_winner_helpers_on_hand_made_numbers():
+    assert winner.honesty_gap_pts(0.972, 0.97) == pytest.approx(0.2)
+    assert winner.regret_pts(0.97, [0.97, 0.975, 0.96]) == pytest.approx(0.5)
+    assert winner.regret_pts(0.98, [0.97, 0.975]) == 0.0  # the winner is the best
+    assert winner.spearman([0.975, 0.97, 0.96], [0.97, 0.972, 0.95]) == pytest.approx(0.5)
+    assert winner.spearman([0.9, 0.8, 0.7], [0.5, 0.6, 0.7]) == pytest.approx(-1.0)
+    assert winner.spearman([0.9], [0.5]) is None and winner.spearman([0.9] * 2, [0.5, 0.6]) is None
+
+
+def test_winner_runs_every_system_then_judges_each_seed(tmp_path, monkeypatch):
+    jobs = []
+    monkeypatch.setattr("bench.winner.run_child", lambda job, c: jobs.append(job) or JUDGED)
+    t10k = write_idx_folder(tmp_path / "mnist", n_train=10, n_test=10)
+    config = BenchConfig(seeds=[0, 1], winner_max_epochs=12, t10k_dir=str(t10k))
+    result = winner.run(config, FakeSearches())
+    assert jobs[1] == {
+        "kind": "winner",
+        "t10k_dir": str(t10k),
+        "run_dir": "runs/ours-1",
+        "peers": {s: f"runs/{s}-1.pt" for s in ("optuna", "expert", "stock")},
+    }
+    cpus = os.cpu_count()
+    assert result["sizes"] == SIZES | {"max_epochs": 12, "cpus": cpus, "seeds": [0, 1]}
+    ours = result["by_system"]["ours"]
+    assert ours["regret_pts"]["median"] == pytest.approx(0.2)
+    assert ours["honesty_gap_pts"]["median"] == pytest.approx(0.2)
+    assert ours["spearman_top10"]["median"] == pytest.approx(0.5)
+    assert ours["core_utilisation"]["median"] == pytest.approx(0.5)  # 20 s / (10 s x 4)
+    optuna = result["by_system"]["optuna"]
+    assert optuna["reported_acc"]["values"] == [0.95, 0.951]  # its best val_acc
+    assert result["wall_ratios"]["expert"]["median"] == pytest.approx(2.5)
+    # Every goal met but the core utilisation (50%).
+    assert [g["met"] for g in result["goals"]] == [True, True, True, True, True, False]
+    assert "s0 0.9700, s1 0.9700" in result["goals"][0]["measured"]
+
+
+def test_winner_merges_seeds_and_recomputes_the_goals():
+    stored = winner.summarise(seed_rows(0) + seed_rows(1), SIZES)
+    assert stored["goals"][4]["met"] is True  # ours' seeds equally fast
+    # A later session reruns seed 1 (ours now twice as slow) and adds seed 2.
+    new = winner.summarise(seed_rows(1, ours_wall=20.0) + seed_rows(2), SIZES)
+    merged = winner.merge(stored, new)
+    assert merged["sizes"]["seeds"] == [0, 1, 2]
+    assert [(r["seed"], r["system"]) for r in merged["per_seed"]][:5] == [
+        (0, "ours"),
+        (0, "optuna"),
+        (0, "expert"),
+        (0, "stock"),
+        (1, "ours"),
+    ]
+    assert merged["by_system"]["ours"]["wall_s"]["values"] == [10.0, 20.0, 10.0]
+    assert merged["wall_ratios"]["optuna"]["values"] == [4.0, 2.0, 4.0]
+    slowest = merged["goals"][4]
+    assert slowest["met"] is False and slowest["measured"] == "2.00x (s0 10 s, s1 20 s, s2 10 s)"
+    assert "This entry holds 3 seeds (0, 1, 2)" in winner.render(merged)
+    # Other sizes: the stored seeds are not comparable and are dropped.
+    other = winner.summarise(seed_rows(2), SIZES | {"trials": 50})
+    assert winner.merge(stored, other) is other
+    assert "This entry holds 1 seed (2)" in winner.render(other)
+
+
+def test_winner_judge_scores_a_run_folder_on_t10k(fake_run, tmp_path):
+    run_dir = tmp_path / "fake"
+    shutil.copytree(fake_run, run_dir)
+    table = read_trials(run_dir / TRIALS_CSV)
+    write_best(RunLocation.open(tmp_path, "fake"), table)  # unconfirmed: best by val_acc
+    t10k = write_idx_folder(tmp_path / "mnist", n_train=10, n_test=50)
+    peer = run_dir / ranked(table).iloc[-1]["checkpoint"]
+    judged = winner.measure(str(t10k), str(run_dir), {"optuna": str(peer)})
+    top = judged["top10"]
+    assert [t["trial_id"] for t in top] == list(ranked(table)["trial_id"])
+    assert judged["ours"]["trial_id"] == top[0]["trial_id"]
+    assert judged["ours"]["reported"] == top[0]["val_acc"] == ranked(table).iloc[0][m.VAL_ACC]
+    assert judged["ours"]["t10k"] == top[0]["t10k"]  # best/ holds that trial's weights
+    assert judged["peers"]["optuna"] == top[-1]["t10k"]
+    assert all(0.0 <= t["t10k"] <= 1.0 for t in top)
+
+
+def test_winner_is_skipped_without_the_t10k_files(tmp_path, monkeypatch, capsys):
+    from bench import __main__ as cli
+
+    missing = str(tmp_path / "no-mnist")
+    monkeypatch.setitem(cli.SCALES, "quick", BenchConfig(t10k_dir=missing))
+    monkeypatch.setattr(cli, "RESULTS_JSON", tmp_path / "benchmarks.json")
+    monkeypatch.setattr(cli, "REPORT_MD", tmp_path / "benchmarks.md")
+    assert cli.main(["--only", "winner"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [
+        f"{winner.TITLE}: skipped, no MNIST t10k files in {missing} (nothing is downloaded)"
+    ]
+    assert not (tmp_path / "benchmarks.json").exists()
+
+
+def test_a_seed_run_alone_merges_into_the_stored_entry(tmp_path, monkeypatch):
+    from bench import __main__ as cli
+
+    stored = {"command": "c", "date": "d", "seconds": 1, "machine": {}}
+    stored["result"] = winner.summarise(seed_rows(0) + seed_rows(1), SIZES)
+    results = tmp_path / "benchmarks.json"
+    results.write_text(json.dumps({"winner": {"quick": stored}}))
+    monkeypatch.setattr(cli, "RESULTS_JSON", results)
+    monkeypatch.setattr(cli, "load_results", lambda: report.load_results(results))
+    monkeypatch.setattr(cli, "REPORT_MD", tmp_path / "benchmarks.md")
+    rerun = winner.summarise(seed_rows(1, ours_wall=20.0), SIZES)
+    monkeypatch.setattr(winner, "run", lambda config, searches: rerun)
+    assert cli.main(["--only", "winner", "--seeds", "1"]) == 0
+    entry = json.loads(results.read_text())["winner"]["quick"]
+    assert entry["command"] == "python -m bench --only winner --seeds 1"
+    assert entry["result"]["by_system"]["ours"]["wall_s"]["values"] == [10.0, 20.0]
+    assert "This entry holds 2 seeds (0, 1)" in (tmp_path / "benchmarks.md").read_text()
