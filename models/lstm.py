@@ -92,3 +92,22 @@ class RowLSTM(nn.Module):
         x, _ = self.lstm(x)  # (B, T, H)
         x = self.output_dropout(x)
         return self.classifier(x)  # (B, T, C)
+
+
+class Ensemble(nn.Module):
+    """Several trained RowLSTMs of one configuration, read as one model.
+
+    Single trainings of a configuration differ by about a point of accuracy from one
+    initialisation to the next; averaging their class probabilities removes much of that.
+    Returns log-probabilities, so `.argmax(-1)` and `.softmax(-1)` work as on logits.
+    """
+
+    def __init__(self, members: list[RowLSTM]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.config = members[0].config
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 28, 28) float in [0, 1] -> log of the mean probabilities (B, 28, 10)."""
+        probs = torch.stack([m(images).softmax(-1) for m in self.members])  # (M, B, T, C)
+        return probs.mean(0).log()  # (B, T, C)

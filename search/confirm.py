@@ -33,6 +33,13 @@ from search.space import PARAMS
 class FoldResult:
     correct: int
     total: int
+    model: dict | None = None  # the fold's trained state_dict, on the CPU (None: diverged)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    table: pd.DataFrame  # the trials table, CONFIRMED_COLUMNS filled for the confirmed
+    models: dict[str, list[dict]]  # trial id -> its fold models' state_dicts
 
 
 def train_on_fold(
@@ -61,7 +68,8 @@ def train_on_fold(
     last = epochs_run[-1]
     if last.diverged:
         return FoldResult(0, total)
-    return FoldResult(round(last.val.acc * total), total)
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    return FoldResult(round(last.val.acc * total), total, state)
 
 
 def confirm(
@@ -73,8 +81,9 @@ def confirm(
     seed: int,
     cpus: float,
     gpus: float,
-) -> pd.DataFrame:
-    """`table` (the trials table) with the confirmed figures of its best `top` trials.
+) -> Confirmation:
+    """The confirmed figures of the best `top` trials of `table` (the trials table), and
+    the models trained on the folds (the winner's join its answer in best/).
 
     Runs on the connected Ray cluster. Fills CONFIRMED_COLUMNS; other rows keep NaN there.
     """
@@ -102,7 +111,12 @@ def confirm(
         rows.append({"trial_id": trial_id, **confirmed_figures(per_fold)})
     confirmed = pd.DataFrame(rows, columns=["trial_id", *CONFIRMED_COLUMNS]).set_index("trial_id")
     # Filled in place, so the trials table keeps its columns in their order.
-    return table.assign(**{c: table["trial_id"].map(confirmed[c]) for c in CONFIRMED_COLUMNS})
+    table = table.assign(**{c: table["trial_id"].map(confirmed[c]) for c in CONFIRMED_COLUMNS})
+    models = {
+        trial_id: [r.model for (t, _), r in results.items() if t == trial_id and r.model]
+        for trial_id in best["trial_id"]
+    }
+    return Confirmation(table, models)
 
 
 def confirmed_figures(per_fold: list[FoldResult]) -> dict:

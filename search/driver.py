@@ -119,12 +119,14 @@ def run(config: SearchConfig) -> RunLocation:
         )
         write_run_info(run_dir, info)
         outcome = _outcome(table, config)
+        fold_models = None
         if outcome is not None and config.confirm_top:
-            table = _confirm(table, data, config, info)
+            confirmed = _confirm(table, data, config, info)
+            table, fold_models = confirmed.table, confirmed.models
             write_trials(table, run_dir)
             write_run_info(run_dir, info)
         if outcome is not None:
-            write_best(run_dir, table)
+            write_best(run_dir, table, fold_models)
     finally:
         cluster.shutdown()
 
@@ -148,7 +150,7 @@ def _outcome(table: pd.DataFrame, config: SearchConfig) -> str | None:
     return None
 
 
-def _confirm(table: pd.DataFrame, data, config: SearchConfig, info: dict) -> pd.DataFrame:
+def _confirm(table: pd.DataFrame, data, config: SearchConfig, info: dict):
     """Retrain the best configurations on other folds (search.confirm); timed in run.json."""
     from search.confirm import confirm
 
@@ -158,7 +160,7 @@ def _confirm(table: pd.DataFrame, data, config: SearchConfig, info: dict) -> pd.
         f"Confirming the best {top} on {config.confirm_folds} other folds each...",
         file=sys.stderr,
     )
-    table = confirm(
+    confirmed = confirm(
         table,
         data,
         top=config.confirm_top,
@@ -168,7 +170,7 @@ def _confirm(table: pd.DataFrame, data, config: SearchConfig, info: dict) -> pd.
         gpus=config.gpus_per_trial,
     )
     info["confirm_seconds"] = round(time.monotonic() - started, 1)
-    return table
+    return confirmed
 
 
 def _resumed(run_dir: RunLocation, given: SearchConfig) -> tuple[SearchConfig, dict]:

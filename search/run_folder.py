@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import torch
 
-from models.lstm import LSTMConfig, RowLSTM
+from models.lstm import Ensemble, LSTMConfig, RowLSTM
 from search import metrics as m
 from search.data import Split
 from search.errors import UserError
@@ -50,7 +50,7 @@ TUNER_STATE = "tuner.pkl"  # written by Ray Tune; its presence makes a folder re
 REPORT_DIR = "report"
 # The answer of the search, in one obvious place: the winner's weights and configuration.
 BEST_DIR = "best"
-BEST_MODEL = f"{BEST_DIR}/model.pt"  # the winner's state_dict
+BEST_MODEL = f"{BEST_DIR}/model.pt"  # the winner's state_dicts (see write_best)
 BEST_CONFIG = f"{BEST_DIR}/config.json"  # its hyperparameters, LSTMConfig and figures
 
 TOP_K = 5  # configurations shown by the CLI's summary and, by default, the report
@@ -162,9 +162,16 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> RowLSTM:
     return model.eval()
 
 
-def write_best(run: RunLocation, table: pd.DataFrame) -> dict | None:
-    """Copy the winner (first of `ranked(table)`) into best/; returns what config.json
-    says, or None when no trial can win."""
+def write_best(
+    run: RunLocation, table: pd.DataFrame, more: dict[str, list[dict]] | None = None
+) -> dict | None:
+    """Write the winner (first of `ranked(table)`) into best/; returns what config.json
+    says, or None when no trial can win.
+
+    best/model.pt holds a list of state_dicts of the winner's configuration: its search
+    trial's best epoch, then `more[winner's id]` (the models confirmation trained on other
+    folds), read together as one `Ensemble`.
+    """
     best = ranked(table)
     if best.empty or not best.iloc[0]["checkpoint"]:
         return None
@@ -172,29 +179,35 @@ def write_best(run: RunLocation, table: pd.DataFrame) -> dict | None:
     state = torch.load(
         io.BytesIO(run.read_bytes(winner["checkpoint"])), map_location="cpu", weights_only=True
     )
+    members = [state["model"], *(more or {}).get(winner["trial_id"], [])]
     figures = [m.VAL_ACC, m.CONFIRMED_ACC, m.CONFIRMED_LOW, m.CONFIRMED_HIGH]
     about = {
         "trial_id": winner["trial_id"],
         "hyperparameters": {k: _plain(winner[k]) for k in PARAMS},
         "model_config": state["model_config"],
         "epoch": state[m.EPOCH],
+        "members": len(members),
         **{k: _plain(winner[k]) for k in figures if k in winner and pd.notna(winner[k])},
         "checkpoint": winner["checkpoint"],
     }
     buffer = io.BytesIO()
-    torch.save(state["model"], buffer)
+    torch.save(members, buffer)
     run.write_bytes(BEST_MODEL, buffer.getvalue())
     run.write_bytes(BEST_CONFIG, (json.dumps(about, indent=2) + "\n").encode())
     return about
 
 
-def load_best(run_dir: str | Path, device: torch.device | str = "cpu") -> RowLSTM:
+def load_best(run_dir: str | Path, device: torch.device | str = "cpu") -> RowLSTM | Ensemble:
     """The search's winner, ready to classify: `load_best("runs/NAME")(images)`, with
-    images (N, 28, 28) float in [0, 1], gives logits (N, 28, 10), one set per row read."""
+    images (N, 28, 28) float in [0, 1], gives scores (N, 28, 10), one set per row read:
+    logits of one model, or an Ensemble's log-probabilities; argmax gives the class."""
     run_dir = Path(run_dir)
-    about = json.loads((run_dir / BEST_CONFIG).read_text())
-    model = RowLSTM(LSTMConfig.from_dict(about["model_config"])).to(device)
-    model.load_state_dict(torch.load(run_dir / BEST_MODEL, map_location=device, weights_only=True))
+    config = LSTMConfig.from_dict(json.loads((run_dir / BEST_CONFIG).read_text())["model_config"])
+    members = []
+    for state in torch.load(run_dir / BEST_MODEL, map_location=device, weights_only=True):
+        members.append(RowLSTM(config).to(device))
+        members[-1].load_state_dict(state)
+    model = members[0] if len(members) == 1 else Ensemble(members)
     return model.eval()
 
 

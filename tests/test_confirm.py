@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from models.lstm import Ensemble, LSTMConfig, RowLSTM
 from search import metrics as m
 from search.confirm import FoldResult, confirmed_figures, train_on_fold
 from search.data import confirmation_folds, load_dataset
@@ -76,3 +77,25 @@ def test_old_trials_tables_read_without_the_confirmed_columns(fake_run, tmp_path
     old = pd.read_csv(fake_run / "trials.csv").drop(columns=[m.CONFIRMED_ACC])
     old.to_csv(tmp_path / "trials.csv", index=False)
     assert read_trials(tmp_path / "trials.csv")[m.CONFIRMED_ACC].isna().all()
+
+
+def test_best_joins_the_fold_models_into_one_ensemble(fake_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(fake_run, run_dir)
+    table = read_trials(run_dir / "trials.csv")
+    winner = ranked(table).iloc[0]
+    original = load_model(run_dir / winner["checkpoint"])
+    config = {k: winner[k] for k in ("num_layers", "hidden_size", "dropout", "forget_bias")}
+    folds = [RowLSTM(LSTMConfig.from_dict(config)) for _ in range(2)]  # fresh initialisations
+    about = write_best(
+        RunLocation.open(tmp_path, "run"),
+        table,
+        {winner["trial_id"]: [f.state_dict() for f in folds]},
+    )
+    assert about["members"] == 3
+    model = load_best(run_dir)
+    assert isinstance(model, Ensemble) and len(model.members) == 3
+    digits = torch.rand(4, 28, 28)
+    members = [original, *(f.eval() for f in folds)]
+    expected = torch.stack([m(digits).softmax(-1) for m in members]).mean(0)  # (B, T, C)
+    assert torch.allclose(model(digits).exp(), expected, atol=1e-6)

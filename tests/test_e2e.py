@@ -93,6 +93,7 @@ def test_the_best_are_confirmed_and_the_winner_lands_in_best(tiny_run):
         assert row[m.CONFIRMED_LOW] <= row[m.CONFIRMED_ACC] <= row[m.CONFIRMED_HIGH]
     best = json.loads((run_dir / BEST_CONFIG).read_text())
     assert best["trial_id"] == ranked(table).iloc[0]["trial_id"]
+    assert best["members"] == 1 + 2  # its search trial and its two confirmation folds
     assert json.loads((run_dir / RUN_JSON).read_text())["confirm_seconds"] > 0
     model = load_best(run_dir)
     assert model(torch.rand(2, 28, 28)).shape == (2, 28, 10)
