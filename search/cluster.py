@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import ray
 
 from search.errors import UserError
+from search.signals import sigterm_as_ctrl_c
 
 _TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 
@@ -36,6 +37,7 @@ def connect(address: str | None) -> None:
         # start; nothing for the user to do about it, so that one notice is dropped.
         logging.getLogger(_TOKEN_NOTICE_LOGGER).setLevel(logging.ERROR)
         ray.init(address="local", include_dashboard=False, **common)
+        sigterm_as_ctrl_c()
         return
     _check_reachable(address)
     # Ray's C++ client prints a warning a second while it retries a cluster that refuses
@@ -43,6 +45,7 @@ def connect(address: str | None) -> None:
     with _stderr_captured() as captured:
         try:
             ray.init(address=address, **common)
+            sigterm_as_ctrl_c()
             return
         except ConnectionError as exc:
             failure = exc

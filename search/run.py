@@ -14,15 +14,17 @@ import time
 
 from search.config import parse_args
 from search.errors import UserError
+from search.signals import sigterm_as_ctrl_c
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130  # the shell's code for "ended by Ctrl-C"
+EXIT_INTERRUPTED = 130  # the shell's code for "ended by Ctrl-C"; also after SIGTERM
 REPORT_COMMAND = ("-m", "analysis.report")
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     started = time.monotonic()
+    sigterm_as_ctrl_c()
     try:
         from search import driver  # torch and Ray: a few seconds
     except KeyboardInterrupt:
