@@ -261,7 +261,7 @@ def evaluate_on_test(run: Run, chosen: pd.DataFrame) -> HeldOutResults:
     if run.test is None:
         return HeldOutResults(accuracy, by_step, [])
     on = device()
-    x, y = to_inputs(run.test.images, on), run.test.labels.to(on)
+    x, y = run.test.tensors(on)
     scores, curves, notes = [], [], []
     for _, row in chosen.iterrows():
         model, problem = _try_load(run, row, on)

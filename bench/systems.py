@@ -37,7 +37,7 @@ import optuna
 import torch
 from torch import nn
 
-from models.train import build, evaluate, fit, to_inputs
+from models.train import build, evaluate, fit
 from search import metrics as m
 from search.config import SearchConfig
 from search.data import Dataset, load_dataset
@@ -93,14 +93,14 @@ def train_trial(config: dict, data: Dataset, max_epochs: int, seed: int):
     (`EpochResult`s), as the search's trainable runs them on a CPU. The epochs end before
     a diverged one: a baseline's trial stops there without reporting it."""
     model, optimizer = build(config, seed)
-    train, val = ((to_inputs(split.images), split.labels) for split in (data.train, data.val))
+    train, val = data.train.tensors(), data.val.tensors()
     batch_size = int(config["batch_size"])
     epochs = fit(model, optimizer, train, val, batch_size=batch_size, epochs=max_epochs, seed=seed)
     return model, itertools.takewhile(lambda epoch: not epoch.diverged, epochs)
 
 
 def test_accuracy(model: nn.Module, data: Dataset) -> float:
-    return evaluate(model, to_inputs(data.test.images), data.test.labels).acc
+    return evaluate(model, *data.test.tensors()).acc
 
 
 def _load(spec: SearchSpec) -> Dataset:

@@ -22,7 +22,7 @@ import ray
 import torch
 from scipy.stats import binomtest
 
-from models.train import build, fit, to_inputs
+from models.train import build, fit
 from search import metrics as m
 from search.data import Dataset, Split, confirmation_folds
 from search.run_folder import CONFIRMED_COLUMNS, ranked
@@ -50,8 +50,7 @@ def train_on_fold(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     keep = torch.ones(len(pool), dtype=torch.bool)
     keep[held] = False
-    train = to_inputs(pool.images[keep], device), pool.labels[keep].to(device)
-    val = to_inputs(pool.images[held], device), pool.labels[held].to(device)
+    train, val = pool[keep].tensors(device), pool[held].tensors(device)
     model, optimizer = build(config, seed, device)
     epochs_run = list(
         fit(
@@ -105,17 +104,14 @@ def confirm(
         for fold in range(folds)
     }
     results = dict(zip(jobs, ray.get(list(jobs.values())), strict=True))
-    rows = []
+    rows, models = [], {}
     for trial_id in best["trial_id"]:
         per_fold = [results[(trial_id, fold)] for fold in range(folds)]
         rows.append({"trial_id": trial_id, **confirmed_figures(per_fold)})
+        models[trial_id] = [f.model for f in per_fold if f.model is not None]
     confirmed = pd.DataFrame(rows, columns=["trial_id", *CONFIRMED_COLUMNS]).set_index("trial_id")
     # Filled in place, so the trials table keeps its columns in their order.
     table = table.assign(**{c: table["trial_id"].map(confirmed[c]) for c in CONFIRMED_COLUMNS})
-    models = {
-        trial_id: [r.model for (t, _), r in results.items() if t == trial_id and r.model]
-        for trial_id in best["trial_id"]
-    }
     return Confirmation(table, models)
 
 

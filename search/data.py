@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from models.lstm import NUM_CLASSES, ROW_PIXELS, ROWS
+from models.train import Tensors, to_inputs
 from search.config import DATASETS
 from search.errors import UserError
 
@@ -49,6 +50,15 @@ class Split:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def __getitem__(self, index: torch.Tensor) -> Split:
+        """The digits at `index` (indices or a boolean mask)."""
+        return Split(self.images[index], self.labels[index])
+
+    def tensors(self, device: torch.device | str = "cpu") -> Tensors:
+        """(inputs (N, 28, 28) float in [0, 1], labels (N,)) on `device`, as models.train
+        trains and evaluates on them."""
+        return to_inputs(self.images, device), self.labels.to(device)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@
 - `run.json`: dataset, split sizes, seed, flags, command line, package versions, timing;
 - `trials.csv`: one row per trial, its outcome, its best epoch's figures and checkpoint;
 - `test_split.pt`: the held-out digits, so reports need no data folder;
-- `trial_<id>/`: Tune's per-trial folder: `result.json` (one line per epoch) and the
-  checkpoint of the trial's best epoch.
+- `trial_<id>/`: Tune's per-trial folder: `result.json` (one line per epoch) and two
+  checkpoints, the trial's best epoch's and its latest;
+- `best/`: the winner (see `write_best`).
 
 This module names every file, the trial outcomes and the ranking, and reads and writes
 checkpoints; the search writes through it and the analysis reads through it, so a report
@@ -149,7 +150,7 @@ def checkpoint_state(
     }
 
 
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+def load_checkpoint(path: Path | io.BytesIO, device: torch.device | str = "cpu") -> dict:
     """A trial checkpoint is data, not code: tensors and plain values only."""
     return torch.load(path, map_location=device, weights_only=True)
 
@@ -176,9 +177,7 @@ def write_best(
     if best.empty or not best.iloc[0]["checkpoint"]:
         return None
     winner = best.iloc[0]
-    state = torch.load(
-        io.BytesIO(run.read_bytes(winner["checkpoint"])), map_location="cpu", weights_only=True
-    )
+    state = load_checkpoint(io.BytesIO(run.read_bytes(winner["checkpoint"])))  # any storage
     members = [state["model"], *(more or {}).get(winner["trial_id"], [])]
     figures = [m.VAL_ACC, m.CONFIRMED_ACC, m.CONFIRMED_LOW, m.CONFIRMED_HIGH]
     about = {

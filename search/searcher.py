@@ -71,7 +71,7 @@ class EpochOptunaSearch(OptunaSearch):
             self._record(trial_id, result)
 
     def _record(self, trial_id: str, result: dict) -> None:
-        if m.EPOCH not in result or m.VAL_ACC not in result:
+        if m.EPOCH not in result or self.metric not in result:
             return
         epoch, value = int(result[m.EPOCH]), float(result[self.metric])
         if m.EPOCH_SECONDS in result:

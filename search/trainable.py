@@ -18,7 +18,7 @@ import ray
 import torch
 from ray import tune
 
-from models.train import build, fit, to_inputs
+from models.train import build, fit
 from search import metrics as m
 from search.data import Split
 from search.run_folder import CHECKPOINT_FILE, checkpoint_state, load_checkpoint
@@ -46,8 +46,7 @@ def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> Non
     # Ray hides the GPUs a trial was not given, so this is True only for GPU trials.
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, optimizer = build(config, settings.seed, device)
-    train = to_inputs(data.train.images, device), data.train.labels.to(device)
-    val = to_inputs(data.val.images, device), data.val.labels.to(device)
+    train, val = data.train.tensors(device), data.val.tensors(device)
 
     first_epoch = 1
     if (checkpoint := tune.get_checkpoint()) is not None:  # the latest epoch's
