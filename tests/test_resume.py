@@ -297,10 +297,17 @@ def test_time_budget_ends_cleanly_confirms_and_resumes(tmp_path):
     assert (run_dir / "best" / "model.pt").is_file()
     assert_study_matches(run_dir, table)
 
+    # A resumed session has a budget of its own: it searches on, past the first session's
+    # trials, and reruns none of them.
     results = {p: p.read_bytes() for p in run_dir.glob(f"{trial_dir('*')}/{RESULT_JSON}")}
     code, out, err = run_search(
         "--storage-path", str(tmp_path / "runs"), "--name", "budget", "--resume"
     )
     assert code == 0, err[-3000:]
+    assert re.search(r"time budget reached after \d+ of 50 trials", err), err[-3000:]
     assert {p: p.read_bytes() for p in results} == results  # nothing rerun
-    assert len(pd.read_csv(run_dir / TRIALS_CSV)) == len(table)
+    resumed = pd.read_csv(run_dir / TRIALS_CSV, keep_default_na=False)
+    assert len(table) < len(resumed) < 50
+    assert set(table["trial_id"]) < set(resumed["trial_id"])
+    assert json.loads((run_dir / "run.json").read_text())["sessions"] == 2
+    assert_study_matches(run_dir, resumed)
