@@ -10,13 +10,31 @@ import shutil
 import pytest
 import torch
 
-from bench import early_stopping, efficiency, growth, loop, overhead, report, utilisation, winner
+from bench import (
+    anytime,
+    early_stopping,
+    efficiency,
+    growth,
+    loop,
+    overhead,
+    report,
+    utilisation,
+    winner,
+)
 from bench.common import BenchConfig, summary, table
 from bench.replay import Curve, replay
 from bench.systems import SearchSpec, run_search, train_trial
+from models.train import evaluate, to_inputs
 from search import metrics as m
-from search.data import load_dataset
-from search.run_folder import TRIALS_CSV, load_model, ranked, read_trials, write_best
+from search.data import find_idx_files, load_dataset, read_idx
+from search.run_folder import (
+    TRIALS_CSV,
+    load_best,
+    load_model,
+    ranked,
+    read_trials,
+    write_best,
+)
 from search.space import SEED_CONFIG
 from search.storage import RunLocation
 from tests.conftest import write_idx_folder
@@ -375,3 +393,60 @@ def test_a_seed_run_alone_merges_into_the_stored_entry(tmp_path, monkeypatch):
     assert entry["command"] == "python -m bench --only winner --seeds 1"
     assert entry["result"]["by_system"]["ours"]["wall_s"]["values"] == [10.0, 20.0]
     assert "This entry holds 2 seeds (0, 1)" in (tmp_path / "benchmarks.md").read_text()
+
+
+# Benchmark 8 on canned figures.
+def anytime_row(seed: int, every_acc: float = 0.96) -> dict:
+    def judged(acc, auc, r50, r90):
+        return {"t10k_acc": acc, "t10k_auc": auc, "rows_to_50": r50, "rows_to_90": r90}
+
+    return {
+        "seed": seed,
+        "wall_s": {"last": 100.0, "every_row": 120.0, "size": 110.0},
+        "last": judged(0.965, 0.35, 19, 24),
+        "every_row": judged(every_acc, 0.6, 9, 18),
+        "size": judged(0.964, 0.34, 19, 25),
+        "front": [
+            {"trial_id": "big", "params": 100_000, "val_acc": 0.97, **judged(0.966, 0.3, 20, 25)},
+            {"trial_id": "mid", "params": 30_000, "val_acc": 0.96, **judged(0.963, 0.3, 20, 25)},
+            {"trial_id": "tiny", "params": 20_000, "val_acc": 0.9, **judged(0.95, 0.3, 21, 26)},
+        ],
+    }
+
+
+def test_anytime_goals_on_hand_made_numbers():
+    front = anytime.small_and_close(anytime_row(0)["front"])
+    # "tiny" is 1.6 pts below the best; "mid" (0.3 pts below) is the smallest close one.
+    assert (front["best"]["trial_id"], front["small"]["trial_id"]) == ("big", "mid")
+    assert front["ratio"] == pytest.approx(0.3)
+    result = anytime.summarise([anytime_row(0), anytime_row(1, every_acc=0.955)], SIZES)
+    assert result["acc_gap_pts"]["values"] == pytest.approx([0.5, 1.0])
+    assert result["rows_earlier_90"]["median"] == 6
+    # Area and earliness met; accuracy 0.75 pts below (median); the front's share 0.3.
+    assert [g["met"] for g in result["goals"]] == [True, False, True, False]
+    merged = anytime.merge(result, anytime.summarise([anytime_row(2)], SIZES))
+    assert merged["sizes"]["seeds"] == [0, 1, 2]
+    assert "3 seeds (0, 1, 2)" in anytime.render(merged)
+
+
+def test_anytime_judge_scores_winners_and_the_front(fake_run, fake_pareto_run, tmp_path):
+    runs = {}
+    for name, source in (("last", fake_run), ("every_row", fake_run), ("size", fake_pareto_run)):
+        runs[name] = tmp_path / name
+        shutil.copytree(source, runs[name])
+        table = read_trials(runs[name] / TRIALS_CSV)
+        write_best(RunLocation.open(tmp_path, name), table)
+    t10k = write_idx_folder(tmp_path / "mnist", n_train=10, n_test=50)
+    judged = anytime.measure(str(t10k), {k: str(v) for k, v in runs.items()})
+    assert judged["last"] == judged["every_row"]  # the same weights, judged alike
+    files = find_idx_files(t10k)
+    images, labels = to_inputs(read_idx(files["test_images"])), read_idx(files["test_labels"])
+    expected = evaluate(load_best(runs["size"]), images, labels)
+    assert (judged["size"]["t10k_acc"], judged["size"]["t10k_auc"]) == (
+        expected.acc,
+        pytest.approx(expected.auc_rows),
+    )
+    assert len(judged["front"]) >= 2
+    assert {f["trial_id"] for f in judged["front"]} <= set(
+        read_trials(runs["size"] / TRIALS_CSV)["trial_id"]
+    )
