@@ -16,6 +16,7 @@ from bench import (
     efficiency,
     growth,
     loop,
+    losses,
     overhead,
     utilisation,
     winner,
@@ -25,7 +26,17 @@ from bench.common import table
 # The benchmarks, in the report's order. Each module holds one benchmark: its TITLE,
 # `run(config, searches)` (the measurement and its goals, as plain JSON) and `render`
 # (its section's body); those that measure in a child process also have `measure`.
-MODULES = (efficiency, overhead, utilisation, early_stopping, loop, growth, winner, anytime)
+MODULES = (
+    efficiency,
+    overhead,
+    utilisation,
+    early_stopping,
+    loop,
+    growth,
+    winner,
+    anytime,
+    losses,
+)
 BENCHMARKS = {module.__name__.removeprefix("bench."): module for module in MODULES}
 
 REPO = Path(__file__).resolve().parent.parent

@@ -96,7 +96,9 @@ def run(config: SearchConfig) -> RunLocation:
             info = new_run_info(config, data.name, data.sizes())
             write_run_info(run_dir, info)
             write_test_split(run_dir, data.test)
-            progress = ProgressLine(config.trials, config.max_epochs)
+            progress = ProgressLine(
+                config.trials, config.max_epochs, metric=m.primary_metric(config.objective)
+            )
             max_concurrent = config.max_concurrent or cluster.trial_slots(
                 config.cpus_per_trial, config.gpus_per_trial
             )

@@ -16,6 +16,7 @@ from bench import (
     efficiency,
     growth,
     loop,
+    losses,
     overhead,
     report,
     utilisation,
@@ -24,7 +25,7 @@ from bench import (
 from bench.common import BenchConfig, summary, table
 from bench.replay import Curve, replay
 from bench.systems import SearchSpec, run_search, train_trial
-from models.train import evaluate, to_inputs
+from models.train import ROW_LOSSES, evaluate, to_inputs
 from search import metrics as m
 from search.data import find_idx_files, load_dataset, read_idx
 from search.run_folder import (
@@ -450,3 +451,13 @@ def test_anytime_judge_scores_winners_and_the_front(fake_run, fake_pareto_run, t
     assert {f["trial_id"] for f in judged["front"]} <= set(
         read_trials(runs["size"] / TRIALS_CSV)["trial_id"]
     )
+
+
+def test_losses_benchmark_trains_each_loss_and_judges_it(tmp_path):
+    folder = write_idx_folder(tmp_path / "digits", n_train=200, n_test=40)
+    result = losses.measure(str(folder), "mnist", str(folder), epochs=1, seed=0)
+    assert list(result) == list(ROW_LOSSES)
+    for figures in result.values():
+        assert 0.0 <= figures["t10k_auc"] <= 1.0 and figures["seconds"] > 0
+    # The same data, seed and epochs: only the loss differs, and so do the models.
+    assert len({f["t10k_auc"] for f in result.values()}) == len(ROW_LOSSES)
