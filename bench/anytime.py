@@ -15,12 +15,21 @@ import os
 from pathlib import Path
 
 from analysis.results import load_run, pareto_front
-from bench.common import BenchConfig, Searches, fmt, goal, run_child, stat, summary, table
+from bench.common import (
+    BenchConfig,
+    Searches,
+    fmt,
+    goal,
+    has_t10k,
+    load_t10k,
+    run_child,
+    stat,
+    summary,
+    table,
+)
 from bench.winner import each
-from models.train import evaluate, to_inputs
+from models.train import Evaluation, evaluate
 from search import metrics as m
-from search.data import find_idx_files, read_idx
-from search.errors import UserError
 from search.run_folder import load_best, load_model
 
 TITLE = "8. Anytime recognition"
@@ -34,10 +43,7 @@ FIGURES = ("t10k_acc", "t10k_auc", "rows_to_50", "rows_to_90")
 
 
 def run(c: BenchConfig, searches: Searches) -> dict | None:
-    try:
-        find_idx_files(Path(c.t10k_dir))
-    except UserError:
-        print(f"{TITLE}: skipped, no MNIST t10k files in {c.t10k_dir} (nothing is downloaded)")
+    if not has_t10k(c, TITLE):
         return None
     epochs = c.winner_max_epochs or c.max_epochs
     rows = []
@@ -70,17 +76,10 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
 
 def measure(t10k_dir: str, run_dirs: dict[str, str]) -> dict:
     """In a child process: each run's winner on t10k, and the size run's front."""
-    files = find_idx_files(Path(t10k_dir))
-    images, labels = to_inputs(read_idx(files["test_images"])), read_idx(files["test_labels"])
+    images, labels = load_t10k(t10k_dir)
 
     def judge(model) -> dict:
-        result = evaluate(model, images, labels)
-        return {
-            "t10k_acc": result.acc,
-            "t10k_auc": result.auc_rows,
-            "rows_to_50": result.first_row_reaching(0.5),
-            "rows_to_90": result.first_row_reaching(0.9),
-        }
+        return figures(evaluate(model, images, labels))
 
     out = {name: judge(load_best(Path(path))) for name, path in run_dirs.items()}
     run = load_run(Path(run_dirs["size"]))
@@ -94,6 +93,16 @@ def measure(t10k_dir: str, run_dirs: dict[str, str]) -> dict:
         for _, row in pareto_front(run).iterrows()
     ]
     return out
+
+
+def figures(result: Evaluation) -> dict:
+    """FIGURES of one evaluation on the t10k digits."""
+    return {
+        "t10k_acc": result.acc,
+        "t10k_auc": result.auc_rows,
+        "rows_to_50": result.first_row_reaching(0.5),
+        "rows_to_90": result.first_row_reaching(0.9),
+    }
 
 
 def small_and_close(front: list[dict], within_pts: float = 0.5) -> dict:

@@ -10,25 +10,31 @@ weighting was chosen; benchmark 8 compares whole searches.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 
-from bench.common import BenchConfig, Searches, run_child, stat, summary, table
-from models.train import ROW_LOSSES, build, evaluate, fit, to_inputs
-from search.data import find_idx_files, load_dataset, read_idx
-from search.errors import UserError
+from bench import anytime
+from bench.anytime import figures
+from bench.common import (
+    BenchConfig,
+    Searches,
+    has_t10k,
+    load_t10k,
+    run_child,
+    stat,
+    summary,
+    table,
+)
+from models.train import ROW_LOSSES, build, evaluate, fit
+from search.data import load_dataset
 from search.space import SEED_CONFIG
 
 TITLE = "9. Which rows the loss looks at"
-FIGURES = ("t10k_acc", "t10k_auc", "rows_to_50", "rows_to_90", "seconds")
+FIGURES = (*anytime.FIGURES, "seconds")
 
 
 def run(c: BenchConfig, searches: Searches) -> dict | None:
-    try:
-        find_idx_files(Path(c.t10k_dir))
-    except UserError:
-        print(f"{TITLE}: skipped, no MNIST t10k files in {c.t10k_dir} (nothing is downloaded)")
+    if not has_t10k(c, TITLE):
         return None
     epochs = c.winner_max_epochs or c.max_epochs
     rows = []
@@ -55,8 +61,7 @@ def measure(
 ) -> dict[str, dict]:
     """In a child process: the tutorial's configuration trained with each loss, judged."""
     torch.set_num_threads(1)  # as a search's trial runs
-    files = find_idx_files(Path(t10k_dir))
-    images, labels = to_inputs(read_idx(files["test_images"])), read_idx(files["test_labels"])
+    images, labels = load_t10k(t10k_dir)
     data = load_dataset(dataset, data_dir, seed=seed)
     out = {}
     for loss in ROW_LOSSES:
@@ -68,14 +73,8 @@ def measure(
             model, optimizer, train, val, batch_size=batch, epochs=epochs, seed=seed, loss=loss
         ):
             pass
-        result = evaluate(model, images, labels)
-        out[loss] = {
-            "t10k_acc": result.acc,
-            "t10k_auc": result.auc_rows,
-            "rows_to_50": result.first_row_reaching(0.5),
-            "rows_to_90": result.first_row_reaching(0.9),
-            "seconds": time.perf_counter() - started,
-        }
+        seconds = time.perf_counter() - started
+        out[loss] = figures(evaluate(model, images, labels)) | {"seconds": seconds}
     return out
 
 

@@ -19,14 +19,24 @@ from pathlib import Path
 
 from scipy.stats import spearmanr
 
-from bench.common import BenchConfig, Searches, fmt, goal, log, run_child, stat, summary, table
+from bench.common import (
+    BenchConfig,
+    Searches,
+    fmt,
+    goal,
+    has_t10k,
+    load_t10k,
+    log,
+    run_child,
+    stat,
+    summary,
+    table,
+)
 from bench.efficiency import describe
 from bench.systems import LABELS
 from bench.utilisation import share
-from models.train import evaluate, to_inputs
+from models.train import evaluate
 from search import metrics as m
-from search.data import find_idx_files, read_idx
-from search.errors import UserError
 from search.run_folder import BEST_CONFIG, TRIALS_CSV, load_best, load_model, ranked, read_trials
 
 TITLE = "7. The winner on unseen digits"
@@ -38,10 +48,7 @@ OURS_MEASURES = ("regret_pts", "spearman_top10", "core_utilisation")
 
 
 def run(c: BenchConfig, searches: Searches) -> dict | None:
-    try:
-        find_idx_files(Path(c.t10k_dir))
-    except UserError:
-        print(f"{TITLE}: skipped, no MNIST t10k files in {c.t10k_dir} (nothing is downloaded)")
+    if not has_t10k(c, TITLE):
         return None
     epochs = c.winner_max_epochs or c.max_epochs
     date = datetime.now(UTC).date().isoformat()
@@ -63,8 +70,7 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
 def measure(t10k_dir: str, run_dir: str, peers: dict[str, str]) -> dict:
     """In a child process: ours' winner (`best/`), ours' top trials by val_acc and the
     peers' selected weights, each scored on the t10k digits."""
-    files = find_idx_files(Path(t10k_dir))
-    images, labels = to_inputs(read_idx(files["test_images"])), read_idx(files["test_labels"])
+    images, labels = load_t10k(t10k_dir)
 
     def score(model) -> float:
         return evaluate(model, images, labels).acc
