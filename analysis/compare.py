@@ -1,10 +1,11 @@
-"""`python -m analysis.compare runs/A runs/B [...] --out DIR`: several runs on one page.
+"""`python -m analysis.compare runs/A runs/B [...] --out DIR [--top-k 3]`: several runs on
+one page.
 
-For each run: its winner (by confirmed accuracy where the run confirmed its best, else by
-validation accuracy) and that configuration's
-test accuracy, its accuracy-versus-timestep curve, and its best-so-far accuracy against
-wall time, so that two search strategies, seeds or datasets can be judged side by side.
-Each run is evaluated on its own test split.
+For each run: its winner (each run ranks by its own objective, confirmed figures first)
+with its test accuracy and area; the accuracy-versus-timestep curves of its top k
+configurations, one colour per run, so that families of curves (e.g. a `--loss last`
+run's against an every-row run's) are seen as families; and its best-so-far accuracy
+against wall time. Each run is evaluated on its own test split.
 """
 
 from __future__ import annotations
@@ -37,26 +38,31 @@ def run_names(paths: list[Path]) -> list[str]:
     return out
 
 
-def build(paths: list[Path]) -> doc.Document:
+def build(paths: list[Path], top_k: int = 3) -> doc.Document:
     if len(paths) < 2:
         raise UserError("give at least two run folders to compare")
+    if top_k < 1:
+        raise UserError(f"--top-k must be at least 1, got {top_k}")
     runs = [res.load_run(p) for p in paths]
     names = run_names(paths)
-    style = plots.styles(names, short=names)
-    rows, curves, best_times, notes = [], [], [], []
+    rows, curves, best_times, notes, families = [], [], [], [], {}
     for name, run in zip(names, runs, strict=True):
         notes += [f"{name}: {note}" for note in run.notes]
-        best = res.selected(run, top_k=1).iloc[[0]]
-        held_out = res.evaluate_on_test(run, best)
+        top = res.ranked_top(run, top_k)
+        held_out = res.evaluate_on_test(run, top)
         notes += [f"{name}: {note}" for note in held_out.notes]
-        best = best.merge(held_out.accuracy, on="trial_id", how="left")
-        label = f"{name}: {best['name'].iloc[0]}"
-        style[label] = style[name]
-        curve = held_out.by_step.assign(label=label, run=name)
+        top = top.merge(held_out.accuracy, on="trial_id", how="left")
+        labels = {
+            t: f"{name}: {label}" for t, label in zip(top["trial_id"], top["name"], strict=True)
+        }
+        families[name] = list(labels.values())
+        curve = held_out.by_step.assign(label=held_out.by_step["trial_id"].map(labels), run=name)
         curves.append(curve)
-        points = res.recognition_points(curve) if not curve.empty else pd.DataFrame()
-        rows.append(_row(name, run, best.iloc[0], points))
+        best_curve = curve[curve["trial_id"] == top["trial_id"].iloc[0]]
+        points = res.recognition_points(best_curve) if not best_curve.empty else pd.DataFrame()
+        rows.append(_row(name, run, top.iloc[0], points))
         best_times.append(res.best_so_far_by_time(run).assign(run=name))
+    style = plots.family_styles(families)
     table = pd.DataFrame(rows)
     curves = pd.concat(curves, ignore_index=True)
     best_times = pd.concat(best_times, ignore_index=True)
@@ -112,9 +118,13 @@ def _row(name: str, run: res.Run, best: pd.Series, points: pd.DataFrame) -> dict
         "wall_seconds": info.get("wall_seconds"),
         "trial_id": best["trial_id"],
         **{k: best[k] for k in PARAMS},
+        "loss": info.get("flags", {}).get("loss", "last"),
+        "objective": info.get("flags", {}).get("objective", "accuracy"),
         "val_acc": best[m.VAL_ACC],
+        m.VAL_AUC_ROWS: best.get(m.VAL_AUC_ROWS),
         **{c: best.get(c) for c in CONFIRMED_COLUMNS},
         "test_acc": best.get("test_acc"),
+        "test_auc_rows": best.get("test_auc_rows"),
         "test_digits": len(run.test) if run.test is not None else None,
     }
     for column in ("rows_to_50pct", "rows_to_90pct"):
@@ -138,16 +148,25 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
             "wall time (s)": table["wall_seconds"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}"),
             "best trial": table["trial_id"],
             **res.param_columns(table),
+            "loss": table["loss"],
+            "objective": table["objective"],
             "val acc": table["val_acc"].map(pct),
-            "confirmed (95% interval)": [confirmed_text(row) for _, row in table.iterrows()],
+            "confirmed (95% interval)": [
+                confirmed_text(row, m.primary_metric(row["objective"]))
+                for _, row in table.iterrows()
+            ],
             "test acc": table["test_acc"].map(pct),
+            "test area": table["test_auc_rows"].map(
+                lambda v: "n/a" if v is None or pd.isna(v) else f"{v:.3f}"
+            ),
+            "rows to 50%": table["rows_to_50pct"].map(rows),
             "rows to 90%": table["rows_to_90pct"].map(rows),
         }
     )
 
 
 def _curves_section(curves: pd.DataFrame, style: dict) -> doc.Section:
-    section = doc.Section("Accuracy versus timestep of each run's best configuration")
+    section = doc.Section("Accuracy versus timestep: each run's best configurations")
     if curves.empty:
         section.blocks.append(doc.Note("No run has a test split and a readable checkpoint."))
         return section
@@ -157,12 +176,12 @@ def _curves_section(curves: pd.DataFrame, style: dict) -> doc.Section:
             plots.timestep_accuracy(
                 curves,
                 style,
-                "Test accuracy after each row read: the best configuration of each run",
+                "Test accuracy after each row read: each run's best configurations",
                 thresholds=res.THRESHOLDS,
-                tag_meaning="run",
+                tag_meaning="run and rank",
             ),
-            "Test accuracy after reading 1, 2, ... 28 rows, one line per run (its best "
-            "configuration), each on its own run's test split.",
+            "Test accuracy after reading 1, 2, ... 28 rows: one colour per run, one line "
+            "per configuration (solid: the run's best), each on its own run's test split.",
             {
                 "timestep_accuracy.csv": curves[
                     ["run", "label", "trial_id", "timestep", "accuracy"]
@@ -198,9 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, required=True, help="folder to write the comparison to"
     )
+    parser.add_argument(
+        "--top-k", type=int, default=3, help="configurations per run in the curves (default 3)"
+    )
     args = parser.parse_args(argv)
     try:
-        out = doc.write(build(args.runs), args.out)
+        out = doc.write(build(args.runs, args.top_k), args.out)
     except UserError as exc:
         print(f"analysis.compare: error: {exc}", file=sys.stderr)
         return 2

@@ -93,6 +93,26 @@ def styles(
     return out
 
 
+FAMILY_LINESTYLES = ("-", (0, (6, 2)), (0, (2, 1.5)), (0, (6, 2, 2, 2)))
+
+
+def family_styles(families: dict[str, list[str]]) -> dict[str, dict]:
+    """One colour per family (e.g. a run), one line style per member (its configurations,
+    best first), so that several runs' curves read as groups on one page."""
+    out = {}
+    for i, (family, labels) in enumerate(families.items()):
+        colour = CONFIG_COLOURS[i % len(CONFIG_COLOURS)]
+        out[family] = {"color": colour, "linestyle": "-", "marker": MARKERS[0], "short": family}
+        for j, label in enumerate(labels):
+            out[label] = {
+                "color": colour,
+                "linestyle": FAMILY_LINESTYLES[j % len(FAMILY_LINESTYLES)],
+                "marker": MARKERS[j % len(MARKERS)],
+                "short": f"{family} #{j + 1}",
+            }
+    return out
+
+
 def _legend_below(fig: Figure, ax, ncols: int = 1) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
@@ -436,9 +456,62 @@ def hyperparameter_effects(table: pd.DataFrame, style: dict[str, dict]) -> Figur
     return fig
 
 
+AXIS_TITLES = {
+    m.VAL_ACC: "validation accuracy after row 28 (best epoch)",
+    m.VAL_AUC_ROWS: "validation area: mean accuracy over rows 1-28",
+    m.PARAM_COUNT: "parameters (log scale)",
+}
+
+
 @_themed
-def importances(table: pd.DataFrame) -> Figure:
-    """Optuna's (fANOVA) importance of each hyperparameter for validation accuracy."""
+def pareto_front(
+    trials: pd.DataFrame, objectives: list[tuple[str, str]], style: dict[str, dict]
+) -> Figure:
+    """Every ranked trial on the two objectives; the front's points joined by a step line.
+
+    `trials` has both metrics, `on_front` and `label` (the style's key for the
+    configurations shown elsewhere in the report, blank for the rest).
+    """
+    (x, _), (y, _) = objectives
+    fig = Figure(figsize=(10, 6.5), layout="constrained")
+    ax = fig.subplots()
+    rest = trials[~trials["on_front"]]
+    ax.scatter(rest[x], rest[y], s=30, color=OTHER_COLOUR, label="other trials", zorder=2)
+    front = trials[trials["on_front"]].sort_values(x)
+    # The edge of what the front dominates: between two front points, only the one
+    # further along x still counts, so the line steps at the nearer one.
+    ax.step(front[x], front[y], where="pre", color=NEUTRAL, linewidth=1.2, zorder=3)
+    for _, row in front.iterrows():
+        s = style.get(row["label"], {"color": NEUTRAL, "marker": "o"})
+        ax.scatter(
+            row[x],
+            row[y],
+            s=110,
+            color=s["color"],
+            marker=s["marker"],
+            zorder=4,
+            label=row["label"] or None,
+            edgecolor="white",
+        )
+    for metric, axis in ((x, "x"), (y, "y")):
+        if metric == m.PARAM_COUNT:
+            getattr(ax, f"set_{axis}scale")("log")
+        elif metric in (m.VAL_ACC, m.VAL_AUC_ROWS):
+            _percent_axis(ax, axis)
+    ax.set_xlabel(AXIS_TITLES.get(x, x))
+    ax.set_ylabel(AXIS_TITLES.get(y, y))
+    ax.set_title(
+        "Pareto front: no other trial is better on both (coloured: on the front)",
+        loc="left",
+        fontsize=13,
+    )
+    _legend_below(fig, ax, ncols=1)
+    return fig
+
+
+@_themed
+def importances(table: pd.DataFrame, figure: str = "validation accuracy") -> Figure:
+    """Optuna's (fANOVA) importance of each hyperparameter for `figure`."""
     fig = Figure(figsize=(9, 4.5), layout="constrained")
     ax = fig.subplots()
     data = table.assign(name=table["param"].map(PARAM_TITLES).fillna(table["param"]))
@@ -452,7 +525,7 @@ def importances(table: pd.DataFrame) -> Figure:
             va="center",
         )
     ax.set_xlim(0, max(1.0, data["importance"].max() * 1.15))
-    ax.set_xlabel("share of the variance in validation accuracy (fANOVA, sums to 1)")
+    ax.set_xlabel(f"share of the variance in {figure} (fANOVA, sums to 1)")
     ax.set_ylabel("")
     ax.set_title("Hyperparameter importance (Optuna)", loc="left", fontsize=13)
     return fig

@@ -21,12 +21,14 @@ from analysis import results as res
 from search import metrics as m
 from search.errors import UserError
 from search.run_folder import (
+    ANYTIME_COLUMNS,
     CONFIRMED_COLUMNS,
     REPORT_DIR,
     TOP_K,
     TrialStatus,
     confirmed_text,
     load_model,
+    ranked,
 )
 from search.space import PARAMS, SEED_LABEL
 
@@ -68,6 +70,7 @@ def build(run: res.Run, top_k: int = TOP_K) -> doc.Document:
     ]
     sections = [
         _summary(run, chosen, top_k),
+        *([_pareto(run, chosen, style)] if len(run.objectives) > 1 else []),
         _timesteps(run, chosen, held_out, style, top_k),
         _recognition(run, held_out, style),
         _digits(run, chosen, style),
@@ -91,25 +94,32 @@ def _summary(run: res.Run, chosen: pd.DataFrame, top_k: int) -> doc.Section:
     )
     sizes = info.get("split_sizes", {})
     best = chosen.iloc[0]
-    confirmed = chosen[m.CONFIRMED_ACC].notna()
+    metric = run.metric
+    words = m.METRIC_WORDS[metric]
+    confirmed = chosen[m.CONFIRMED_OF[metric]].notna()
     folds = info.get("flags", {}).get("confirm_folds")
+    front = (
+        ", then the other configurations on the Pareto front"
+        if chosen["on_front"].any() and len(run.objectives) > 1
+        else ""
+    )
     if confirmed.any():
         how = (
             f"retrained on {folds} other folds of the training pool, the best of the "
-            f"{int(confirmed.sum())} confirmed"
+            f"{int(confirmed.sum())} confirmed by {words}"
         )
-        figure = f"confirmed accuracy {confirmed_text(best)}, "
+        figure = f"confirmed {words} {confirmed_text(best, metric)}, "
         order = (
             f"The top {top_k} configurations, the confirmed ones first by confirmed "
-            "accuracy (the share of the folds' validation digits it got right after "
-            "training afresh; 95% interval), then by validation accuracy at their best "
-            f"epoch, and the tutorial's own configuration ({SEED_LABEL})."
+            f"{words} (measured on the folds' validation digits after training afresh; "
+            f"95% interval), then by validation {words} at their best epoch{front}, and "
+            f"the tutorial's own configuration ({SEED_LABEL})."
         )
     else:
-        how, figure = "highest validation accuracy", ""
+        how, figure = f"highest validation {words}", ""
         order = (
-            f"The top {top_k} configurations by validation accuracy and the tutorial's own "
-            f"configuration ({SEED_LABEL})."
+            f"The top {top_k} configurations by validation {words}{front}, and the "
+            f"tutorial's own configuration ({SEED_LABEL})."
         )
     blocks: list = [
         f"Dataset {info.get('dataset', '?')}: "
@@ -120,21 +130,26 @@ def _summary(run: res.Run, chosen: pd.DataFrame, top_k: int) -> doc.Section:
         f"accuracy {_pct(best[m.VAL_ACC])}, test accuracy {_pct(best.get('test_acc'))} "
         f"(trial {best['trial_id']}, best epoch {_int(best['best_epoch'])} of "
         f"{_int(best['epochs'])}).",
-        f"{order} Test accuracy is measured here, on the {sizes.get('test', '?')} "
-        "held-out test digits, with each trial's best checkpoint; it played no part in "
-        "choosing.",
-        doc.Table(_config_table(chosen)),
+        f"{order} Test figures are measured here, on the {sizes.get('test', '?')} "
+        "held-out test digits, with each trial's best checkpoint; they played no part in "
+        "choosing. Area: mean accuracy over rows 1-28 (the area under the "
+        "accuracy-versus-timestep curve); rows to 50% / 90%: the first row after which "
+        "test accuracy reaches it.",
+        doc.Table(_config_table(chosen, metric)),
     ]
     data = chosen[["rank", "trial_id", "label", "status", *PARAMS, "epochs", "best_epoch"]]
     data = data.assign(
-        val_acc=chosen[m.VAL_ACC],
-        **{c: chosen[c] for c in CONFIRMED_COLUMNS},
-        test_acc=chosen.get("test_acc"),
+        **{c: chosen[c] for c in (m.PARAM_COUNT, m.VAL_ACC, *ANYTIME_COLUMNS, *CONFIRMED_COLUMNS)},
+        **{c: chosen.get(c) for c in res.TEST_COLUMNS},
+        on_front=chosen["on_front"],
     )
     return doc.Section("Summary", blocks, data={"summary.csv": data})
 
 
-def _config_table(chosen: pd.DataFrame) -> pd.DataFrame:
+def _config_table(chosen: pd.DataFrame, metric: str) -> pd.DataFrame:
+    def test(column: str) -> pd.Series:
+        return chosen.get(column, pd.Series(np.nan, chosen.index))
+
     return pd.DataFrame(
         {
             "rank": chosen["rank"].map(_int),
@@ -147,9 +162,70 @@ def _config_table(chosen: pd.DataFrame) -> pd.DataFrame:
                 for e, b in zip(chosen["epochs"], chosen["best_epoch"], strict=True)
             ],
             "val acc": chosen[m.VAL_ACC].map(_pct),
-            "confirmed (95% interval)": [confirmed_text(row) for _, row in chosen.iterrows()],
-            "test acc": chosen.get("test_acc", pd.Series(np.nan, chosen.index)).map(_pct),
+            "val area": chosen[m.VAL_AUC_ROWS].map(_area),
+            f"confirmed {'acc' if metric == m.VAL_ACC else 'area'} (95% interval)": [
+                confirmed_text(row, metric) for _, row in chosen.iterrows()
+            ],
+            "test acc": test("test_acc").map(_pct),
+            "test area": test("test_auc_rows").map(_area),
+            "rows to 50% / 90% (test)": [
+                "n/a" if pd.isna(acc) else f"{_rows(a)} / {_rows(b)}"
+                for acc, a, b in zip(
+                    test("test_acc"), test("test_rows_to_50"), test("test_rows_to_90"), strict=True
+                )
+            ],
+            "parameters": chosen[m.PARAM_COUNT].map(_int),
         }
+    )
+
+
+# ---------------------------------------------------------------- 1b. Pareto front
+
+
+def _pareto(run: res.Run, chosen: pd.DataFrame, style) -> doc.Section:
+    """A multi-objective run's trade-off: its front as a figure and a table."""
+    objectives = run.objectives
+    metrics = [metric for metric, _ in objectives]
+    names = chosen.set_index("trial_id")["name"]
+    trials = ranked(run.trials, run.metric).dropna(subset=metrics)
+    front_ids = set(chosen.loc[chosen["on_front"], "trial_id"])
+    trials = trials.assign(
+        on_front=trials["trial_id"].isin(front_ids),
+        label=trials["trial_id"].map(names).fillna(""),
+    )
+    front = chosen[chosen["on_front"]].sort_values(metrics[0], ascending=False)
+    words = [m.METRIC_WORDS[metric] for metric in metrics]
+    table = pd.DataFrame(
+        {
+            "configuration": front["name"],
+            **{
+                f"val {word}": front[metric].map(
+                    _int if metric == m.PARAM_COUNT else (_pct if metric == m.VAL_ACC else _area)
+                )
+                for word, metric in zip(words, metrics, strict=True)
+            },
+            "test acc": front.get("test_acc", pd.Series(np.nan, front.index)).map(_pct),
+            "test area": front.get("test_auc_rows", pd.Series(np.nan, front.index)).map(_area),
+        }
+    )
+    columns = ["trial_id", *PARAMS, *dict.fromkeys([*metrics, m.VAL_ACC, m.VAL_AUC_ROWS])]
+    return doc.Section(
+        "Pareto front",
+        [
+            f"This search optimised {words[0]} and {words[1]} together. A configuration "
+            "is on the front when no other trial is better on both (at each trial's best "
+            f"epoch by {words[0]}); each is one trade-off, and each is drawn in the "
+            "accuracy-versus-timestep figure below. ASHA stopped trials on "
+            f"{words[0]} alone.",
+            doc.Table(table),
+            doc.Plot(
+                "pareto_front",
+                plots.pareto_front(trials, objectives, style),
+                f"Every finished trial by validation {words[0]} and {words[1]}; the front "
+                "joined by a line.",
+                {"pareto_front.csv": trials[[*columns, "on_front"]]},
+            ),
+        ],
     )
 
 
@@ -332,7 +408,7 @@ def _hyperparameters(run: res.Run, chosen: pd.DataFrame, style) -> doc.Section:
         section.blocks.append(
             doc.Plot(
                 "importances",
-                plots.importances(importance),
+                plots.importances(importance, f"validation {m.METRIC_WORDS[run.metric]}"),
                 "Optuna's fANOVA importances, from a study rebuilt from trials.csv (the "
                 "search's own study is not kept in the run folder); trials stopped early "
                 "count with the accuracy they reached.",
@@ -402,6 +478,10 @@ def _environment(run: res.Run) -> doc.Section:
 
 
 # ---------------------------------------------------------------- formatting
+
+
+def _area(value) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:.3f}"
 
 
 def _pct(value) -> str:

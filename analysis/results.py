@@ -35,6 +35,7 @@ from search.run_folder import (
     read_run_info,
     read_test_split,
     read_trials,
+    run_metric,
     trial_dir,
 )
 from search.space import PARAMS, SEED_LABEL, distributions, format_param
@@ -42,6 +43,8 @@ from search.space import PARAMS, SEED_LABEL, distributions, format_param
 log = logging.getLogger(__name__)
 
 THRESHOLDS = (0.5, 0.9)  # recognition points: first row at which test accuracy reaches these
+# What the report measures of each shown configuration on the run's test split.
+TEST_COLUMNS = ["test_acc", "test_loss", "test_auc_rows", "test_rows_to_50", "test_rows_to_90"]
 EPOCH_COLUMNS = [
     "trial_id",
     m.EPOCH,
@@ -69,6 +72,16 @@ class Run:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def metric(self) -> str:
+        """What the run ranks its trials by: its primary objective."""
+        return run_metric(self.info)
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        """The run's objectives, (metric, mode) pairs; two for a multi-objective search."""
+        return m.objective_metrics(self.info.get("flags", {}).get("objective", "accuracy"))
+
 
 def load_run(run_dir: Path) -> Run:
     """Read a run folder; raises UserError if it is not one, or if no trial finished."""
@@ -86,18 +99,19 @@ def load_run(run_dir: Path) -> Run:
             f"{run_dir} has no {TRIALS_CSV}: the search did not finish (or is still running)"
         )
     trials = read_trials(run_dir / TRIALS_CSV)
-    if ranked(trials).empty:
+    metric = run_metric(info)
+    if ranked(trials, metric).empty:
         raise UserError(f"{run_dir}: no trial finished an epoch; there is nothing to report")
 
     notes = []
     epochs = read_epochs(run_dir, trials["trial_id"])
-    lacking = sorted(set(ranked(trials)["trial_id"]) - set(epochs["trial_id"]))
+    lacking = sorted(set(ranked(trials, metric)["trial_id"]) - set(epochs["trial_id"]))
     if lacking:
         notes.append(
             f"{len(lacking)} finished trial(s) have no {RESULT_JSON}, so no learning curve "
             "or timing: " + ", ".join(lacking)
         )
-    trials = _add_order(trials, epochs)
+    trials = _add_order(trials, epochs, metric)
 
     test = None
     if (run_dir / TEST_SPLIT).is_file():
@@ -155,7 +169,7 @@ def _run_start(run_dir: Path) -> float | None:
         return None
 
 
-def _add_order(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+def _add_order(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """`trial_number`: 1 for the tutorial's configuration (the search always enqueues it
     first), then the order in which trials started, to the second (Tune's timestamps are
     whole seconds). `rank`: position in `ranked`, best = 1."""
@@ -166,7 +180,7 @@ def _add_order(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
         ["not_seed", "start", "trial_id"], na_position="last"
     )
     trials["trial_number"] = pd.Series(range(1, len(order) + 1), index=order.index)
-    best = ranked(trials)
+    best = ranked(trials, metric)
     trials["rank"] = pd.Series(range(1, len(best) + 1), index=best.index)
     return trials.drop(columns="start")
 
@@ -213,10 +227,21 @@ def param_columns(table: pd.DataFrame) -> dict[str, pd.Series]:
 
 
 def selected(run: Run, top_k: int) -> pd.DataFrame:
-    """The top k configurations by validation accuracy, plus the tutorial's (`seed`)."""
-    best = ranked(run.trials).head(top_k)
+    """The top k configurations by the run's ranking, then (a multi-objective run) the
+    other configurations on its Pareto front, then the tutorial's (`seed`)."""
+    best = ranked(run.trials, run.metric).head(top_k)
+    front = pareto_front(run)
     seed = run.trials[run.trials["label"] == SEED_LABEL]
-    chosen = pd.concat([best, seed[~seed["trial_id"].isin(best["trial_id"])]])
+    chosen = pd.concat([best, front, seed]).drop_duplicates("trial_id")
+    return _named(chosen).assign(on_front=chosen["trial_id"].isin(front["trial_id"]).to_numpy())
+
+
+def ranked_top(run: Run, top_k: int) -> pd.DataFrame:
+    """The run's best `top_k` configurations by its own ranking, named as in `selected`."""
+    return _named(ranked(run.trials, run.metric).head(top_k))
+
+
+def _named(chosen: pd.DataFrame) -> pd.DataFrame:
     chosen = chosen.assign(
         name=[config_label(row) for _, row in chosen.iterrows()],
         short=[config_short(row) for _, row in chosen.iterrows()],
@@ -231,7 +256,7 @@ def selected(run: Run, top_k: int) -> pd.DataFrame:
 class HeldOutResults:
     """Test accuracy of the chosen configurations, from their best checkpoints."""
 
-    accuracy: pd.DataFrame  # trial_id, test_acc, test_loss
+    accuracy: pd.DataFrame  # trial_id and TEST_COLUMNS
     by_step: pd.DataFrame  # label, trial_id, timestep, accuracy (timestep_accuracy.csv)
     notes: list[str]
 
@@ -256,7 +281,7 @@ def _try_load(run: Run, row, on) -> tuple[RowLSTM | None, str | None]:
 
 def evaluate_on_test(run: Run, chosen: pd.DataFrame) -> HeldOutResults:
     """Evaluate each chosen trial's best checkpoint on the run's test split."""
-    accuracy = pd.DataFrame(columns=["trial_id", "test_acc", "test_loss"])
+    accuracy = pd.DataFrame(columns=["trial_id", *TEST_COLUMNS])
     by_step = pd.DataFrame(columns=["label", "trial_id", "timestep", "accuracy"])
     if run.test is None:
         return HeldOutResults(accuracy, by_step, [])
@@ -270,7 +295,16 @@ def evaluate_on_test(run: Run, chosen: pd.DataFrame) -> HeldOutResults:
             continue
         result = evaluate(model, x, y)
         scores.append(
-            {"trial_id": row["trial_id"], "test_acc": result.acc, "test_loss": result.loss}
+            {
+                "trial_id": row["trial_id"],
+                "test_acc": result.acc,
+                "test_loss": result.loss,
+                "test_auc_rows": result.auc_rows,
+                **{
+                    f"test_rows_to_{round(100 * t)}": result.first_row_reaching(t)
+                    for t in THRESHOLDS
+                },
+            }
         )
         curves += [
             {"label": row["name"], "trial_id": row["trial_id"], "timestep": t, "accuracy": acc}
@@ -338,10 +372,35 @@ def digit_probabilities(model: RowLSTM, test: Split, indices: list[int]) -> pd.D
 # ---------------------------------------------------------------- the search itself
 
 
+def pareto_front(run: Run) -> pd.DataFrame:
+    """A multi-objective run's Pareto front: the ranked trials that no other trial beats
+    on every objective (their best epoch's figures), best first by the primary one.
+    Empty for a single-objective run. Optuna decides dominance (`Study.best_trials`)."""
+    objectives = run.objectives
+    metrics = [metric for metric, _ in objectives]
+    usable = ranked(run.trials, run.metric).dropna(subset=metrics)
+    if len(objectives) < 2 or usable.empty:
+        return usable.iloc[:0]
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        directions = ["maximize" if mode == "max" else "minimize" for _, mode in objectives]
+        study = optuna.create_study(directions=directions)
+        for _, row in usable.iterrows():
+            values = [float(row[metric]) for metric in metrics]
+            study.add_trial(
+                optuna.trial.create_trial(values=values, user_attrs={"id": row["trial_id"]})
+            )
+        front = {t.user_attrs["id"] for t in study.best_trials}
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return usable[usable["trial_id"].isin(front)]
+
+
 def best_so_far_by_trial(run: Run) -> pd.DataFrame:
     """Each trial's best validation accuracy in start order, and the best up to it."""
     table = run.trials.sort_values("trial_number")
-    table = table.assign(counted=table.index.isin(ranked(run.trials).index))
+    table = table.assign(counted=table.index.isin(ranked(run.trials, run.metric).index))
     acc = table[m.VAL_ACC].where(table["counted"])
     return pd.DataFrame(
         {
@@ -386,7 +445,7 @@ def hyperparameters(run: Run, chosen: pd.DataFrame) -> pd.DataFrame:
     """The ranked trials' hyperparameters and validation accuracy; `label` names the
     chosen ones (blank for the rest)."""
     names = chosen.set_index("trial_id")["name"]
-    table = ranked(run.trials)
+    table = ranked(run.trials, run.metric)
     table = table.assign(label=table["trial_id"].map(names).fillna(""))
     return table[["trial_id", "label", "status", *PARAMS, "epochs", m.VAL_ACC]].reset_index(
         drop=True
@@ -400,15 +459,15 @@ def epochs_reached(run: Run) -> pd.DataFrame:
 
 
 def importances(run: Run, seed: int = 0) -> tuple[pd.DataFrame, str]:
-    """Optuna's fANOVA importances of the hyperparameters for validation accuracy.
+    """Optuna's fANOVA importances of the hyperparameters for the run's primary objective.
 
     The search's own Optuna study lives in Ray's searcher state (a pickle, not read
     here), so a study is rebuilt from trials.csv with the search space's own
     distributions. Trials ASHA stopped count with the accuracy they reached.
     Returns (param, importance) rows, and a sentence saying why it is empty if it is.
     """
-    usable = ranked(run.trials)
-    if len(usable) < 3 or usable[m.VAL_ACC].nunique() < 2:
+    usable = ranked(run.trials, run.metric)
+    if len(usable) < 3 or usable[run.metric].nunique() < 2:
         return pd.DataFrame(columns=["param", "importance"]), (
             "Too few finished trials with different accuracies to estimate importances."
         )
@@ -421,7 +480,7 @@ def importances(run: Run, seed: int = 0) -> tuple[pd.DataFrame, str]:
             params = {k: _plain(row[k], space[k]) for k in PARAMS}
             study.add_trial(
                 optuna.trial.create_trial(
-                    params=params, distributions=space, value=float(row[m.VAL_ACC])
+                    params=params, distributions=space, value=float(row[run.metric])
                 )
             )
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)

@@ -1,9 +1,9 @@
 """`python -m bench`: run the benchmarks, print their tables, write docs/benchmarks.{json,md}.
 
 The default (`--scale quick`) took 37 minutes on 2 shared cores; `--scale full` is the
-issue's size (50 trials, 8-epoch cap (benchmark 7: 12), 3 seeds; growth to 200 trials
+issue's size (50 trials, 8-epoch cap (benchmarks 7 and 8: 12), 3 seeds; growth to 200 trials
 and, with `--full-mnist`, to 60,000 digits) and takes hours there. A benchmark with a
-`merge` (7) adds the seeds of a run to those already in docs/benchmarks.json, so
+`merge` (7, 8) adds the seeds of a run to those already in docs/benchmarks.json, so
 `--only winner --seeds 1` measures one seed per session.
 """
 
@@ -60,7 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--growth-data-trials", type=int, help="trials per search on the digits axis (4/50)"
     )
-    p.add_argument("--winner-max-epochs", type=int, help="benchmark 7's epoch cap (full 12)")
+    p.add_argument(
+        "--winner-max-epochs", type=int, help="benchmarks 7 and 8's epoch cap (full 12)"
+    )
     p.add_argument(
         "--full-mnist",
         nargs="?",

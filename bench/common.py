@@ -13,9 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import torch
 from tabulate import DataRow, TableFormat
 
 from bench.systems import SearchSpec
+from models.train import to_inputs
+from search.data import find_idx_files, read_idx
+from search.errors import UserError
 
 log = logging.getLogger("bench")
 # The full MNIST, where a machine has it: `--full-mnist`'s default, benchmark 7's judge.
@@ -43,6 +47,23 @@ class BenchConfig:
     winner_max_epochs: int | None = None
     t10k_dir: str = str(SHARED_MNIST)
     workdir: str = ""
+
+
+def has_t10k(c: BenchConfig, title: str) -> bool:
+    """Whether the judge's files (MNIST's t10k digits) are in `c.t10k_dir`; if not, says
+    that the benchmark `title` is skipped (nothing is downloaded)."""
+    try:
+        find_idx_files(Path(c.t10k_dir))
+    except UserError:
+        print(f"{title}: skipped, no MNIST t10k files in {c.t10k_dir} (nothing is downloaded)")
+        return False
+    return True
+
+
+def load_t10k(t10k_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST's t10k digits as (inputs (10000, 28, 28) float in [0, 1], labels (10000,))."""
+    files = find_idx_files(Path(t10k_dir))
+    return to_inputs(read_idx(files["test_images"])), read_idx(files["test_labels"])
 
 
 class Searches:

@@ -115,18 +115,21 @@ def render(r: dict) -> str:
         }
         for row in r["rows"]
     ]
-    settings: dict[tuple, list[dict]] = {}  # (grace, rf): that setting's replay per seed
+    settings: dict[tuple, list[dict]] = {}  # (axis, grace, rf): its replay per seed
     for x in r["replay"]:
-        settings.setdefault((x["grace"], x["reduction_factor"]), []).append(x)
+        # Entries measured before ASHA on seconds was replayed hold epochs only.
+        key = (x.get("time_axis", "epochs"), x["grace"], x["reduction_factor"])
+        settings.setdefault(key, []).append(x)
     replayed = [
         {
-            "grace": grace,
+            "ASHA's time": axis,
+            "grace": grace if axis == "epochs" else f"{grace} typical epoch(s) of seconds",
             "rf": f"{rf:g}",
             "epoch ratio": stat(summary([x["epoch_ratio"] for x in mine]), ".2f"),
             "simulated wall ratio": stat(summary([x["wall_ratio"] for x in mine]), ".2f"),
             "best val_acc gap (pts)": stat(summary([x["gap_pp"] for x in mine]), "+.2f"),
         }
-        for (grace, rf), mine in sorted(settings.items())
+        for (axis, grace, rf), mine in sorted(settings.items())
     ]
     return "\n\n".join(
         [
@@ -141,8 +144,9 @@ def render(r: dict) -> str:
             "(positive: running every trial to the cap did better).",
             "Replayed (`bench/replay.py`): the all-to-cap searches' curves, in their trials' "
             "start order, through Ray's ASHA rung rule with other settings, on as many slots "
-            "as CPUs. It does not model how TPE's proposals would change; medians [min–max] "
-            "over seeds.",
+            "as CPUs; ASHA's time is epochs (the search's) or training seconds (rungs a "
+            "median epoch's seconds times grace apart). It does not model how TPE's "
+            "proposals would change; medians [min–max] over seeds.",
             table(replayed),
         ]
     )

@@ -10,13 +10,33 @@ import json
 import sys
 from pathlib import Path
 
-from bench import early_stopping, efficiency, growth, loop, overhead, utilisation, winner
+from bench import (
+    anytime,
+    early_stopping,
+    efficiency,
+    growth,
+    loop,
+    losses,
+    overhead,
+    utilisation,
+    winner,
+)
 from bench.common import table
 
 # The benchmarks, in the report's order. Each module holds one benchmark: its TITLE,
 # `run(config, searches)` (the measurement and its goals, as plain JSON) and `render`
 # (its section's body); those that measure in a child process also have `measure`.
-MODULES = (efficiency, overhead, utilisation, early_stopping, loop, growth, winner)
+MODULES = (
+    efficiency,
+    overhead,
+    utilisation,
+    early_stopping,
+    loop,
+    growth,
+    winner,
+    anytime,
+    losses,
+)
 BENCHMARKS = {module.__name__.removeprefix("bench."): module for module in MODULES}
 
 REPO = Path(__file__).resolve().parent.parent

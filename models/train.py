@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.lstm import LSTMConfig, RowLSTM
+from models.lstm import ROWS, LSTMConfig, RowLSTM
 
 EVAL_BATCH = 2048  # large enough for few passes, small enough for a 256-wide 3-layer LSTM
 
@@ -28,6 +28,41 @@ def to_inputs(images: torch.Tensor, device: torch.device | str = "cpu") -> torch
     return images.to(device=device, dtype=torch.float32).div_(255.0)
 
 
+# Where the training loss looks (`--loss`):
+# - "last": the tutorial's, cross-entropy after the last row only; the hidden states of
+#   an unfinished digit are never asked for an answer;
+# - "all": the mean cross-entropy over every row, so the classifier learns to read a
+#   part-seen digit too (early classification's usual loss);
+# - "rising": every row, weighted by its number (row 28 counts 28 times row 1): between
+#   the two, the early rows' often unanswerable questions count less.
+ROW_LOSSES = ("last", "all", "rising")
+
+
+def row_weights(loss: str, rows: int = ROWS) -> torch.Tensor:
+    """The weight of each row's cross-entropy in the training loss: (rows,), sum 1."""
+    if loss == "last":
+        weights = torch.zeros(rows)
+        weights[-1] = 1.0
+    elif loss == "all":
+        weights = torch.ones(rows)
+    elif loss == "rising":
+        weights = torch.arange(1, rows + 1, dtype=torch.float32)
+    else:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {ROW_LOSSES}")
+    return weights / weights.sum()
+
+
+def sequence_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
+    """logits (B, T, C), labels (B,) -> the scalar training loss `loss` names."""
+    if loss == "last":  # the one-row case, without the (B, T) detour
+        return F.cross_entropy(logits[:, -1], labels)
+    steps = logits.shape[1]
+    per_row = F.cross_entropy(  # (B, T): class axis second, a label per row
+        logits.transpose(1, 2), labels[:, None].expand(-1, steps), reduction="none"
+    )
+    return per_row.mean(0) @ row_weights(loss, steps).to(logits.device)
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -35,11 +70,12 @@ def train_epoch(
     labels: torch.Tensor,
     batch_size: int,
     generator: torch.Generator | None = None,
+    loss: str = "last",
 ) -> float:
     """One pass over (inputs, labels) in shuffled batches; returns the mean training loss.
 
-    The loss is the tutorial's: cross-entropy on the logits after the last row. A NaN or
-    infinite loss is returned as is, for the caller to treat as divergence.
+    `loss` (ROW_LOSSES) says which rows' cross-entropy it is. A NaN or infinite loss is
+    returned as is, for the caller to treat as divergence.
     """
     model.train()
     n = inputs.shape[0]
@@ -48,11 +84,11 @@ def train_epoch(
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         logits = model(inputs[idx])  # (B, T, C)
-        loss = F.cross_entropy(logits[:, -1], labels[idx])
+        batch_loss = sequence_loss(logits, labels[idx], loss)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        batch_loss.backward()
         optimizer.step()
-        total += loss.detach() * idx.numel()
+        total += batch_loss.detach() * idx.numel()
     return float(total) / n
 
 
@@ -61,6 +97,20 @@ class Evaluation:
     loss: float  # cross-entropy after the last row
     acc: float  # accuracy after the last row
     acc_by_step: list[float]  # accuracy after rows 1..28
+
+    @property
+    def auc_rows(self) -> float:
+        """The area under the accuracy-by-row curve: mean accuracy over rows 1..28."""
+        return sum(self.acc_by_step) / len(self.acc_by_step)
+
+    def first_row_reaching(self, accuracy: float) -> int | None:
+        """The first row (1-based) after which accuracy is at least `accuracy`."""
+        return first_row_reaching(self.acc_by_step, accuracy)
+
+
+def first_row_reaching(acc_by_step: Sequence[float], accuracy: float) -> int | None:
+    """The first row (1-based) whose accuracy is at least `accuracy`; None: never."""
+    return next((row for row, acc in enumerate(acc_by_step, 1) if acc >= accuracy), None)
 
 
 @torch.no_grad()
@@ -129,19 +179,21 @@ def fit(
     epochs: int,
     seed: int,
     start_epoch: int = 1,
+    loss: str = "last",
 ) -> Iterator[EpochResult]:
     """Train epochs `start_epoch`..`epochs`, yielding each one's result as it ends.
 
     Every epoch shuffles with a generator seeded from (`seed`, epoch), so a run resumed
     at `start_epoch` from a checkpoint sees the same batches as one that never stopped.
     A non-finite training loss is yielded once as a diverged epoch and ends the loop.
+    `loss` (ROW_LOSSES) is the training loss; evaluation measures every row whatever it is.
     """
     for epoch in range(start_epoch, epochs + 1):
         started = time.perf_counter()
         shuffle = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        loss = train_epoch(model, optimizer, *train, batch_size, shuffle)
-        if not math.isfinite(loss):
-            yield EpochResult(epoch, loss, None, time.perf_counter() - started)
+        mean_loss = train_epoch(model, optimizer, *train, batch_size, shuffle, loss)
+        if not math.isfinite(mean_loss):
+            yield EpochResult(epoch, mean_loss, None, time.perf_counter() - started)
             return
         result = evaluate(model, *val)
-        yield EpochResult(epoch, loss, result, time.perf_counter() - started)
+        yield EpochResult(epoch, mean_loss, result, time.perf_counter() - started)

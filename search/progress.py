@@ -25,10 +25,16 @@ class ProgressLine(tune.Callback):
     """
 
     def __init__(
-        self, total: int, max_epochs: int, stream: TextIO | None = None, log_every_s: float = 30.0
+        self,
+        total: int,
+        max_epochs: int,
+        stream: TextIO | None = None,
+        log_every_s: float = 30.0,
+        metric: str = m.VAL_ACC,
     ) -> None:
         self.total = total
         self.max_epochs = max_epochs
+        self.metric = metric  # the search's primary objective (maximised), shown as "best"
         self._stream = stream
         self.log_every_s = log_every_s
         self.setup()
@@ -67,9 +73,9 @@ class ProgressLine(tune.Callback):
         running = sum(t.status == Trial.RUNNING for t in trials)
         best = max(
             (
-                t.metric_analysis[m.VAL_ACC]["max"]
+                t.metric_analysis[self.metric]["max"]
                 for t in trials
-                if m.VAL_ACC in t.metric_analysis
+                if self.metric in t.metric_analysis
             ),
             default=None,
         )
@@ -78,7 +84,7 @@ class ProgressLine(tune.Callback):
             f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {len(finished)}/{self.total} done "
             f"({stopped} stopped early, {diverged} diverged, {failed} failed)",
             f"{running} running",
-            "best val_acc " + ("-" if best is None else f"{best:.4f}"),
+            f"best {self.metric} " + ("-" if best is None else f"{best:.4f}"),
         ]
         return " | ".join(parts)
 

@@ -91,16 +91,27 @@ def trial_status(
     return TrialStatus.UNFINISHED
 
 
-CONFIRMED_COLUMNS = [m.CONFIRMED_ACC, m.CONFIRMED_LOW, m.CONFIRMED_HIGH, m.CONFIRMED_FOLD_ACCS]
+CONFIRMED_COLUMNS = [
+    m.CONFIRMED_ACC,
+    m.CONFIRMED_LOW,
+    m.CONFIRMED_HIGH,
+    m.CONFIRMED_FOLD_ACCS,
+    m.CONFIRMED_AUC,
+    m.CONFIRMED_AUC_LOW,
+    m.CONFIRMED_AUC_HIGH,
+]
+ANYTIME_COLUMNS = [m.VAL_AUC_ROWS, m.VAL_ROWS_TO_50, m.VAL_ROWS_TO_90]
 TRIAL_COLUMNS = [
     "trial_id",
     "label",
     "status",
     *PARAMS,
+    m.PARAM_COUNT,
     "epochs",
     "best_epoch",
     m.VAL_ACC,
     m.VAL_LOSS,
+    *ANYTIME_COLUMNS,
     m.VAL_ACC_BY_STEP,
     *CONFIRMED_COLUMNS,
     "checkpoint",
@@ -108,27 +119,43 @@ TRIAL_COLUMNS = [
     "seconds",
     "error",
 ]
+# Columns that runs made before they existed lack: read back as NaN.
+_LATER_COLUMNS = [*CONFIRMED_COLUMNS, *ANYTIME_COLUMNS, m.PARAM_COUNT]
 _TEXT_COLUMNS = ("label", "status", "checkpoint", "error")
 
 
-def confirmed_text(row) -> str:
-    """A trial's confirmed accuracy with its 95% interval, e.g. "96.5% (95.4–97.4)"; ""
-    for a trial that was not confirmed."""
-    if pd.isna(row.get(m.CONFIRMED_ACC)):
+# A confirmed figure's interval columns.
+_INTERVAL = {
+    m.CONFIRMED_ACC: (m.CONFIRMED_LOW, m.CONFIRMED_HIGH),
+    m.CONFIRMED_AUC: (m.CONFIRMED_AUC_LOW, m.CONFIRMED_AUC_HIGH),
+}
+
+
+def confirmed_text(row, metric: str = m.VAL_ACC) -> str:
+    """A trial's confirmed `metric` (accuracy or area) with its 95% interval, e.g.
+    "96.5% (95.4–97.4)"; "" for a trial that was not confirmed."""
+    confirmed = m.CONFIRMED_OF[metric]
+    if pd.isna(row.get(confirmed)):
         return ""
-    low, high = row[m.CONFIRMED_LOW], row[m.CONFIRMED_HIGH]
-    return f"{row[m.CONFIRMED_ACC]:.1%} ({100 * low:.1f}–{100 * high:.1f})"
+    low, high = (row[k] for k in _INTERVAL[confirmed])
+    return f"{row[confirmed]:.1%} ({100 * low:.1f}–{100 * high:.1f})"
 
 
-def ranked(table: pd.DataFrame) -> pd.DataFrame:
+def run_metric(info: dict) -> str:
+    """The metric a run ranks its trials by (its primary objective), from its run.json."""
+    return m.primary_metric(info.get("flags", {}).get("objective", "accuracy"))
+
+
+def ranked(table: pd.DataFrame, metric: str = m.VAL_ACC) -> pd.DataFrame:
     """Trials that count for "best" (finished, not diverged or failed), best first.
 
-    Confirmed trials come first, by confirmed accuracy: that is how the winner is chosen.
-    The rest follow by validation accuracy at their best epoch, ties broken by the lower
-    validation loss. Test accuracy never enters.
+    `metric` is the run's primary objective (`run_metric`): validation accuracy or area.
+    Confirmed trials come first, by its confirmed figure: that is how the winner is
+    chosen. The rest follow by `metric` at their best epoch, ties broken by the lower
+    validation loss. Test figures never enter.
     """
-    usable = table[table["status"].isin(RANKED_STATUSES) & table[m.VAL_ACC].notna()]
-    keys = [k for k in (m.CONFIRMED_ACC, m.VAL_ACC, m.VAL_LOSS) if k in usable]
+    usable = table[table["status"].isin(RANKED_STATUSES) & table[metric].notna()]
+    keys = [k for k in (m.CONFIRMED_OF[metric], metric, m.VAL_LOSS) if k in usable]
     ascending = [k == m.VAL_LOSS for k in keys]
     return usable.sort_values(keys, ascending=ascending, na_position="last")
 
@@ -164,28 +191,37 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> RowLSTM:
 
 
 def write_best(
-    run: RunLocation, table: pd.DataFrame, more: dict[str, list[dict]] | None = None
+    run: RunLocation,
+    table: pd.DataFrame,
+    more: dict[str, list[dict]] | None = None,
+    metric: str = m.VAL_ACC,
 ) -> dict | None:
-    """Write the winner (first of `ranked(table)`) into best/; returns what config.json
-    says, or None when no trial can win.
+    """Write the winner (first of `ranked(table, metric)`) into best/; returns what
+    config.json says, or None when no trial can win.
 
     best/model.pt holds a list of state_dicts of the winner's configuration: its search
     trial's best epoch, then `more[winner's id]` (the models confirmation trained on other
     folds), read together as one `Ensemble`.
     """
-    best = ranked(table)
+    best = ranked(table, metric)
     if best.empty or not best.iloc[0]["checkpoint"]:
         return None
-    winner = best.iloc[0]
+    winner, confirmed = best.iloc[0], m.CONFIRMED_OF[metric]
     state = load_checkpoint(io.BytesIO(run.read_bytes(winner["checkpoint"])))  # any storage
     members = [state["model"], *(more or {}).get(winner["trial_id"], [])]
-    figures = [m.VAL_ACC, m.CONFIRMED_ACC, m.CONFIRMED_LOW, m.CONFIRMED_HIGH]
+    figures = [
+        m.VAL_ACC,
+        m.VAL_AUC_ROWS,
+        m.PARAM_COUNT,
+        *(k for confirmed, interval in _INTERVAL.items() for k in (confirmed, *interval)),
+    ]
     about = {
         "trial_id": winner["trial_id"],
         "hyperparameters": {k: _plain(winner[k]) for k in PARAMS},
         "model_config": state["model_config"],
         "epoch": state[m.EPOCH],
         "members": len(members),
+        "chosen_by": confirmed if pd.notna(winner.get(confirmed)) else metric,
         **{k: _plain(winner[k]) for k in figures if k in winner and pd.notna(winner[k])},
         "checkpoint": winner["checkpoint"],
     }
@@ -275,7 +311,7 @@ def write_trials(table: pd.DataFrame, run: RunLocation) -> None:
 def read_trials(path: Path) -> pd.DataFrame:
     # trial ids are hex strings: "00916631" must not become the number 916631.
     table = pd.read_csv(path, dtype={"trial_id": str, **dict.fromkeys(_TEXT_COLUMNS, str)})
-    for column in CONFIRMED_COLUMNS:  # absent from runs made before confirmation existed
+    for column in _LATER_COLUMNS:
         if column not in table.columns:
             table[column] = float("nan")
     missing = [c for c in TRIAL_COLUMNS if c not in table.columns]

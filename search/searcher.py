@@ -5,13 +5,18 @@ trial the scheduler stopped as COMPLETE, valued at its *last* report: a trial AS
 after one epoch then looks to TPE like a finished trial worth its epoch-1 accuracy, next
 to trials scored after twelve. Here, as in Optuna's own pruning:
 
-- every epoch's validation accuracy reaches the Optuna trial as an intermediate value at
-  step = epoch (the same step after a restart from a checkpoint, never a duplicate);
+- every epoch's value of the objective reaches the Optuna trial as an intermediate value
+  at step = epoch (the same step after a restart from a checkpoint, never a duplicate);
 - a trial that ended before `max_epochs` without an error is PRUNED (TPE ranks pruned
   trials by how far they got, then by their last value);
-- a trial that trained to `max_epochs` is COMPLETE, valued at its best epoch's accuracy:
-  the figure the run folder ranks it by;
-- a diverged trial is COMPLETE at accuracy 0, so TPE avoids its region; an error is FAIL.
+- a trial that trained to `max_epochs` is COMPLETE, valued at its best epoch: the figure
+  the run folder ranks it by;
+- a diverged trial is COMPLETE at 0 (accuracy, area), so TPE avoids its region; an error
+  is FAIL.
+
+A multi-objective search (two metrics) is told each COMPLETE trial's values at its best
+epoch by the first metric; Optuna keeps no intermediate values for several objectives,
+and a pruned trial counts for nothing there.
 
 With a time budget, it proposes no trial that the remaining time cannot hold: a new
 trial may train `max_epochs` epochs, each as long as the median epoch seen so far.
@@ -33,11 +38,27 @@ from search.budget import Deadline
 
 
 class EpochOptunaSearch(OptunaSearch):
-    def __init__(self, *args, max_epochs: int, deadline: Deadline | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        *args,
+        objectives: list[tuple[str, str]],
+        max_epochs: int,
+        deadline: Deadline | None = None,
+        **kwargs,
+    ):
+        """`objectives`: (metric, mode) pairs, the primary first (`metrics.objective_metrics`)."""
+        metrics, modes = zip(*objectives, strict=True)
+        single = len(objectives) == 1
+        super().__init__(
+            *args,
+            metric=metrics[0] if single else list(metrics),
+            mode=modes[0] if single else list(modes),
+            **kwargs,
+        )
+        self.objectives = list(objectives)
         self.max_epochs = max_epochs
         self.deadline = deadline
-        self._best: dict[str, float] = {}  # trial id -> best val_acc so far
+        self._best: dict[str, dict] = {}  # trial id -> its best epoch's result so far
         self._last_epoch: dict[str, int] = {}  # trial id -> last epoch reported to Optuna
         self._epoch_seconds: list[float] = []  # every epoch's duration, for the budget
 
@@ -71,15 +92,18 @@ class EpochOptunaSearch(OptunaSearch):
             self._record(trial_id, result)
 
     def _record(self, trial_id: str, result: dict) -> None:
-        if m.EPOCH not in result or self.metric not in result:
+        primary, mode = self.objectives[0]
+        if m.EPOCH not in result or primary not in result:
             return
-        epoch, value = int(result[m.EPOCH]), float(result[self.metric])
+        epoch, value = int(result[m.EPOCH]), float(result[primary])
         if m.EPOCH_SECONDS in result:
             self._epoch_seconds.append(float(result[m.EPOCH_SECONDS]))
-        self._best[trial_id] = max(value, self._best.get(trial_id, value))
+        best = self._best.get(trial_id)
+        if best is None or (value > best[primary] if mode == "max" else value < best[primary]):
+            self._best[trial_id] = {k: result.get(k) for k, _ in self.objectives}
         # A trial restored from a checkpoint repeats no epoch; one restarted from an
         # older checkpoint may: Optuna keeps the first value of a step, and so do we.
-        if epoch > self._last_epoch.get(trial_id, 0):
+        if len(self.objectives) == 1 and epoch > self._last_epoch.get(trial_id, 0):
             self._ot_trials[trial_id].report(value, epoch)
             self._last_epoch[trial_id] = epoch
 
@@ -93,18 +117,25 @@ class EpochOptunaSearch(OptunaSearch):
             self._record(trial_id, result)
         result = result or {}
         if error:
-            state, value = TrialState.FAIL, None
+            state, values = TrialState.FAIL, None
         elif result.get(m.DIVERGED):
-            state, value = TrialState.COMPLETE, 0.0
+            # The worst a maximised metric can be; a minimised one (size) as it is.
+            values = [0.0 if mode == "max" else result.get(k) for k, mode in self.objectives]
+            state = TrialState.COMPLETE
+        elif int(result.get(m.EPOCH, 0)) >= self.max_epochs and trial_id in self._best:
+            state = TrialState.COMPLETE
+            values = [self._best[trial_id][k] for k, _ in self.objectives]
         elif int(result.get(m.EPOCH, 0)) >= self.max_epochs:
-            state, value = TrialState.COMPLETE, self._best.get(trial_id)
+            state, values = TrialState.FAIL, None  # finished without a usable report
         else:
             # Stopped by the scheduler (or the search ended first): Optuna values a
             # pruned trial at its last intermediate value.
-            state, value = TrialState.PRUNED, None
-        if state is TrialState.COMPLETE and value is None:
-            state = TrialState.FAIL  # completed without ever reporting: nothing to learn
-        self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
+            state, values = TrialState.PRUNED, None
+        if values is not None and any(v is None for v in values):
+            state, values = TrialState.FAIL, None  # nothing to learn from
+        if values is not None and len(values) == 1:
+            values = values[0]
+        self._ot_study.tell(self._ot_trials[trial_id], values, state=state)
         self._completed_trials.add(trial_id)
 
 

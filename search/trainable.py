@@ -31,6 +31,7 @@ class TrialSettings:
     max_epochs: int
     seed: int
     threads: int
+    loss: str = "last"  # models.train.ROW_LOSSES
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,20 @@ def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> Non
         epochs=settings.max_epochs,
         seed=settings.seed,
         start_epoch=first_epoch,
+        loss=settings.loss,
     )
+    size = sum(p.numel() for p in model.parameters())
     for result in epochs:
-        report = {m.EPOCH: result.epoch, m.NODE: node, m.TRAIN_LOSS: result.train_loss}
+        report = {
+            m.EPOCH: result.epoch,
+            m.NODE: node,
+            m.TRAIN_LOSS: result.train_loss,
+            m.PARAM_COUNT: size,
+        }
         if result.diverged:
             # Divergence ends the trial. Zero accuracy tells TPE and ASHA this region is
             # bad; analysis reads the flag and skips the trial.
-            tune.report({**report, m.VAL_ACC: 0.0, m.DIVERGED: True})
+            tune.report({**report, m.VAL_ACC: 0.0, m.VAL_AUC_ROWS: 0.0, m.DIVERGED: True})
             return
         val_result = result.val
         report.update(
@@ -80,6 +88,9 @@ def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> Non
                 m.VAL_LOSS: val_result.loss,
                 m.VAL_ACC: val_result.acc,
                 m.VAL_ACC_BY_STEP: val_result.acc_by_step,
+                m.VAL_AUC_ROWS: val_result.auc_rows,
+                m.VAL_ROWS_TO_50: val_result.first_row_reaching(0.5),
+                m.VAL_ROWS_TO_90: val_result.first_row_reaching(0.9),
                 m.EPOCH_SECONDS: result.seconds,
                 m.DIVERGED: False,
             }

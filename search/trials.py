@@ -3,35 +3,48 @@
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 
 import pandas as pd
 from ray.tune import ResultGrid
 
 from search import metrics as m
-from search.run_folder import CHECKPOINT_FILE, TRIAL_COLUMNS, TrialStatus, trial_status
+from search.run_folder import (
+    ANYTIME_COLUMNS,
+    CHECKPOINT_FILE,
+    TRIAL_COLUMNS,
+    TrialStatus,
+    trial_status,
+)
 from search.space import PARAMS, SEED_LABEL, is_seed
 from search.storage import RunLocation
 
 
-def trials_table(results: ResultGrid, run: RunLocation, max_epochs: int) -> pd.DataFrame:
-    """One row per trial: its hyperparameters, outcome and best (validation) epoch."""
+def trials_table(
+    results: ResultGrid, run: RunLocation, max_epochs: int, metric: str = m.VAL_ACC
+) -> pd.DataFrame:
+    """One row per trial: its hyperparameters, outcome and best epoch by `metric` (the
+    primary objective, maximised), with that epoch's validation figures."""
     # ResultGrid lacks what a trial that never reported has (its config) and Tune's own
     # status (TERMINATED, ERROR, PAUSED...), which tells a trial ASHA stopped from one the
     # search abandoned; its analysis object holds the trials, in the same order.
     trials = results._experiment_analysis.trials
-    rows = [_trial_row(t, r, run, max_epochs) for t, r in zip(trials, results, strict=True)]
+    rows = [
+        _trial_row(t, r, run, max_epochs, metric) for t, r in zip(trials, results, strict=True)
+    ]
     table = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
     return table.sort_values("trial_id", kind="stable").reset_index(drop=True)
 
 
-def _trial_row(trial, result, run: RunLocation, max_epochs: int) -> dict:
+def _trial_row(trial, result, run: RunLocation, max_epochs: int, metric: str) -> dict:
     config, last = trial.config, result.metrics or {}
     history = result.metrics_dataframe
     row = {k: config.get(k) for k in PARAMS}
     row["trial_id"] = trial.trial_id
     row["label"] = SEED_LABEL if is_seed(config) else ""
     row["epochs"] = int(last.get(m.EPOCH, 0))
+    row[m.PARAM_COUNT] = last.get(m.PARAM_COUNT)
     row[m.NODE] = last.get(m.NODE)
     row["seconds"] = last.get("time_total_s")
     row["error"] = _one_line(result.error) if result.error else ""
@@ -43,7 +56,7 @@ def _trial_row(trial, result, run: RunLocation, max_epochs: int) -> dict:
         ended=trial.status == "TERMINATED",
     ).value
 
-    best = _best_checkpoint(result)
+    best = _best_checkpoint(result, metric)
     if best is None or row["status"] == TrialStatus.DIVERGED:
         return row
     checkpoint, metrics = best
@@ -52,20 +65,25 @@ def _trial_row(trial, result, run: RunLocation, max_epochs: int) -> dict:
     epoch = int(metrics[m.EPOCH])
     reports = history[history[m.EPOCH] == epoch].iloc[-1]
     row["best_epoch"] = epoch
-    row[m.VAL_ACC] = float(reports[m.VAL_ACC])
-    row[m.VAL_LOSS] = float(reports[m.VAL_LOSS])
+    for figure in (m.VAL_ACC, m.VAL_LOSS, *ANYTIME_COLUMNS):
+        row[figure] = _number(reports.get(figure))
     row[m.VAL_ACC_BY_STEP] = json.dumps(_as_list(reports[m.VAL_ACC_BY_STEP]))
     row["checkpoint"] = run.relative(posixpath.join(checkpoint.path, CHECKPOINT_FILE))
     return row
 
 
-def _best_checkpoint(result):
+def _best_checkpoint(result, metric: str):
     """(checkpoint, its report) of the best epoch Tune kept, or None. Tune keeps the best
-    and the latest checkpoint; the best has the highest accuracy, ties to the earlier."""
+    and the latest checkpoint; the best has the highest `metric`, ties to the earlier."""
     kept = [(c, r) for c, r in result.best_checkpoints or [] if r.get(m.VAL_LOSS) is not None]
     if not kept:
         return None
-    return max(kept, key=lambda item: (item[1][m.VAL_ACC], -item[1][m.EPOCH]))
+    return max(kept, key=lambda item: (item[1][metric], -item[1][m.EPOCH]))
+
+
+def _number(value) -> float:
+    """A reported figure as a float; NaN for one not reported (None) or missing."""
+    return math.nan if value is None or pd.isna(value) else float(value)
 
 
 def _as_list(value) -> list[float]:

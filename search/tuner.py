@@ -11,9 +11,10 @@ import optuna
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import ConcurrencyLimiter
 
 from search import metrics as m
-from search.budget import Deadline
+from search.budget import Deadline, ResumableSearch
 from search.config import SearchConfig
 from search.data import Dataset
 from search.run_folder import trial_dir
@@ -34,10 +35,11 @@ def build_tuner(
     """A new search; `extra_points` are tried right after the tutorial's configuration."""
     quiet_tune()
     deadline = Deadline(config.time_budget) if config.time_budget else None
+    objectives = m.objective_metrics(config.objective)
+    primary, mode = objectives[0]
     searcher = EpochOptunaSearch(
         space=sample,
-        metric=m.VAL_ACC,
-        mode=m.MODE,
+        objectives=objectives,
         points_to_evaluate=[SEED_CONFIG, *extra_points],
         sampler=tpe_sampler(config.seed),
         max_epochs=config.max_epochs,
@@ -52,14 +54,16 @@ def build_tuner(
     return tune.Tuner(
         trainable(config, data),
         tune_config=tune.TuneConfig(
-            metric=m.VAL_ACC,
-            mode=m.MODE,
-            search_alg=searcher,
+            # ASHA stops trials on the primary objective; the searcher sees them all.
+            metric=primary,
+            mode=mode,
+            # At most `max_concurrent` running, bounded by what fits: TPE then proposes
+            # each trial knowing all but the running ones, and Tune queues as many as
+            # can start. (What `max_concurrent_trials` would wrap, wrapped by hand: the
+            # outer layer is ours.)
+            search_alg=ResumableSearch(ConcurrencyLimiter(searcher, max_concurrent)),
             scheduler=scheduler,
             num_samples=config.trials,
-            # Bounded by what fits: TPE then proposes each trial knowing all but the
-            # running ones, and Tune queues as many as can start.
-            max_concurrent_trials=max_concurrent,
             # Keeps each trial's worker process (torch imported, threads set) for the
             # next trial instead of starting a new one.
             reuse_actors=True,
@@ -76,18 +80,19 @@ def run_config(
     stop: tune.Stopper | None = None,
 ) -> tune.RunConfig:
     """Where and how the trials' results and checkpoints are kept, retries, stopping."""
+    primary, mode = m.objective_metrics(config.objective)[0]
     return tune.RunConfig(
         name=config.name,
         storage_path=str(storage_path),
         verbose=0,
         stop=stop,
         callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
-        # Every epoch reports a checkpoint; Tune keeps the best by validation accuracy
+        # Every epoch reports a checkpoint; Tune keeps the best by the primary objective
         # and, whatever its score, the latest (Ray never deletes the latest one).
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=1,
-            checkpoint_score_attribute=m.VAL_ACC,
-            checkpoint_score_order=m.MODE,
+            checkpoint_score_attribute=primary,
+            checkpoint_score_order=mode,
         ),
         failure_config=tune.FailureConfig(max_failures=config.max_failures),
     )
@@ -117,6 +122,7 @@ def trainable(config: SearchConfig, data: Dataset):
         max_epochs=config.max_epochs,
         seed=config.seed,
         threads=max(1, math.floor(config.cpus_per_trial)),
+        loss=config.loss,
     )
     # with_parameters puts the training data in the object store once; every trial, on
     # any node, gets it from there instead of re-reading files or carrying it in `config`.

@@ -82,6 +82,14 @@ def fake_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def fake_pareto_run(tmp_path_factory) -> Path:
+    """As `fake_run`, from a search over accuracy and model size."""
+    from tests.fake_run import build_run
+
+    return build_run(tmp_path_factory.mktemp("fake"), "pareto", seed=1, objective="accuracy+size")
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """Four trials of at most two epochs on 600 synthetic digits, run through the CLI.
 

@@ -50,8 +50,15 @@ TRIALS = [
 ]
 
 
-def build_run(storage: Path, name: str = "fake", seed: int = 1) -> Path:
-    """Write a finished run folder `storage/name` and return its path."""
+def build_run(
+    storage: Path,
+    name: str = "fake",
+    seed: int = 1,
+    objective: str = "accuracy",
+    loss: str = "last",
+) -> Path:
+    """Write a finished run folder `storage/name` of a search for `objective`, trained
+    with `loss`, and return its path."""
     data_dir = write_idx_folder(storage / f"{name}-digits", n_train=300, n_test=60, seed=seed)
     data = load_dataset("mnist", data_dir, seed=seed)
     config = SearchConfig(
@@ -62,6 +69,8 @@ def build_run(storage: Path, name: str = "fake", seed: int = 1) -> Path:
         name=name,
         storage_path=str(storage),
         seed=seed,
+        objective=objective,
+        loss=loss,
     )
     run = RunLocation.open(storage, name)
     run.create()
@@ -72,8 +81,9 @@ def build_run(storage: Path, name: str = "fake", seed: int = 1) -> Path:
     train = to_inputs(data.train.images), data.train.labels
     val = to_inputs(data.val.images), data.val.labels
     started = time.time()
+    metric = m.primary_metric(objective)
     rows = [
-        _trial(Path(run.path), trial_id, params, epochs, train, val, seed, started)
+        _trial(Path(run.path), trial_id, params, epochs, train, val, seed, started, metric, loss)
         for trial_id, params, epochs in TRIALS
     ]
     write_trials(pd.DataFrame(rows, columns=TRIAL_COLUMNS), run)
@@ -83,7 +93,9 @@ def build_run(storage: Path, name: str = "fake", seed: int = 1) -> Path:
     return Path(run.path)
 
 
-def _trial(run_dir: Path, trial_id, params, epochs, train, val, seed, started) -> dict:
+def _trial(
+    run_dir: Path, trial_id, params, epochs, train, val, seed, started, metric, loss
+) -> dict:
     folder = run_dir / trial_dir(trial_id)
     folder.mkdir()
     row = {
@@ -98,9 +110,17 @@ def _trial(run_dir: Path, trial_id, params, epochs, train, val, seed, started) -
         return {**row, "status": TrialStatus.FAILED.value, "error": "RuntimeError: boom"}
 
     model, optimizer = build(params, seed)
+    row[m.PARAM_COUNT] = sum(p.numel() for p in model.parameters())
     records, best = [], None
     loop = fit(
-        model, optimizer, train, val, batch_size=params["batch_size"], epochs=epochs, seed=seed
+        model,
+        optimizer,
+        train,
+        val,
+        batch_size=params["batch_size"],
+        epochs=epochs,
+        seed=seed,
+        loss=loss,
     )
     for result in loop:
         record = {
@@ -116,10 +136,13 @@ def _trial(run_dir: Path, trial_id, params, epochs, train, val, seed, started) -
                     m.VAL_ACC: result.val.acc,
                     m.VAL_LOSS: result.val.loss,
                     m.VAL_ACC_BY_STEP: result.val.acc_by_step,
+                    m.VAL_AUC_ROWS: result.val.auc_rows,
+                    m.VAL_ROWS_TO_50: result.val.first_row_reaching(0.5),
+                    m.VAL_ROWS_TO_90: result.val.first_row_reaching(0.9),
                     m.EPOCH_SECONDS: result.seconds,
                 }
             )
-            if best is None or result.val.acc > best[m.VAL_ACC]:
+            if best is None or record[metric] > best[metric]:
                 best = record
                 checkpoint = folder / f"checkpoint_{result.epoch:06d}" / CHECKPOINT_FILE
                 checkpoint.parent.mkdir()
@@ -143,5 +166,6 @@ def _trial(run_dir: Path, trial_id, params, epochs, train, val, seed, started) -
         val_acc=best[m.VAL_ACC],
         val_loss=best[m.VAL_LOSS],
         val_acc_by_step=json.dumps(best[m.VAL_ACC_BY_STEP]),
+        **{k: best[k] for k in (m.VAL_AUC_ROWS, m.VAL_ROWS_TO_50, m.VAL_ROWS_TO_90)},
     )
     return row

@@ -10,13 +10,32 @@ import shutil
 import pytest
 import torch
 
-from bench import early_stopping, efficiency, growth, loop, overhead, report, utilisation, winner
+from bench import (
+    anytime,
+    early_stopping,
+    efficiency,
+    growth,
+    loop,
+    losses,
+    overhead,
+    report,
+    utilisation,
+    winner,
+)
 from bench.common import BenchConfig, summary, table
 from bench.replay import Curve, replay
 from bench.systems import SearchSpec, run_search, train_trial
+from models.train import ROW_LOSSES, evaluate, to_inputs
 from search import metrics as m
-from search.data import load_dataset
-from search.run_folder import TRIALS_CSV, load_model, ranked, read_trials, write_best
+from search.data import find_idx_files, load_dataset, read_idx
+from search.run_folder import (
+    TRIALS_CSV,
+    load_best,
+    load_model,
+    ranked,
+    read_trials,
+    write_best,
+)
 from search.space import SEED_CONFIG
 from search.storage import RunLocation
 from tests.conftest import write_idx_folder
@@ -168,6 +187,23 @@ def test_replay_follows_the_rung_rule():
     assert result["wall_s"] == 8.0
     # A diverged trial (curve shorter than the cap) ends where its curve does.
     assert replay([Curve([0.0], [1.0])], 3, 4, 4, slots=2)["epochs"] == 1
+
+
+def test_replay_on_seconds_judges_trials_at_their_training_seconds():
+    # A slow late bloomer (4 s epochs, 50% -> 95%) first, then fast trials (1 s epochs),
+    # each a little worse. The typical epoch is 1 s: rungs at 1, 3, 9 s (epochs: 1, 3).
+    slow = Curve([0.5, 0.7, 0.95, 0.96], [4.0] * 4)
+    fast = [
+        Curve([0.6 - 0.01 * t, 0.7 - 0.01 * t, 0.8 - 0.01 * t, 0.85 - 0.01 * t], [1.0] * 4)
+        for t in range(4)
+    ]
+    # On epochs, the first two fast trials beat the slow one's epoch 1 and stop at epoch 3
+    # (its 95%); the other two fall below the fast ones at epoch 1.
+    assert replay([slow, *fast], 3, 1, 4, slots=1)["epochs"] == 4 + 3 + 3 + 1 + 1
+    # On seconds, the slow trial's first report (4 s) is its 3 s rung's; ASHA records it
+    # at the 1 s rung at its second (8 s, 70%), and every fast trial stops at 1 s below it.
+    on_seconds = replay([slow, *fast], 3, 1, 4, slots=1, time_axis="seconds")
+    assert on_seconds["epochs"] == 4 + 1 + 1 + 1 + 1
 
 
 def test_overhead_compares_warm_runs_and_whole_searches(monkeypatch):
@@ -375,3 +411,70 @@ def test_a_seed_run_alone_merges_into_the_stored_entry(tmp_path, monkeypatch):
     assert entry["command"] == "python -m bench --only winner --seeds 1"
     assert entry["result"]["by_system"]["ours"]["wall_s"]["values"] == [10.0, 20.0]
     assert "This entry holds 2 seeds (0, 1)" in (tmp_path / "benchmarks.md").read_text()
+
+
+# Benchmark 8 on canned figures.
+def anytime_row(seed: int, every_acc: float = 0.96) -> dict:
+    def judged(acc, auc, r50, r90):
+        return {"t10k_acc": acc, "t10k_auc": auc, "rows_to_50": r50, "rows_to_90": r90}
+
+    return {
+        "seed": seed,
+        "wall_s": {"last": 100.0, "every_row": 120.0, "size": 110.0},
+        "last": judged(0.965, 0.35, 19, 24),
+        "every_row": judged(every_acc, 0.6, 9, 18),
+        "size": judged(0.964, 0.34, 19, 25),
+        "front": [
+            {"trial_id": "big", "params": 100_000, "val_acc": 0.97, **judged(0.966, 0.3, 20, 25)},
+            {"trial_id": "mid", "params": 30_000, "val_acc": 0.96, **judged(0.963, 0.3, 20, 25)},
+            {"trial_id": "tiny", "params": 20_000, "val_acc": 0.9, **judged(0.95, 0.3, 21, 26)},
+        ],
+    }
+
+
+def test_anytime_goals_on_hand_made_numbers():
+    front = anytime.small_and_close(anytime_row(0)["front"])
+    # "tiny" is 1.6 pts below the best; "mid" (0.3 pts below) is the smallest close one.
+    assert (front["best"]["trial_id"], front["small"]["trial_id"]) == ("big", "mid")
+    assert front["ratio"] == pytest.approx(0.3)
+    result = anytime.summarise([anytime_row(0), anytime_row(1, every_acc=0.955)], SIZES)
+    assert result["acc_gap_pts"]["values"] == pytest.approx([0.5, 1.0])
+    assert result["rows_earlier_90"]["median"] == 6
+    # Area and earliness met; accuracy 0.75 pts below (median); the front's share 0.3.
+    assert [g["met"] for g in result["goals"]] == [True, False, True, False]
+    merged = anytime.merge(result, anytime.summarise([anytime_row(2)], SIZES))
+    assert merged["sizes"]["seeds"] == [0, 1, 2]
+    assert "3 seeds (0, 1, 2)" in anytime.render(merged)
+
+
+def test_anytime_judge_scores_winners_and_the_front(fake_run, fake_pareto_run, tmp_path):
+    runs = {}
+    for name, source in (("last", fake_run), ("every_row", fake_run), ("size", fake_pareto_run)):
+        runs[name] = tmp_path / name
+        shutil.copytree(source, runs[name])
+        table = read_trials(runs[name] / TRIALS_CSV)
+        write_best(RunLocation.open(tmp_path, name), table)
+    t10k = write_idx_folder(tmp_path / "mnist", n_train=10, n_test=50)
+    judged = anytime.measure(str(t10k), {k: str(v) for k, v in runs.items()})
+    assert judged["last"] == judged["every_row"]  # the same weights, judged alike
+    files = find_idx_files(t10k)
+    images, labels = to_inputs(read_idx(files["test_images"])), read_idx(files["test_labels"])
+    expected = evaluate(load_best(runs["size"]), images, labels)
+    assert (judged["size"]["t10k_acc"], judged["size"]["t10k_auc"]) == (
+        expected.acc,
+        pytest.approx(expected.auc_rows),
+    )
+    assert len(judged["front"]) >= 2
+    assert {f["trial_id"] for f in judged["front"]} <= set(
+        read_trials(runs["size"] / TRIALS_CSV)["trial_id"]
+    )
+
+
+def test_losses_benchmark_trains_each_loss_and_judges_it(tmp_path):
+    folder = write_idx_folder(tmp_path / "digits", n_train=200, n_test=40)
+    result = losses.measure(str(folder), "mnist", str(folder), epochs=1, seed=0)
+    assert list(result) == list(ROW_LOSSES)
+    for figures in result.values():
+        assert 0.0 <= figures["t10k_auc"] <= 1.0 and figures["seconds"] > 0
+    # The same data, seed and epochs: only the loss differs, and so do the models.
+    assert len({f["t10k_auc"] for f in result.values()}) == len(ROW_LOSSES)

@@ -31,6 +31,7 @@ def test_defaults_match_the_documented_ones():
     assert config.cpus_per_trial == 1 and config.gpus_per_trial == 0
     assert config.address is None and config.max_concurrent is None
     assert config.time_budget is None and (config.confirm_top, config.confirm_folds) == (3, 2)
+    assert (config.loss, config.objective) == ("last", "accuracy")  # the tutorial's
 
 
 def test_help_explains_every_flag():
@@ -101,6 +102,8 @@ def bad_inputs(tmp_path):
         "zero time budget": ["--time-budget", "0s"],
         "time budget without a unit we know": ["--time-budget", "2d"],
         "more confirmation folds than the pool holds": ["--confirm-folds", "10", *storage],
+        "a loss we do not know": ["--loss", "first"],
+        "size as the only objective": ["--objective", "size"],
     }
 
 

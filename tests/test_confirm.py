@@ -20,7 +20,7 @@ from search.storage import RunLocation
 
 
 def test_confirmed_accuracy_pools_the_folds_with_a_wilson_interval():
-    figures = confirmed_figures([FoldResult(45, 50), FoldResult(45, 50)])
+    figures = confirmed_figures([FoldResult(45, 50, 1.0), FoldResult(45, 50, 1.0)])
     assert figures[m.CONFIRMED_ACC] == 0.9
     # Wilson 95% interval for 90 of 100 (e.g. Agresti & Coull 1998): 0.826 to 0.945.
     assert figures[m.CONFIRMED_LOW] == pytest.approx(0.8256, abs=1e-4)

@@ -2,7 +2,16 @@ import pytest
 import torch
 
 from models.lstm import NUM_CLASSES, ROWS, LSTMConfig, RowLSTM
-from models.train import evaluate, predict_proba, to_inputs, train_epoch
+from models.train import (
+    ROW_LOSSES,
+    Evaluation,
+    evaluate,
+    predict_proba,
+    row_weights,
+    sequence_loss,
+    to_inputs,
+    train_epoch,
+)
 
 
 def make(**overrides) -> RowLSTM:
@@ -93,3 +102,54 @@ def test_bad_config_rejected():
         LSTMConfig(num_layers=0)
     with pytest.raises(ValueError):
         LSTMConfig(dropout=1.0)
+
+
+def test_row_weights_sum_to_one_and_put_the_loss_where_named():
+    assert row_weights("last").tolist() == [0.0] * (ROWS - 1) + [1.0]
+    assert torch.allclose(row_weights("all"), torch.full((ROWS,), 1 / ROWS))
+    rising = row_weights("rising")
+    assert rising.sum().item() == pytest.approx(1.0)
+    assert rising[-1].item() == pytest.approx(ROWS * rising[0].item())
+    with pytest.raises(ValueError, match="unknown loss"):
+        row_weights("first")
+
+
+def test_the_every_row_loss_is_the_mean_of_each_rows_cross_entropy():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(4, ROWS, NUM_CLASSES), torch.randint(0, NUM_CLASSES, (4,))
+    by_row = [torch.nn.functional.cross_entropy(logits[:, t], labels) for t in range(ROWS)]
+    assert sequence_loss(logits, labels, "all").item() == pytest.approx(
+        sum(v.item() for v in by_row) / ROWS, rel=1e-5
+    )
+    assert sequence_loss(logits, labels, "last").item() == pytest.approx(by_row[-1].item())
+
+
+def test_an_every_row_loss_teaches_the_model_to_answer_as_soon_as_it_can():
+    # Class = which of the first 10 pixels of row 10 is lit; nothing changes after it.
+    torch.manual_seed(0)
+    labels = torch.randint(0, 10, (512,))
+    images = torch.zeros(512, ROWS, 28, dtype=torch.uint8)
+    images[torch.arange(512), 9, labels] = 255
+    inputs = to_inputs(images)
+    model = make(num_layers=1, hidden_size=32)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(10):
+        train_epoch(model, optimizer, inputs, labels, batch_size=64, loss="all")
+    result = evaluate(model, inputs, labels)
+    # Guessing until row 9, sure from row 10 (where the last-row loss never asks).
+    assert max(result.acc_by_step[:9]) < 0.3
+    assert result.first_row_reaching(0.9) == 10 and result.acc > 0.9
+
+
+def test_anytime_figures_of_an_evaluation():
+    curve = [0.1] * 10 + [0.5] * 10 + [0.95] * 8
+    result = Evaluation(loss=0.1, acc=0.95, acc_by_step=curve)
+    assert result.auc_rows == pytest.approx((1.0 + 5.0 + 7.6) / ROWS)
+    assert (result.first_row_reaching(0.5), result.first_row_reaching(0.9)) == (11, 21)
+    assert result.first_row_reaching(0.99) is None
+
+
+def test_the_cli_knows_the_same_losses_as_the_training_loop():
+    from search.config import ROW_LOSSES as FLAG_CHOICES
+
+    assert FLAG_CHOICES == ROW_LOSSES

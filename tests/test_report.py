@@ -257,8 +257,16 @@ def test_compare_two_runs_with_different_seeds(finished_run, second_run, tmp_pat
     assert runs["run"].tolist() == ["fake", "other"]
     assert runs["seed"].tolist() == [1, 2]
     assert runs["test_acc"].between(0, 1).all()
-    curves = pd.read_csv(out / "timestep_accuracy.csv")
-    assert curves.groupby("run")["timestep"].apply(list).tolist() == [list(range(1, 29))] * 2
+    # Each run's top 3 configurations, 28 rows each: two families of curves.
+    curves = pd.read_csv(out / "timestep_accuracy.csv", dtype={"trial_id": str})
+    for name, run_dir in (("fake", finished_run), ("other", second_run)):
+        trials = pd.read_csv(run_dir / TRIALS_CSV, dtype={"trial_id": str})
+        family = curves[curves["run"] == name]
+        assert family["trial_id"].unique().tolist() == ranked(trials).head(3)["trial_id"].tolist()
+        assert (
+            family.groupby("trial_id")["timestep"].apply(list).tolist()
+            == [list(range(1, ROWS + 1))] * 3
+        )
     html = (out / "index.html").read_text()
     assert html.count("<img ") == 2 and "fake" in html and "other" in html
     # Rebuilding over an earlier comparison is fine; over anything else it is refused.
@@ -269,3 +277,50 @@ def test_compare_two_runs_with_different_seeds(finished_run, second_run, tmp_pat
 def test_compare_needs_two_runs(finished_run, tmp_path, capsys):
     assert compare.main([str(finished_run), "--out", str(tmp_path / "c")]) == 2
     assert "at least two" in capsys.readouterr().err
+
+
+def test_a_multi_objective_run_reports_its_pareto_front(fake_pareto_run, tmp_path):
+    run_dir = copy_run(fake_pareto_run, tmp_path / "pareto")
+    built = report.write_report(run_dir, top_k=1)
+    front = pd.read_csv(built / "pareto_front.csv", dtype={"trial_id": str})
+    # Dominance checked here by hand: on the front iff no trial is as good on both
+    # objectives (accuracy up, parameters down) and better on one.
+    for _, row in front.iterrows():
+        beaten = front[
+            (front["val_acc"] >= row["val_acc"])
+            & (front["params"] <= row["params"])
+            & ((front["val_acc"] > row["val_acc"]) | (front["params"] < row["params"]))
+        ]
+        assert row["on_front"] == beaten.empty, row["trial_id"]
+    on_front = set(front.loc[front["on_front"], "trial_id"])
+    assert len(on_front) >= 2  # the fake trials trade size for accuracy
+    # Every front configuration is in the summary and has its curve.
+    summary = pd.read_csv(built / "summary.csv", dtype={"trial_id": str})
+    curves = pd.read_csv(built / "timestep_accuracy.csv", dtype={"trial_id": str})
+    assert on_front <= set(summary.loc[summary["on_front"], "trial_id"])
+    assert on_front <= set(curves["trial_id"])
+    md = (built / "report.md").read_text()
+    assert ". Pareto front\n" in md and "![" in md.split(". Pareto front\n")[1]
+
+
+def test_a_single_objective_report_has_no_front_and_shows_the_anytime_figures(built):
+    md = (built / "report.md").read_text()
+    assert "Pareto front" not in md
+    summary = pd.read_csv(built / "summary.csv", dtype={"trial_id": str})
+    assert summary["test_auc_rows"].between(0, 1).all()
+    assert summary["val_auc_rows"].notna().any()
+    # The area is the mean of the 28 accuracies in the curves.
+    curves = pd.read_csv(built / "timestep_accuracy.csv", dtype={"trial_id": str})
+    area = curves.groupby("trial_id")["accuracy"].mean()
+    shown = summary.set_index("trial_id")["test_auc_rows"]
+    assert shown.to_dict() == pytest.approx(area.to_dict())
+
+
+def test_compare_puts_a_last_row_run_and_an_every_row_run_side_by_side(tmp_path):
+    runs = [build_run(tmp_path / loss, loss, seed=3, loss=loss) for loss in ("last", "all")]
+    out = tmp_path / "cmp"
+    assert compare.main([*map(str, runs), "--out", str(out), "--top-k", "2"]) == 0
+    table = pd.read_csv(out / "runs.csv")
+    assert table["loss"].tolist() == ["last", "all"]
+    curves = pd.read_csv(out / "timestep_accuracy.csv", dtype={"trial_id": str})
+    assert curves.groupby("run")["trial_id"].nunique().to_dict() == {"last": 2, "all": 2}

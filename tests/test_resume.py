@@ -297,10 +297,50 @@ def test_time_budget_ends_cleanly_confirms_and_resumes(tmp_path):
     assert (run_dir / "best" / "model.pt").is_file()
     assert_study_matches(run_dir, table)
 
+    # A resumed session has a budget of its own: it searches on, past the first session's
+    # trials, and reruns none of them.
     results = {p: p.read_bytes() for p in run_dir.glob(f"{trial_dir('*')}/{RESULT_JSON}")}
     code, out, err = run_search(
         "--storage-path", str(tmp_path / "runs"), "--name", "budget", "--resume"
     )
     assert code == 0, err[-3000:]
+    assert re.search(r"time budget reached after \d+ of 50 trials", err), err[-3000:]
     assert {p: p.read_bytes() for p in results} == results  # nothing rerun
-    assert len(pd.read_csv(run_dir / TRIALS_CSV)) == len(table)
+    resumed = pd.read_csv(run_dir / TRIALS_CSV, keep_default_na=False)
+    assert len(table) < len(resumed) < 50
+    assert set(table["trial_id"]) < set(resumed["trial_id"])
+    assert json.loads((run_dir / "run.json").read_text())["sessions"] == 2
+    assert_study_matches(run_dir, resumed)
+
+
+def test_a_tiny_multi_objective_every_row_search(tmp_path):
+    run_dir = tmp_path / "runs" / "pareto"
+    args = base_args(tmp_path, "pareto", "--trials", "4", "--max-epochs", "2", "--no-report")
+    args += ["--loss", "all", "--objective", "accuracy+size", "--confirm-top", "1"]
+    code, out, err = run_search(*args)
+    assert code == 0, err[-3000:]
+    table = pd.read_csv(run_dir / TRIALS_CSV, keep_default_na=False)
+    assert len(table) == 4 and set(table["status"]) <= {"completed", "stopped"}
+    assert (table["val_auc_rows"].between(0, 1)).all() and (table["params"] > 0).all()
+    # Optuna's study has both objectives; a completed trial holds its best epoch's pair.
+    study = optuna_study(run_dir)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert_study_matches(run_dir, table)
+    for trial in study.trials:
+        if trial.state.name == "COMPLETE":
+            row = table[table["lr"] == trial.params["lr"]].iloc[0]
+            assert trial.values == [pytest.approx(row["val_acc"]), row["params"]]
+    # Every epoch reported the anytime figures, and training used the every-row loss.
+    info = json.loads((run_dir / "run.json").read_text())
+    assert (info["flags"]["loss"], info["flags"]["objective"]) == ("all", "accuracy+size")
+    for reports in epochs_reported(run_dir).values():
+        for r in reports:
+            assert 0 <= r["val_auc_rows"] <= 1 and r["val_rows_to_50"] in (None, *range(1, 29))
+    # A report is built from it, with its Pareto front.
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "analysis.report", str(run_dir)], cwd=REPO, timeout=300
+        ).returncode
+        == 0
+    )
+    assert (run_dir / "report" / "pareto_front.csv").is_file()

@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from search import metrics as m
-from search.budget import Deadline
+from search.budget import Deadline, ResumableSearch
 from search.config import duration_seconds
 from search.searcher import EpochOptunaSearch, tpe_sampler
 from search.space import sample
@@ -17,11 +17,10 @@ from search.space import sample
 MAX_EPOCHS = 3
 
 
-def searcher(deadline: Deadline | None = None) -> EpochOptunaSearch:
+def searcher(deadline: Deadline | None = None, objective: str = "accuracy") -> EpochOptunaSearch:
     return EpochOptunaSearch(
         space=sample,
-        metric=m.VAL_ACC,
-        mode=m.MODE,
+        objectives=m.objective_metrics(objective),
         sampler=tpe_sampler(0),
         max_epochs=MAX_EPOCHS,
         deadline=deadline,
@@ -112,6 +111,43 @@ def test_the_deadline_survives_the_searchers_save_and_restore(tmp_path):
     assert restored.deadline is shared
     assert shared._end is None  # the clock is not pickled: a new session, a new budget
     assert study_trial(restored, 0).value == 0.7
+
+
+def test_several_objectives_are_told_at_the_primary_metrics_best_epoch():
+    s = searcher(objective="accuracy+size")
+    assert s.suggest("a") is not None
+    s.on_trial_result("a", epoch(1, 0.5, params=1000))
+    s.on_trial_result("a", epoch(2, 0.8, params=1000))
+    s.on_trial_complete("a", epoch(3, 0.7, params=1000))
+    run_trial(s, "short", [0.9])  # stopped by ASHA after one epoch
+    assert s.suggest("nan") is not None
+    s.on_trial_complete("nan", {m.EPOCH: 1, m.VAL_ACC: 0.0, m.DIVERGED: True, "params": 50})
+    complete, pruned, diverged = s._ot_study.trials
+    assert (complete.state, complete.values) == (TrialState.COMPLETE, [0.8, 1000])
+    assert pruned.state is TrialState.PRUNED
+    assert (diverged.state, diverged.values) == (TrialState.COMPLETE, [0.0, 50])
+    assert [d.name for d in s._ot_study.directions] == ["MAXIMIZE", "MINIMIZE"]
+
+
+def test_the_anytime_objective_values_trials_by_their_area():
+    s = searcher(objective="anytime")
+    assert s.suggest("a") is not None
+    s.on_trial_result("a", epoch(1, 0.9, val_auc_rows=0.3))
+    s.on_trial_result("a", epoch(2, 0.8, val_auc_rows=0.5))
+    s.on_trial_complete("a", epoch(3, 0.95, val_auc_rows=0.4))
+    trial = study_trial(s, 0)
+    assert trial.value == 0.5 and trial.intermediate_values == {1: 0.3, 2: 0.5, 3: 0.4}
+
+
+def test_a_restored_search_that_its_budget_ended_searches_again():
+    generator = ResumableSearch(searcher(Deadline(1.0)))
+    generator._finished = True  # the budget could not hold another trial
+    generator._total_samples, generator._counter = 50, 7
+    restored = ResumableSearch(searcher())
+    restored.set_state(generator.get_state())
+    assert not restored.is_finished()
+    restored._counter = 50
+    assert restored.is_finished()  # --trials still ends it
 
 
 @pytest.mark.parametrize(
