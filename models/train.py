@@ -31,11 +31,14 @@ def to_inputs(images: torch.Tensor, device: torch.device | str = "cpu") -> torch
 # Where the training loss looks (`--loss`):
 # - "last": the tutorial's, cross-entropy after the last row only; the hidden states of
 #   an unfinished digit are never asked for an answer;
-# - "all": the mean cross-entropy over every row, so the classifier learns to read a
-#   part-seen digit too (early classification's usual loss);
-# - "rising": every row, weighted by its number (row 28 counts 28 times row 1): between
-#   the two, the early rows' often unanswerable questions count less.
-ROW_LOSSES = ("last", "all", "rising")
+# - "all": every row's cross-entropy, row t weighted by t (row 28 counts 28 times row 1),
+#   so the classifier learns to read a part-seen digit too, while the early rows' often
+#   unanswerable questions count less. Of the every-row weightings it measured best
+#   (benchmark 9: against "uniform", 1.7 points more final accuracy on t10k, 90% two
+#   rows earlier, the same area within 0.01);
+# - "uniform": every row's cross-entropy, all weighted alike (early classification's
+#   plainest loss).
+ROW_LOSSES = ("last", "all", "uniform")
 
 
 def row_weights(loss: str, rows: int = ROWS) -> torch.Tensor:
@@ -44,9 +47,9 @@ def row_weights(loss: str, rows: int = ROWS) -> torch.Tensor:
         weights = torch.zeros(rows)
         weights[-1] = 1.0
     elif loss == "all":
-        weights = torch.ones(rows)
-    elif loss == "rising":
         weights = torch.arange(1, rows + 1, dtype=torch.float32)
+    elif loss == "uniform":
+        weights = torch.ones(rows)
     else:
         raise ValueError(f"unknown loss {loss!r}; expected one of {ROW_LOSSES}")
     return weights / weights.sum()

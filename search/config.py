@@ -17,7 +17,7 @@ from search.metrics import OBJECTIVE_CHOICES
 # The datasets search.data can load and the training losses models.train knows; declared
 # here, where the flags are, so that parsing them needs no torch (a test checks they agree).
 DATASETS = ("mnist-5k", "mnist")
-ROW_LOSSES = ("last", "all", "rising")
+ROW_LOSSES = ("last", "all", "uniform")
 
 
 def _positive_int(text: str) -> int:
@@ -116,9 +116,9 @@ class SearchConfig:
         default=False,
     )
     loss: str = _flag(
-        "training loss: last (cross-entropy after the last row, the tutorial's), all (the "
-        "mean over every row, so part-read digits are learnt too) or rising (every row, "
-        "weighted by its number)",
+        "training loss: last (cross-entropy after the last row, the tutorial's), all "
+        "(every row, row t weighted by t, so part-read digits are learnt too) or uniform "
+        "(every row alike)",
         choices=ROW_LOSSES,
         default="last",
     )

@@ -106,21 +106,24 @@ def test_bad_config_rejected():
 
 def test_row_weights_sum_to_one_and_put_the_loss_where_named():
     assert row_weights("last").tolist() == [0.0] * (ROWS - 1) + [1.0]
-    assert torch.allclose(row_weights("all"), torch.full((ROWS,), 1 / ROWS))
-    rising = row_weights("rising")
+    assert torch.allclose(row_weights("uniform"), torch.full((ROWS,), 1 / ROWS))
+    rising = row_weights("all")
     assert rising.sum().item() == pytest.approx(1.0)
     assert rising[-1].item() == pytest.approx(ROWS * rising[0].item())
+    assert rising[9].item() == pytest.approx(10 * rising[0].item())
     with pytest.raises(ValueError, match="unknown loss"):
         row_weights("first")
 
 
-def test_the_every_row_loss_is_the_mean_of_each_rows_cross_entropy():
+def test_every_row_losses_weigh_each_rows_cross_entropy():
     torch.manual_seed(0)
     logits, labels = torch.randn(4, ROWS, NUM_CLASSES), torch.randint(0, NUM_CLASSES, (4,))
     by_row = [torch.nn.functional.cross_entropy(logits[:, t], labels) for t in range(ROWS)]
-    assert sequence_loss(logits, labels, "all").item() == pytest.approx(
+    assert sequence_loss(logits, labels, "uniform").item() == pytest.approx(
         sum(v.item() for v in by_row) / ROWS, rel=1e-5
     )
+    rising = sum(t * v.item() for t, v in enumerate(by_row, start=1)) / sum(range(1, ROWS + 1))
+    assert sequence_loss(logits, labels, "all").item() == pytest.approx(rising, rel=1e-5)
     assert sequence_loss(logits, labels, "last").item() == pytest.approx(by_row[-1].item())
 
 
@@ -134,7 +137,7 @@ def test_an_every_row_loss_teaches_the_model_to_answer_as_soon_as_it_can():
     model = make(num_layers=1, hidden_size=32)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(10):
-        train_epoch(model, optimizer, inputs, labels, batch_size=64, loss="all")
+        train_epoch(model, optimizer, inputs, labels, batch_size=64, loss="uniform")
     result = evaluate(model, inputs, labels)
     # Guessing until row 9, sure from row 10 (where the last-row loss never asks).
     assert max(result.acc_by_step[:9]) < 0.3
