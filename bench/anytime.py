@@ -147,8 +147,8 @@ def summarise(rows: list[dict], sizes: dict) -> dict:
         ),
         goal(
             "its t10k accuracy no more than 0.5 pts below the last-row winner's (median)",
-            f"{result['acc_gap_pts']['median']:.2f} pts below "
-            f"({each(seeds, result['acc_gap_pts'], '.2f')})",
+            f"{result['acc_gap_pts']['median']:+.2f} pts (last-row minus every-row; "
+            f"{each(seeds, result['acc_gap_pts'], '+.2f')})",
             result["acc_gap_pts"]["median"] <= 0.5,
         ),
         goal(
