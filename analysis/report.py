@@ -199,7 +199,8 @@ def _pareto(run: res.Run, chosen: pd.DataFrame, style) -> doc.Section:
         {
             "configuration": front["name"],
             **{
-                f"val {word}": front[metric].map(
+                # A model's size is no validation figure.
+                (word if metric == m.PARAM_COUNT else f"val {word}"): front[metric].map(
                     _int if metric == m.PARAM_COUNT else (_pct if metric == m.VAL_ACC else _area)
                 )
                 for word, metric in zip(words, metrics, strict=True)
