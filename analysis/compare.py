@@ -21,7 +21,7 @@ from analysis import plots
 from analysis import results as res
 from search import metrics as m
 from search.errors import UserError
-from search.run_folder import CONFIRMED_COLUMNS, confirmed_text
+from search.run_folder import CONFIRMED_COLUMNS, confirmed_text, run_objective
 from search.space import PARAMS
 
 
@@ -72,9 +72,9 @@ def build(paths: list[Path], top_k: int = 3) -> doc.Document:
         doc.Section(
             "Best configuration of each run",
             [
-                "Each run's winner (by confirmed accuracy where the run confirmed its best "
-                "configurations, else by validation accuracy), with its test accuracy on "
-                "that run's own test split (never used to choose)."
+                "Each run's winner by its own objective (the confirmed figure where the "
+                "run confirmed its best configurations, else the validation figure), with "
+                "its test accuracy on that run's own test split (never used to choose)."
                 + (
                     " The runs use different datasets, so their accuracies are each "
                     "measured on their own data."
@@ -119,7 +119,7 @@ def _row(name: str, run: res.Run, best: pd.Series, points: pd.DataFrame) -> dict
         "trial_id": best["trial_id"],
         **{k: best[k] for k in PARAMS},
         "loss": info.get("flags", {}).get("loss", "last"),
-        "objective": info.get("flags", {}).get("objective", "accuracy"),
+        "objective": run_objective(info),
         "val_acc": best[m.VAL_ACC],
         m.VAL_AUC_ROWS: best.get(m.VAL_AUC_ROWS),
         **{c: best.get(c) for c in CONFIRMED_COLUMNS},

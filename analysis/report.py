@@ -146,10 +146,14 @@ def _summary(run: res.Run, chosen: pd.DataFrame, top_k: int) -> doc.Section:
     return doc.Section("Summary", blocks, data={"summary.csv": data})
 
 
-def _config_table(chosen: pd.DataFrame, metric: str) -> pd.DataFrame:
-    def test(column: str) -> pd.Series:
-        return chosen.get(column, pd.Series(np.nan, chosen.index))
+def _measured(table: pd.DataFrame, column: str) -> pd.Series:
+    """A column the test evaluation adds (e.g. test_acc); NaN throughout where it could
+    not run (no test split)."""
+    return table.get(column, pd.Series(np.nan, table.index))
 
+
+def _config_table(chosen: pd.DataFrame, metric: str) -> pd.DataFrame:
+    test = {c: _measured(chosen, c) for c in res.TEST_COLUMNS}
     return pd.DataFrame(
         {
             "rank": chosen["rank"].map(_int),
@@ -166,12 +170,12 @@ def _config_table(chosen: pd.DataFrame, metric: str) -> pd.DataFrame:
             f"confirmed {'acc' if metric == m.VAL_ACC else 'area'} (95% interval)": [
                 confirmed_text(row, metric) for _, row in chosen.iterrows()
             ],
-            "test acc": test("test_acc").map(_pct),
-            "test area": test("test_auc_rows").map(_area),
+            "test acc": test["test_acc"].map(_pct),
+            "test area": test["test_auc_rows"].map(_area),
             "rows to 50% / 90% (test)": [
                 "n/a" if pd.isna(acc) else f"{_rows(a)} / {_rows(b)}"
                 for acc, a, b in zip(
-                    test("test_acc"), test("test_rows_to_50"), test("test_rows_to_90"), strict=True
+                    test["test_acc"], test["test_rows_to_50"], test["test_rows_to_90"], strict=True
                 )
             ],
             "parameters": chosen[m.PARAM_COUNT].map(_int),
@@ -205,8 +209,8 @@ def _pareto(run: res.Run, chosen: pd.DataFrame, style) -> doc.Section:
                 )
                 for word, metric in zip(words, metrics, strict=True)
             },
-            "test acc": front.get("test_acc", pd.Series(np.nan, front.index)).map(_pct),
-            "test area": front.get("test_auc_rows", pd.Series(np.nan, front.index)).map(_area),
+            "test acc": _measured(front, "test_acc").map(_pct),
+            "test area": _measured(front, "test_auc_rows").map(_area),
         }
     )
     columns = ["trial_id", *PARAMS, *dict.fromkeys([*metrics, m.VAL_ACC, m.VAL_AUC_ROWS])]

@@ -7,9 +7,11 @@ Test accuracy is computed here, from checkpoints, and is never used to choose an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +38,7 @@ from search.run_folder import (
     read_test_split,
     read_trials,
     run_metric,
+    run_objective,
     trial_dir,
 )
 from search.space import PARAMS, SEED_LABEL, distributions, format_param
@@ -80,7 +83,7 @@ class Run:
     @property
     def objectives(self) -> list[tuple[str, str]]:
         """The run's objectives, (metric, mode) pairs; two for a multi-objective search."""
-        return m.objective_metrics(self.info.get("flags", {}).get("objective", "accuracy"))
+        return m.objective_metrics(run_objective(self.info))
 
 
 def load_run(run_dir: Path) -> Run:
@@ -381,9 +384,7 @@ def pareto_front(run: Run) -> pd.DataFrame:
     usable = ranked(run.trials, run.metric).dropna(subset=metrics)
     if len(objectives) < 2 or usable.empty:
         return usable.iloc[:0]
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
+    with _optuna_quiet():
         directions = ["maximize" if mode == "max" else "minimize" for _, mode in objectives]
         study = optuna.create_study(directions=directions)
         for _, row in usable.iterrows():
@@ -392,8 +393,6 @@ def pareto_front(run: Run) -> pd.DataFrame:
                 optuna.trial.create_trial(values=values, user_attrs={"id": row["trial_id"]})
             )
         front = {t.user_attrs["id"] for t in study.best_trials}
-    finally:
-        optuna.logging.set_verbosity(verbosity)
     return usable[usable["trial_id"].isin(front)]
 
 
@@ -471,9 +470,7 @@ def importances(run: Run, seed: int = 0) -> tuple[pd.DataFrame, str]:
         return pd.DataFrame(columns=["param", "importance"]), (
             "Too few finished trials with different accuracies to estimate importances."
         )
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
+    with _optuna_quiet():
         space = distributions()
         study = optuna.create_study(direction="maximize")
         for _, row in usable.iterrows():
@@ -485,10 +482,20 @@ def importances(run: Run, seed: int = 0) -> tuple[pd.DataFrame, str]:
             )
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
         found = optuna.importance.get_param_importances(study, evaluator=evaluator)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
     table = pd.DataFrame({"param": list(found), "importance": list(found.values())})
     return table, ""
+
+
+@contextlib.contextmanager
+def _optuna_quiet() -> Iterator[None]:
+    """Optuna's per-study and per-trial INFO lines off while a study is rebuilt here, then
+    the caller's verbosity back."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _plain(value, distribution):

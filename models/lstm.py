@@ -86,6 +86,11 @@ class RowLSTM(nn.Module):
                     if name.startswith("bias_ih"):
                         param[h : 2 * h].fill_(forget_bias)
 
+    @property
+    def parameter_count(self) -> int:
+        """Weights and biases, all trained: the model's size (`--objective accuracy+size`)."""
+        return sum(p.numel() for p in self.parameters())
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 28, 28) float in [0, 1] -> logits (B, 28, 10), one set per row read."""
         x = self.input_proj(images)  # (B, T, H)

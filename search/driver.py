@@ -70,6 +70,7 @@ def run(config: SearchConfig) -> RunLocation:
         raise UserError(
             f"--grace-epochs ({config.grace_epochs}) exceeds --max-epochs ({config.max_epochs})"
         )
+    metric = m.primary_metric(config.objective)  # what the run ranks and confirms by
     # Read now, so a bad file fails before Ray starts; a resumed searcher has its own.
     extra_points = read_points(config.enqueue) if config.enqueue and not config.resume else []
 
@@ -96,9 +97,7 @@ def run(config: SearchConfig) -> RunLocation:
             info = new_run_info(config, data.name, data.sizes())
             write_run_info(run_dir, info)
             write_test_split(run_dir, data.test)
-            progress = ProgressLine(
-                config.trials, config.max_epochs, metric=m.primary_metric(config.objective)
-            )
+            progress = ProgressLine(config.trials, config.max_epochs, metric=metric)
             max_concurrent = config.max_concurrent or cluster.trial_slots(
                 config.cpus_per_trial, config.gpus_per_trial
             )
@@ -108,7 +107,6 @@ def run(config: SearchConfig) -> RunLocation:
 
         session_started = time.monotonic()
         results = tuner.fit()
-        metric = m.primary_metric(config.objective)
         table = trials_table(results, run_dir, config.max_epochs, metric)
         write_trials(table, run_dir)  # before confirming: an interruption loses nothing
         info.update(
@@ -124,7 +122,7 @@ def run(config: SearchConfig) -> RunLocation:
         outcome = _outcome(table, config)
         fold_models = None
         if outcome is not None and config.confirm_top:
-            confirmed = _confirm(table, data, config, info)
+            confirmed = _confirm(table, data, config, info, metric)
             table, fold_models = confirmed.table, confirmed.models
             write_trials(table, run_dir)
             write_run_info(run_dir, info)
@@ -153,12 +151,12 @@ def _outcome(table: pd.DataFrame, config: SearchConfig) -> str | None:
     return None
 
 
-def _confirm(table: pd.DataFrame, data, config: SearchConfig, info: dict):
-    """Retrain the best configurations on other folds (search.confirm); timed in run.json."""
+def _confirm(table: pd.DataFrame, data, config: SearchConfig, info: dict, metric: str):
+    """Retrain the best configurations by `metric` on other folds (search.confirm); timed
+    in run.json."""
     from search.confirm import confirm
 
     started = time.monotonic()
-    metric = m.primary_metric(config.objective)
     top = min(config.confirm_top, len(ranked(table, metric)))
     print(
         f"Confirming the best {top} on {config.confirm_folds} other folds each...",

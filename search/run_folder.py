@@ -141,9 +141,14 @@ def confirmed_text(row, metric: str = m.VAL_ACC) -> str:
     return f"{row[confirmed]:.1%} ({100 * low:.1f}–{100 * high:.1f})"
 
 
+def run_objective(info: dict) -> str:
+    """A run's `--objective`, from its run.json (runs made before the flag: accuracy)."""
+    return info.get("flags", {}).get("objective", "accuracy")
+
+
 def run_metric(info: dict) -> str:
     """The metric a run ranks its trials by (its primary objective), from its run.json."""
-    return m.primary_metric(info.get("flags", {}).get("objective", "accuracy"))
+    return m.primary_metric(run_objective(info))
 
 
 def ranked(table: pd.DataFrame, metric: str = m.VAL_ACC) -> pd.DataFrame:
@@ -213,7 +218,7 @@ def write_best(
         m.VAL_ACC,
         m.VAL_AUC_ROWS,
         m.PARAM_COUNT,
-        *(k for confirmed, interval in _INTERVAL.items() for k in (confirmed, *interval)),
+        *(k for figure, interval in _INTERVAL.items() for k in (figure, *interval)),
     ]
     about = {
         "trial_id": winner["trial_id"],

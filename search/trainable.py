@@ -69,13 +69,12 @@ def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> Non
         start_epoch=first_epoch,
         loss=settings.loss,
     )
-    size = sum(p.numel() for p in model.parameters())
     for result in epochs:
         report = {
             m.EPOCH: result.epoch,
             m.NODE: node,
             m.TRAIN_LOSS: result.train_loss,
-            m.PARAM_COUNT: size,
+            m.PARAM_COUNT: model.parameter_count,
         }
         if result.diverged:
             # Divergence ends the trial. Zero accuracy tells TPE and ASHA this region is

@@ -110,7 +110,7 @@ def _trial(
         return {**row, "status": TrialStatus.FAILED.value, "error": "RuntimeError: boom"}
 
     model, optimizer = build(params, seed)
-    row[m.PARAM_COUNT] = sum(p.numel() for p in model.parameters())
+    row[m.PARAM_COUNT] = model.parameter_count
     records, best = [], None
     loop = fit(
         model,
