@@ -406,7 +406,7 @@ def _hyperparameters(run: res.Run, chosen: pd.DataFrame, style) -> doc.Section:
             {"hyperparameters.csv": table},
         )
     )
-    importance, why_not = res.importances(run)
+    importance, source, why_not = res.importances(run)
     if importance.empty:
         section.blocks.append(doc.Note(f"Parameter importances: {why_not}"))
     else:
@@ -414,9 +414,8 @@ def _hyperparameters(run: res.Run, chosen: pd.DataFrame, style) -> doc.Section:
             doc.Plot(
                 "importances",
                 plots.importances(importance, f"validation {m.METRIC_WORDS[run.metric]}"),
-                "Optuna's fANOVA importances, from a study rebuilt from trials.csv (the "
-                "search's own study is not kept in the run folder); trials stopped early "
-                "count with the accuracy they reached.",
+                f"Optuna's fANOVA importances, from {source}; trials stopped early count "
+                "with the best epoch they reached.",
                 {"importances.csv": importance},
             )
         )

@@ -20,10 +20,12 @@ import numpy as np
 import optuna
 import pandas as pd
 import torch
+from optuna.trial import TrialState
 
 from models.lstm import RowLSTM
 from models.train import evaluate, predict_proba, to_inputs
 from search import metrics as m
+from search import study as st
 from search.data import Split
 from search.errors import UserError
 from search.run_folder import (
@@ -457,33 +459,61 @@ def epochs_reached(run: Run) -> pd.DataFrame:
     return counts.sort_values(["epochs", "status"]).reset_index(drop=True)
 
 
-def importances(run: Run, seed: int = 0) -> tuple[pd.DataFrame, str]:
+def importances(run: Run, seed: int = 0) -> tuple[pd.DataFrame, str, str]:
     """Optuna's fANOVA importances of the hyperparameters for the run's primary objective.
 
-    The search's own Optuna study lives in Ray's searcher state (a pickle, not read
-    here), so a study is rebuilt from trials.csv with the search space's own
-    distributions. Trials ASHA stopped count with the accuracy they reached.
-    Returns (param, importance) rows, and a sentence saying why it is empty if it is.
+    They come from the search's own Optuna study: every trial it measured, including
+    warm-start trials and, in a shared study, other searches' trials. A pruned trial
+    counts with its best reported epoch, as in trials.csv. (Runs made before runs kept
+    their study: from trials.csv.) Returns (param, importance) rows, a sentence saying
+    where they come from, and one saying why they are empty if they are.
     """
-    usable = ranked(run.trials, run.metric)
-    if len(usable) < 3 or usable[run.metric].nunique() < 2:
-        return pd.DataFrame(columns=["param", "importance"]), (
-            "Too few finished trials with different accuracies to estimate importances."
+    points, source = _measured_points(run)
+    if len(points) < 3 or len({value for _, value in points}) < 2:
+        return (
+            pd.DataFrame(columns=["param", "importance"]),
+            source,
+            ("Too few finished trials with different accuracies to estimate importances."),
         )
     with _optuna_quiet():
         space = distributions()
         study = optuna.create_study(direction="maximize")
-        for _, row in usable.iterrows():
-            params = {k: _plain(row[k], space[k]) for k in PARAMS}
+        for params, value in points:
             study.add_trial(
-                optuna.trial.create_trial(
-                    params=params, distributions=space, value=float(row[run.metric])
-                )
+                optuna.trial.create_trial(params=params, distributions=space, value=value)
             )
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
         found = optuna.importance.get_param_importances(study, evaluator=evaluator)
     table = pd.DataFrame({"param": list(found), "importance": list(found.values())})
-    return table, ""
+    return table, source, ""
+
+
+def _measured_points(run: Run) -> tuple[list[tuple[dict, float]], str]:
+    """(hyperparameters, primary objective at the best epoch) of every measured trial,
+    and in words where they come from."""
+    ref = st.ref_of_run(run.path, run.info)
+    try:
+        study = st.load(ref) if ref is not None else None
+        why_not = "" if ref is not None else "the run kept no Optuna study"
+    except UserError as exc:  # e.g. a database this machine cannot reach
+        study, why_not = None, str(exc)
+    if study is None:
+        space = distributions()
+        points = [
+            ({k: _plain(row[k], space[k]) for k in PARAMS}, float(row[run.metric]))
+            for _, row in ranked(run.trials, run.metric).iterrows()
+        ]
+        return points, f"a study rebuilt from {TRIALS_CSV} ({why_not})"
+    points = []
+    for trial in study.get_trials(deepcopy=False, states=st.WARM_STATES):
+        if trial.state is TrialState.COMPLETE:
+            points.append((trial.params, float(trial.values[0])))
+        elif trial.intermediate_values:  # only single-objective studies keep them
+            points.append((trial.params, float(max(trial.intermediate_values.values()))))
+    own = len(st.own_trials(study, run.info["study"]["run"], states=st.WARM_STATES))
+    return points, (
+        f"the search's Optuna study: {len(points)} measured trials, {own} of them this run's"
+    )
 
 
 @contextlib.contextmanager

@@ -91,8 +91,10 @@ def _default_name() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def _flag(help: str, parse=None, choices=None, **kwargs):
-    return field(metadata={"help": help, "parse": parse, "choices": choices}, **kwargs)
+def _flag(help: str, parse=None, choices=None, nargs=None, **kwargs):
+    return field(
+        metadata={"help": help, "parse": parse, "choices": choices, "nargs": nargs}, **kwargs
+    )
 
 
 @dataclass
@@ -210,6 +212,22 @@ class SearchConfig:
         _positive_int,
         default=2,
     )
+    study_storage: str | None = _flag(
+        "database URL that keeps the Optuna study, e.g. "
+        "postgresql+psycopg://user@host:5432/db (default: sqlite file study.db in the run "
+        "folder); searches with the same --study-storage and --study-name share one study",
+        default=None,
+    )
+    study_name: str | None = _flag(
+        "name of the Optuna study in its storage (default: the run name)", default=None
+    )
+    warm_start: list[str] | None = _flag(
+        "earlier runs (folders, or names under --storage-path) or studies (names in "
+        "--study-storage) whose finished trials seed this search; they must share its "
+        "dataset, loss, objective and space",
+        nargs="+",
+        default=None,
+    )
     seed: int = _flag(
         "seed for the data split, Optuna's sampler and model initialisation",
         _non_negative_int,
@@ -239,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
         if default is not None:
             help_text += f" (default: {default})"
         kwargs = {"default": default, "help": help_text}
+        if f.metadata["nargs"] is not None:
+            kwargs["nargs"] = f.metadata["nargs"]
         if f.metadata["choices"] is not None:
             kwargs["choices"] = f.metadata["choices"]
         if f.metadata["parse"] is not None:

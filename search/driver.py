@@ -8,9 +8,11 @@ flags are known to be good.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shlex
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,18 +21,21 @@ import pandas as pd
 
 from search import cluster
 from search import metrics as m
+from search import study as st
 from search.config import SearchConfig
 from search.data import confirmation_folds, load_dataset
 from search.errors import UserError
 from search.progress import ProgressLine
 from search.run_folder import (
     RUN_JSON,
+    STUDY_TRIAL,
     TOP_K,
     TUNER_STATE,
     TrialStatus,
     confirmed_text,
     new_run_info,
     ranked,
+    read_run_info,
     write_best,
     write_run_info,
     write_test_split,
@@ -81,20 +86,40 @@ def run(config: SearchConfig) -> RunLocation:
     if config.confirm_top:
         # Fails now, not after the search, if the pool cannot hold that many folds.
         confirmation_folds(data, config.confirm_folds, config.seed)
+    # The study's storage and the warm-start sources, checked before anything is written.
+    signature = st.signature(data.name, config.loss, config.objective)
+    study_ref = _study_ref(config, run_dir)
+    warm_sources = [] if config.resume else _warm_start_sources(config, run_dir, signature)
+    if config.study_storage and not config.resume:
+        st.prepare(study_ref, signature)
 
     cluster.connect(config.address)
     try:
         _check_resources(config)
         _check_storage_is_shared(config, run_dir)
+        from search.searcher import reconnect_study_to
         from search.tuner import build_tuner, restore_tuner  # Ray Tune's heavy machinery
 
         if config.resume:
+            _fetch_study(run_dir, config)
+            reconnect_study_to(study_ref.url)
             tuner = restore_tuner(run_dir, config, data)
         else:
             if run_dir.exists():  # --overwrite, and everything else has checked out
                 run_dir.remove()
             run_dir.create()
-            info = new_run_info(config, data.name, data.sizes())
+            info = _hide_password(new_run_info(config, data.name, data.sizes()), config)
+            info["study"] = {
+                "storage": st.without_password(config.study_storage)
+                if config.study_storage
+                else None,  # the run folder's study.db
+                "name": study_ref.name,
+                # What the run's trials are marked with in a study others may share.
+                "run": f"{config.name}@{info['started']}",
+            }
+            study = st.prepare(study_ref, signature)
+            if warm_sources:
+                info["warm_start"] = st.warm_start(study, warm_sources)
             write_run_info(run_dir, info)
             write_test_split(run_dir, data.test)
             progress = ProgressLine(config.trials, config.max_epochs, metric=metric)
@@ -102,12 +127,25 @@ def run(config: SearchConfig) -> RunLocation:
                 config.cpus_per_trial, config.gpus_per_trial
             )
             tuner = build_tuner(
-                config, data, run_dir.storage, [progress], max_concurrent, extra_points
+                config,
+                data,
+                run_dir.storage,
+                [progress],
+                max_concurrent,
+                extra_points,
+                study=study_ref,
+                run=info["study"]["run"],
+                sampler_seed=st.sampler_seed(
+                    config.seed,
+                    info["study"]["run"],
+                    alone=not (config.study_storage or warm_sources),
+                ),
             )
 
         session_started = time.monotonic()
         results = tuner.fit()
         table = trials_table(results, run_dir, config.max_epochs, metric)
+        table = _with_study_trials(table, study_ref, info["study"]["run"])
         write_trials(table, run_dir)  # before confirming: an interruption loses nothing
         info.update(
             finished=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -130,6 +168,7 @@ def run(config: SearchConfig) -> RunLocation:
             write_best(run_dir, table, fold_models, metric)
     finally:
         cluster.shutdown()
+        _store_study(run_dir, config)
 
     print(_summary(table, run_dir.display, metric))
     if outcome is None:
@@ -137,6 +176,97 @@ def run(config: SearchConfig) -> RunLocation:
     if outcome:
         print(f"search.run: {outcome}", file=sys.stderr)
     return run_dir
+
+
+def _study_ref(config: SearchConfig, run_dir: RunLocation) -> st.StudyRef:
+    """Where the run's study is kept: --study-storage, else the run folder's study.db
+    (for a run folder in an object store, a local copy: SQLite needs a local disk)."""
+    name = config.study_name or config.name
+    if config.study_storage:
+        return st.StudyRef(config.study_storage, name)
+    if run_dir.is_local:
+        return st.StudyRef.in_run_folder(run_dir.path, name)
+    return st.StudyRef(st.sqlite_url(_local_study_file(run_dir)), name)
+
+
+def _local_study_file(run_dir: RunLocation) -> Path:
+    """This machine's working copy of a remote run folder's study.db."""
+    key = hashlib.sha256(run_dir.uri.encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / "lstm-search-studies" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / st.STUDY_DB
+
+
+def _store_study(run_dir: RunLocation, config: SearchConfig) -> None:
+    """A remote run folder gets a copy of the study the driver kept locally."""
+    local = _local_study_file(run_dir) if not (config.study_storage or run_dir.is_local) else None
+    if local is None or not local.exists() or not run_dir.exists():
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        snapshot = Path(tmp) / st.STUDY_DB
+        st.sqlite_snapshot(local, snapshot)
+        run_dir.write_bytes(st.STUDY_DB, snapshot.read_bytes())
+
+
+def _fetch_study(run_dir: RunLocation, config: SearchConfig) -> None:
+    """Before a resume: a remote run folder's study.db back to the local working copy."""
+    if config.study_storage or run_dir.is_local or not run_dir.exists(st.STUDY_DB):
+        return
+    _local_study_file(run_dir).write_bytes(run_dir.read_bytes(st.STUDY_DB))
+
+
+def _warm_start_sources(
+    config: SearchConfig, run_dir: RunLocation, signature: dict
+) -> list[tuple[str, object]]:
+    """--warm-start's runs and studies, opened and checked against this search."""
+    sources = []
+    for item in config.warm_start or []:
+        study = st.load(_warm_start_ref(item, config, run_dir), f"--warm-start {item}")
+        st.check_signature(study, signature, f"--warm-start {item}")
+        sources.append((item, study))
+    return sources
+
+
+def _warm_start_ref(item: str, config: SearchConfig, run_dir: RunLocation) -> st.StudyRef:
+    """A run folder (a path, or a run name under a local --storage-path), else a study
+    of that name in --study-storage."""
+    folders = [Path(item).expanduser()]
+    if run_dir.is_local:
+        folders.append(Path(run_dir.storage) / item)
+    for folder in folders:
+        if (folder / RUN_JSON).is_file():
+            ref = st.ref_of_run(folder, read_run_info(folder))
+            if ref is None:
+                raise UserError(
+                    f"--warm-start {item}: the run keeps no Optuna study (it was made by an "
+                    "older version)"
+                )
+            return ref
+    if config.study_storage:
+        return st.StudyRef(config.study_storage, item)
+    raise UserError(
+        f"--warm-start {item}: no run folder there, and no --study-storage to find a study "
+        "of that name in"
+    )
+
+
+def _with_study_trials(table: pd.DataFrame, ref: st.StudyRef, run: str) -> pd.DataFrame:
+    """`table` with each trial's number in the study. Once the search is over, a trial of
+    this run that no Tune trial holds (asked just before a crash) is FAIL, not RUNNING."""
+    study = st.load(ref)
+    if not (table["status"] == TrialStatus.UNFINISHED).any():
+        st.fail_unclaimed(study, run, set(table["trial_id"]))
+    numbers = {t.user_attrs[st.TUNE_ID_ATTR]: t.number for t in st.own_trials(study, run)}
+    return table.assign(**{STUDY_TRIAL: table["trial_id"].map(numbers).astype("Int64")})
+
+
+def _hide_password(info: dict, config: SearchConfig) -> dict:
+    """run.json keeps no database password (a --resume gives --study-storage again)."""
+    if config.study_storage:
+        shown = st.without_password(config.study_storage)
+        info["flags"]["study_storage"] = shown
+        info["command"] = info["command"].replace(config.study_storage, shown)
+    return info
 
 
 def _outcome(table: pd.DataFrame, config: SearchConfig) -> str | None:
@@ -199,7 +329,14 @@ def _resumed(run_dir: RunLocation, given: SearchConfig) -> tuple[SearchConfig, d
         storage_path=given.storage_path,
         name=given.name,
         shared_storage=given.shared_storage,
+        study_storage=given.study_storage or config.study_storage,
     )
+    if not given.study_storage and "***" in (config.study_storage or ""):
+        raise UserError(
+            "run.json keeps no database password: resume with --study-storage URL again"
+        )
+    if "study" not in info:
+        raise UserError(f"cannot resume {run_dir.display}: it was made by an older version")
     return config, info
 
 
@@ -212,6 +349,8 @@ def _resume_command(config: SearchConfig) -> str:
         args += ["--address", config.address]
     if config.shared_storage:
         args.append("--shared-storage")
+    if config.study_storage:  # its password, if any, left for the user to fill in
+        args += ["--study-storage", st.without_password(config.study_storage)]
     return shlex.join([*args, "--resume"])
 
 

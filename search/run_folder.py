@@ -4,6 +4,8 @@
 - `run.json`: dataset, split sizes, seed, flags, command line, package versions, timing;
 - `trials.csv`: one row per trial, its outcome, its best epoch's figures and checkpoint;
 - `test_split.pt`: the held-out digits, so reports need no data folder;
+- `study.db`: the Optuna study (SQLite), unless the run keeps it in a database
+  (`run.json`'s `study` says where);
 - `trial_<id>/`: Tune's per-trial folder: `result.json` (one line per epoch) and two
   checkpoints, the trial's best epoch's and its latest;
 - `best/`: the winner (see `write_best`).
@@ -101,9 +103,11 @@ CONFIRMED_COLUMNS = [
     m.CONFIRMED_AUC_HIGH,
 ]
 ANYTIME_COLUMNS = [m.VAL_AUC_ROWS, m.VAL_ROWS_TO_50, m.VAL_ROWS_TO_90]
+STUDY_TRIAL = "study_trial"  # the trial's number in the Optuna study (its dashboard)
 TRIAL_COLUMNS = [
     "trial_id",
     "label",
+    STUDY_TRIAL,
     "status",
     *PARAMS,
     m.PARAM_COUNT,
@@ -120,7 +124,7 @@ TRIAL_COLUMNS = [
     "error",
 ]
 # Columns that runs made before they existed lack: read back as NaN.
-_LATER_COLUMNS = [*CONFIRMED_COLUMNS, *ANYTIME_COLUMNS, m.PARAM_COUNT]
+_LATER_COLUMNS = [*CONFIRMED_COLUMNS, *ANYTIME_COLUMNS, m.PARAM_COUNT, STUDY_TRIAL]
 _TEXT_COLUMNS = ("label", "status", "checkpoint", "error")
 
 
@@ -324,4 +328,5 @@ def read_trials(path: Path) -> pd.DataFrame:
         raise UserError(f"{path} is not a trials table: it lacks {', '.join(missing)}")
     for column in _TEXT_COLUMNS:
         table[column] = table[column].fillna("")
+    table[STUDY_TRIAL] = table[STUDY_TRIAL].astype("Int64")  # blank for old runs
     return table

@@ -21,11 +21,17 @@ and a pruned trial counts for nothing there.
 With a time budget, it proposes no trial that the remaining time cannot hold: a new
 trial may train `max_epochs` epochs, each as long as the median epoch seen so far.
 
-The searcher pickles whole with Tune's experiment state, so `--resume` continues it.
+The study lives in storage (`search.study`): the searcher's saved state keeps which Tune
+trial is which Optuna trial, not the study, and a restored searcher reconnects to the
+storage the driver names (`reconnect_study_to`), so `--resume` continues the same study.
+A restore also squares the study with the saved state, which may be a few seconds older:
+trials the study finished since are not told again, and trials asked since (never given
+to a Tune trial) go to the next trials Tune starts, instead of staying RUNNING.
 """
 
 from __future__ import annotations
 
+import pickle
 import statistics
 
 import optuna
@@ -34,7 +40,19 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search import metrics as m
+from search import study as st
 from search.budget import Deadline
+
+# The study URL a restored searcher connects to. It is not in the searcher's saved state,
+# which must hold no password, and the run folder (with the default SQLite study) may
+# have moved since; the driver sets it before Tune restores the searcher.
+_restore_url: str | None = None
+
+
+def reconnect_study_to(url: str) -> None:
+    """Restored searchers of this process connect to the study at `url`."""
+    global _restore_url
+    _restore_url = url
 
 
 class EpochOptunaSearch(OptunaSearch):
@@ -44,17 +62,30 @@ class EpochOptunaSearch(OptunaSearch):
         objectives: list[tuple[str, str]],
         max_epochs: int,
         deadline: Deadline | None = None,
+        study: st.StudyRef | None = None,
+        run: str = "",
+        points_to_evaluate: list[dict] | None = None,
         **kwargs,
     ):
-        """`objectives`: (metric, mode) pairs, the primary first (`metrics.objective_metrics`)."""
+        """`objectives`: (metric, mode) pairs, the primary first (`metrics.objective_metrics`).
+        `study`: where the study is kept (default: in memory, for tests); `run`: the run's
+        name, recorded on each of its trials."""
         metrics, modes = zip(*objectives, strict=True)
         single = len(objectives) == 1
         super().__init__(
             *args,
             metric=metrics[0] if single else list(metrics),
             mode=modes[0] if single else list(modes),
+            storage=st.open_storage(study.url) if study else None,
+            study_name=study.name if study else None,
             **kwargs,
         )
+        # A shared or warm-started study may hold these points already: not twice.
+        for point in points_to_evaluate or []:
+            self._ot_study.enqueue_trial(point, skip_if_exists=True)
+        self.study_url = study.display if study else None  # no password in saved state
+        self.run = run
+        self._unclaimed: list[int] = []  # study trial ids asked before a crash, to reuse
         self.objectives = list(objectives)
         self.max_epochs = max_epochs
         self.deadline = deadline
@@ -65,7 +96,15 @@ class EpochOptunaSearch(OptunaSearch):
     def suggest(self, trial_id: str) -> dict | str | None:
         if self.deadline is not None and self.deadline.remaining() < self.trial_cost():
             return Searcher.FINISHED  # running trials finish; no new one starts
-        return super().suggest(trial_id)
+        new = trial_id not in self._ot_trials
+        if new and self._unclaimed:
+            self._ot_trials[trial_id] = optuna.Trial(self._ot_study, self._unclaimed.pop(0))
+        config = super().suggest(trial_id)  # asks the study for a trial if it has none yet
+        if new and self._storage is not None:
+            trial = self._ot_trials[trial_id]
+            trial.set_user_attr(st.RUN_ATTR, self.run)
+            trial.set_user_attr(st.TUNE_ID_ATTR, trial_id)
+        return config
 
     def trial_cost(self) -> float:
         """Seconds a new trial may take: `max_epochs` median epochs (0 before any epoch)."""
@@ -73,19 +112,52 @@ class EpochOptunaSearch(OptunaSearch):
             return 0.0
         return self.max_epochs * statistics.median(self._epoch_seconds)
 
+    def __getstate__(self) -> dict:
+        # Both of Tune's pickles (the searcher's state and the Tuner) go through here.
+        state = self.__dict__.copy()
+        if self.study_url is not None:  # the study is in its storage: keep only the mapping
+            state.update(
+                _storage=None,
+                _ot_study=None,
+                _ot_trials={tid: t._trial_id for tid, t in self._ot_trials.items()},
+            )
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.study_url is not None:
+            self._reconnect(_restore_url or self.study_url)
+
     def save(self, checkpoint_path: str) -> None:
-        # The deadline is the same object as Tune's stopper (both in the Tuner's pickle);
-        # leaving it out of this file keeps them one object after a restore.
-        deadline, self.deadline = self.deadline, None
-        try:
-            super().save(checkpoint_path)
-        finally:
-            self.deadline = deadline
+        with open(checkpoint_path, "wb") as f:
+            # The deadline is the same object as Tune's stopper (both in the Tuner's
+            # pickle); leaving it out of this file keeps them one object after a restore.
+            pickle.dump({**self.__getstate__(), "deadline": None}, f)
 
     def restore(self, checkpoint_path: str) -> None:
         deadline = self.deadline
-        super().restore(checkpoint_path)
+        with open(checkpoint_path, "rb") as f:
+            self.__setstate__(pickle.load(f))
         self.deadline = deadline
+
+    def _reconnect(self, url: str) -> None:
+        self._storage = st.open_storage(url)
+        self._ot_study = optuna.load_study(
+            study_name=self._study_name, storage=self._storage, sampler=self._sampler
+        )
+        ids: dict[str, int] = self._ot_trials
+        self._ot_trials = {tid: optuna.Trial(self._ot_study, i) for tid, i in ids.items()}
+        finished = {
+            t._trial_id for t in self._ot_study.get_trials(deepcopy=False) if t.state.is_finished()
+        }
+        # Told before the crash, after the state was saved: not told twice.
+        self._completed_trials |= {tid for tid, i in ids.items() if i in finished}
+        claimed = set(ids.values())
+        self._unclaimed = [
+            t._trial_id
+            for t in st.own_trials(self._ot_study, self.run, states=(TrialState.RUNNING,))
+            if t._trial_id not in claimed
+        ]
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self._completed_trials:

@@ -21,6 +21,7 @@ from search.run_folder import trial_dir
 from search.searcher import EpochOptunaSearch, tpe_sampler
 from search.space import SEED_CONFIG, sample
 from search.storage import RunLocation
+from search.study import StudyRef
 from search.trainable import TrialData, TrialSettings, train_lstm
 
 
@@ -31,8 +32,12 @@ def build_tuner(
     callbacks: list[tune.Callback],
     max_concurrent: int,
     extra_points: list[dict],
+    study: StudyRef,
+    run: str,
+    sampler_seed: int,
 ) -> tune.Tuner:
-    """A new search; `extra_points` are tried right after the tutorial's configuration."""
+    """A new search; `extra_points` are tried right after the tutorial's configuration.
+    Its Optuna study is `study` (prepared by the caller); `run` marks the run's trials."""
     quiet_tune()
     deadline = Deadline(config.time_budget) if config.time_budget else None
     objectives = m.objective_metrics(config.objective)
@@ -41,9 +46,11 @@ def build_tuner(
         space=sample,
         objectives=objectives,
         points_to_evaluate=[SEED_CONFIG, *extra_points],
-        sampler=tpe_sampler(config.seed),
+        sampler=tpe_sampler(sampler_seed),
         max_epochs=config.max_epochs,
         deadline=deadline,
+        study=study,
+        run=run,
     )
     scheduler = ASHAScheduler(
         time_attr=m.EPOCH,

@@ -132,3 +132,19 @@ def tiny_run(tmp_path_factory):
     finally:
         recorded.unlink(missing_ok=True)
     return result, tmp / "runs" / "tiny"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of this test session (see tests/postgres.py). CI sets
+    LSTM_SEARCH_REQUIRE_POSTGRES=1, so that a missing server fails instead of skipping."""
+    from tests.postgres import PostgresServer, binaries
+
+    bindir = binaries()
+    if bindir is None:
+        if os.environ.get("LSTM_SEARCH_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL is not installed (apt-get install -y postgresql)")
+        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
+    server = PostgresServer(bindir)
+    yield server
+    server.stop()

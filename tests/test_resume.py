@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import re
 import signal
 import subprocess
@@ -24,8 +23,9 @@ import pandas as pd
 import pytest
 from ray.tune import ExperimentAnalysis
 
+from search import study as st
 from search.run_folder import RESULT_JSON, TRIALS_CSV, trial_dir
-from search.space import PARAMS, SEED_CONFIG
+from search.space import SEED_CONFIG
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e
@@ -98,13 +98,12 @@ def epochs_reported(run_dir: Path) -> dict[str, list[dict]]:
     return reports
 
 
-def optuna_study(run_dir: Path) -> optuna.Study:
-    """The searcher's Optuna study as Tune last saved it (trusted folder: it unpickles)."""
-    # One file per session, named by its start time; Tune rewrites them all at the end,
-    # so modification times do not tell which is the latest.
-    latest = max(run_dir.glob("searcher-state-*.pkl"), key=lambda p: p.name)
-    with latest.open("rb") as f:
-        return pickle.load(f)["_ot_study"]
+def optuna_study(run_dir: Path, url: str | None = None) -> optuna.Study:
+    """The search's Optuna study, from the storage its run.json names (or `url`, for a
+    database whose password run.json does not keep)."""
+    info = json.loads((run_dir / "run.json").read_text())
+    ref = st.ref_of_run(run_dir, info)
+    return st.load(st.StudyRef(url, ref.name) if url else ref)
 
 
 # What Optuna must hold for each outcome in trials.csv (see search/searcher.py).
@@ -116,16 +115,16 @@ STUDY_STATES = {
 }
 
 
-def assert_study_matches(run_dir: Path, table: pd.DataFrame) -> None:
-    """Trial by trial (matched on their hyperparameters), Optuna's state is Tune's outcome,
-    and no trial is left RUNNING."""
-    study = optuna_study(run_dir).get_trials(deepcopy=False)
-    assert len(study) == len(table)
-    states = {tuple(t.params[k] for k in PARAMS): t.state.name for t in study}
-    keys = table[list(PARAMS)].itertuples(index=False, name=None)
-    expected = dict(zip(keys, table["status"].map(STUDY_STATES), strict=True))
-    assert len(expected) == len(table)  # each trial its own configuration
-    assert states == expected
+def assert_study_matches(run_dir: Path, table: pd.DataFrame, url: str | None = None) -> None:
+    """Trial by trial, Optuna's state is Tune's outcome, trials.csv names the study's trial,
+    and nothing is left RUNNING or counted twice."""
+    run = json.loads((run_dir / "run.json").read_text())["study"]["run"]
+    trials = st.own_trials(optuna_study(run_dir, url), run)
+    assert len(trials) == len(table)
+    states = {t.user_attrs[st.TUNE_ID_ATTR]: t.state.name for t in trials}
+    assert states == dict(zip(table["trial_id"], table["status"].map(STUDY_STATES), strict=True))
+    numbers = {t.user_attrs[st.TUNE_ID_ATTR]: t.number for t in trials}
+    assert numbers == dict(zip(table["trial_id"], table["study_trial"], strict=True))
 
 
 def write_points(path: Path, **overrides) -> Path:

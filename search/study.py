@@ -1,0 +1,245 @@
+"""The search's Optuna study, kept in storage so that it outlives the run.
+
+By default the study is a SQLite file in the run folder (`study.db`), written by the
+driver alone. `--study-storage URL` keeps it in a database instead (PostgreSQL:
+`postgresql+psycopg://user:password@host:5432/db`, with the `psycopg[binary]` package),
+where several searches can share one study (`--study-name`) and a dashboard can read it
+while the searches write.
+
+Every trial a run adds carries two user attributes: the run's name (`run`) and Ray Tune's
+trial id (`tune_trial_id`). They tell a run's own trials apart in a shared study, and let
+a resumed run find the trials that its saved state never heard of.
+
+A study records what its values mean (its `signature`: dataset, loss, objective and the
+search space); a search joins a study, or is warm-started from one, only with the same
+signature.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from search import metrics as m
+from search.errors import UserError
+from search.space import distributions
+
+STUDY_DB = "study.db"  # the default storage, inside the run folder
+RUN_ATTR = "run"  # user attribute: the run that added the trial
+TUNE_ID_ATTR = "tune_trial_id"  # user attribute: Ray Tune's id of the trial
+SIGNATURE_ATTR = "signature"  # study user attribute: see `signature`
+# What a warm start copies: trials that measured something.
+WARM_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class StudyRef:
+    """Where a study lives: a SQLAlchemy URL and the study's name in it."""
+
+    url: str
+    name: str
+
+    @classmethod
+    def in_run_folder(cls, run_dir: str | Path, name: str) -> StudyRef:
+        return cls(sqlite_url(Path(run_dir) / STUDY_DB), name)
+
+    @property
+    def display(self) -> str:
+        """The URL without its password, for messages."""
+        return without_password(self.url)
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def signature(dataset: str, loss: str, objective: str) -> dict:
+    """What a study's values mean: trials of two studies compare only if these agree."""
+    space = {
+        name: optuna.distributions.distribution_to_json(d) for name, d in distributions().items()
+    }
+    return {"dataset": dataset, "loss": loss, "objective": objective, "space": space}
+
+
+def directions(objective: str) -> list[str]:
+    modes = [mode for _, mode in m.objective_metrics(objective)]
+    return ["maximize" if mode == "max" else "minimize" for mode in modes]
+
+
+def open_storage(url: str) -> RDBStorage:
+    """An RDB storage at `url`; a bad or unreachable URL is the user's error, said in one line."""
+    import sqlalchemy.exc
+
+    engine_kwargs = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        # Waits instead of failing at once while another connection writes (a dashboard
+        # snapshot, a second process).
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    try:
+        with _optuna_quiet():
+            return RDBStorage(url, engine_kwargs=engine_kwargs)
+    except sqlalchemy.exc.ArgumentError as exc:  # includes an unknown dialect
+        raise UserError(
+            f"study storage {without_password(url)}: not a database URL ({exc})"
+        ) from None
+    except ImportError:
+        raise UserError(
+            f"study storage {without_password(url)}: its database driver is not installed "
+            "(for PostgreSQL: pip install 'psycopg[binary]')"
+        ) from None
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise UserError(f"cannot open study storage {without_password(url)}: {reason}") from None
+
+
+def prepare(ref: StudyRef, sig: dict) -> optuna.Study:
+    """Create the study `ref` names, or join it if it exists and was made for the same
+    search (`sig`); refuses one made for another search before anything is written."""
+    storage = open_storage(ref.url)
+    existing = _find(storage, ref.name)
+    if existing is not None:
+        check_signature(existing, sig, f"study {ref.name!r} in {ref.display}")
+        return existing
+    with _optuna_quiet():
+        study = optuna.create_study(
+            storage=storage, study_name=ref.name, directions=directions(sig["objective"])
+        )
+    study.set_user_attr(SIGNATURE_ATTR, sig)
+    return study
+
+
+def load(ref: StudyRef, what: str = "") -> optuna.Study:
+    """The existing study `ref` names (UserError if there is none; `what` names the
+    flag that asked for it). Never creates anything, not even an empty SQLite file."""
+    prefix = f"{what}: " if what else ""
+    if ref.url.startswith("sqlite:///") and not Path(ref.url.removeprefix("sqlite:///")).is_file():
+        raise UserError(f"{prefix}no study file {ref.url.removeprefix('sqlite:///')}")
+    study = _find(open_storage(ref.url), ref.name)
+    if study is None:
+        raise UserError(f"{prefix}no study {ref.name!r} in {ref.display}")
+    return study
+
+
+def _find(storage: RDBStorage, name: str) -> optuna.Study | None:
+    try:
+        with _optuna_quiet():
+            return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:  # Optuna's "no such study"
+        return None
+
+
+def check_signature(study: optuna.Study, sig: dict, what: str) -> None:
+    """UserError unless `study` was made for a search with signature `sig`."""
+    theirs = study.user_attrs.get(SIGNATURE_ATTR)
+    if theirs is None:
+        raise UserError(f"{what} was not made by this search tool (it has no signature)")
+    for key in ("dataset", "loss", "objective"):
+        if theirs.get(key) != sig[key]:
+            raise UserError(
+                f"{what} was made for another search: {key} {theirs.get(key)} "
+                f"(this one: {sig[key]})"
+            )
+    if theirs.get("space") != sig["space"]:
+        changed = sorted(
+            name
+            for name in set(theirs.get("space", {})) | set(sig["space"])
+            if theirs.get("space", {}).get(name) != sig["space"].get(name)
+        )
+        raise UserError(
+            f"{what} was made for another search space (differs in {', '.join(changed)})"
+        )
+
+
+def warm_start(study: optuna.Study, sources: list[tuple[str, optuna.Study]]) -> int:
+    """Copy the measured trials (COMPLETE, PRUNED) of `sources` into `study`, so that TPE
+    starts from what they learned; returns how many. Each copy keeps its values, its
+    per-epoch values and its `run`, and names the source it came from."""
+    copied = []
+    for label, source in sources:
+        for trial in source.get_trials(deepcopy=True, states=WARM_STATES):
+            trial.user_attrs.pop(TUNE_ID_ATTR, None)  # the trial ran in another search
+            trial.set_user_attr("warm_start_from", label)
+            copied.append(trial)
+    with _optuna_quiet():
+        study.add_trials(copied)
+    return len(copied)
+
+
+def sampler_seed(seed: int, run: str, alone: bool) -> int:
+    """The seed of this run's sampler: `seed` for a study of its own, else one of its own.
+    A warm-started or shared study with the same seed would otherwise draw the very
+    configurations its source drew (TPE draws its start-up trials at random)."""
+    if alone:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"{seed}:{run}".encode()).digest()[:4], "big")
+
+
+def own_trials(study: optuna.Study, run: str, states=None) -> list[FrozenTrial]:
+    """The trials that run `run` added to `study` (not warm-start copies, not another's)."""
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=states)
+        if t.user_attrs.get(RUN_ATTR) == run and TUNE_ID_ATTR in t.user_attrs
+    ]
+
+
+def fail_unclaimed(study: optuna.Study, run: str, tune_ids: set[str]) -> int:
+    """After a finished search, the trials of `run` that no Tune trial claimed (asked
+    just before a crash, never handed to a trial after `--resume`) are FAIL, so that no
+    trial stays RUNNING; returns how many."""
+    unclaimed = [
+        t
+        for t in own_trials(study, run, states=(TrialState.RUNNING, TrialState.WAITING))
+        if t.user_attrs[TUNE_ID_ATTR] not in tune_ids
+    ]
+    for trial in unclaimed:
+        study.tell(trial.number, state=TrialState.FAIL)
+    return len(unclaimed)
+
+
+def ref_of_run(run_dir: str | Path, info: dict) -> StudyRef | None:
+    """The study a run folder's run.json names (None for runs made before runs kept one):
+    its `study.db`, or a database."""
+    kept = info.get("study")
+    if not kept:
+        return None
+    if kept.get("storage") is None:
+        return StudyRef.in_run_folder(run_dir, kept["name"])
+    return StudyRef(kept["storage"], kept["name"])
+
+
+def sqlite_snapshot(source: Path, target: Path) -> None:
+    """Copy the SQLite database `source` into `target` consistently, even while another
+    connection writes it (SQLite's online backup: it copies one committed state)."""
+    import sqlite3
+
+    reader = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=60)
+    with contextlib.closing(reader) as src, contextlib.closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+
+
+def without_password(url: str) -> str:
+    with contextlib.suppress(Exception):
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    return url
+
+
+@contextlib.contextmanager
+def _optuna_quiet() -> Iterator[None]:
+    """Optuna's INFO lines ("A new study created...") off; the caller's verbosity back."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)

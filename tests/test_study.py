@@ -1,0 +1,207 @@
+"""The study in storage: signatures, warm starts, and a searcher restored from a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+from optuna.trial import TrialState
+
+from search import metrics as m
+from search import study as st
+from search.errors import UserError
+from search.searcher import EpochOptunaSearch, reconnect_study_to, tpe_sampler
+from search.space import SEED_CONFIG, sample
+from tests.conftest import REPO
+from tests.postgres import free_port
+from tests.test_resume import base_args, run_search, wait_for
+from tests.test_searcher import MAX_EPOCHS, epoch, run_trial
+
+RUN = "run-a@2026-11-30T00:00:00+00:00"
+
+
+def signature(**changes) -> dict:
+    return {**st.signature("mnist-5k", "last", "accuracy"), **changes}
+
+
+def stored_searcher(ref: st.StudyRef, run: str = RUN) -> EpochOptunaSearch:
+    st.prepare(ref, signature())
+    return EpochOptunaSearch(
+        space=sample,
+        objectives=m.objective_metrics("accuracy"),
+        sampler=tpe_sampler(0),
+        max_epochs=MAX_EPOCHS,
+        study=ref,
+        run=run,
+        points_to_evaluate=[SEED_CONFIG],
+    )
+
+
+@pytest.fixture
+def ref(tmp_path) -> st.StudyRef:
+    return st.StudyRef.in_run_folder(tmp_path, "study")
+
+
+def test_a_study_of_another_search_is_refused_in_one_line(ref):
+    st.prepare(ref, signature())
+    st.prepare(ref, signature())  # the same search joins it
+    with pytest.raises(UserError, match="dataset mnist-5k \\(this one: mnist\\)"):
+        st.prepare(ref, signature(dataset="mnist"))
+    space = signature()["space"] | {"lr": "{}"}
+    with pytest.raises(UserError, match="another search space \\(differs in lr\\)"):
+        st.prepare(ref, signature(space=space))
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("nonsense://x", "not a database URL"),
+        ("postgresql+psycopg://me:secret@127.0.0.1:1/db", "cannot open study storage"),
+    ],
+)
+def test_bad_or_unreachable_storage_is_a_user_error_without_the_password(url, says):
+    with pytest.raises(UserError, match=says) as error:
+        st.open_storage(url)
+    assert "secret" not in str(error.value) and "\n" not in str(error.value)
+
+
+def test_each_trial_names_its_run_and_tune_trial(ref):
+    s = stored_searcher(ref)
+    run_trial(s, "t1", [0.5, 0.6, 0.7])
+    (trial,) = st.load(ref).trials
+    assert trial.params == SEED_CONFIG  # the tutorial's configuration first
+    assert trial.user_attrs == {st.RUN_ATTR: RUN, st.TUNE_ID_ATTR: "t1"}
+    assert trial.state is TrialState.COMPLETE and trial.value == 0.7
+
+
+def test_a_restored_searcher_squares_the_study_with_its_older_saved_state(ref, tmp_path):
+    s = stored_searcher(ref)
+    run_trial(s, "done", [0.5, 0.6, 0.7])
+    s.suggest("running")
+    s.on_trial_result("running", epoch(1, 0.4))
+    s.suggest("stopped")
+    saved = tmp_path / "searcher.pkl"
+    s.save(saved)  # Tune's last snapshot before the crash ...
+    s.on_trial_result("stopped", epoch(1, 0.3))
+    s.on_trial_complete("stopped", epoch(2, 0.35))  # ... then ASHA stops one: PRUNED
+    s.suggest("lost")  # ... and one is asked that Tune's state never heard of
+    lost_params = s._ot_trials["lost"].params
+
+    reconnect_study_to(ref.url)
+    restored = EpochOptunaSearch.__new__(EpochOptunaSearch)
+    restored.deadline = None
+    restored.restore(saved)
+    assert "secret" not in saved.read_text(errors="ignore")
+    # The trial told after the snapshot is not told again when Tune reruns it.
+    restored.on_trial_complete("stopped", epoch(3, 0.9))
+    # The asked-but-lost trial goes to the next trial Tune starts.
+    assert restored.suggest("new") == lost_params
+    for trial_id in ("running", "new"):
+        restored.on_trial_complete(trial_id, epoch(MAX_EPOCHS, 0.8))
+
+    trials = st.load(ref).trials
+    assert len(trials) == 4  # no duplicate of the lost trial
+    states = {t.user_attrs[st.TUNE_ID_ATTR]: t.state for t in trials}
+    assert states == {
+        "done": TrialState.COMPLETE,
+        "running": TrialState.COMPLETE,
+        "stopped": TrialState.PRUNED,
+        "new": TrialState.COMPLETE,
+    }
+
+
+def test_a_trial_nobody_claimed_is_failed_once_the_search_is_over(ref):
+    s = stored_searcher(ref)
+    run_trial(s, "t1", [0.5, 0.6, 0.7])
+    s.suggest("lost")
+    study = st.load(ref)
+    assert st.fail_unclaimed(study, "another run", {"t1"}) == 0  # not its trials
+    assert st.fail_unclaimed(study, RUN, {"t1"}) == 1
+    assert [t.state for t in st.load(ref).trials] == [TrialState.COMPLETE, TrialState.FAIL]
+
+
+def test_a_warm_start_copies_what_was_measured_and_names_its_source(ref, tmp_path):
+    s = stored_searcher(ref)
+    run_trial(s, "full", [0.5, 0.6, 0.7])
+    run_trial(s, "cut", [0.4, 0.45])  # PRUNED
+    s.suggest("crashed")
+    s.on_trial_complete("crashed", error=True)  # FAIL: not copied
+
+    (tmp_path / "b").mkdir()
+    target = st.prepare(st.StudyRef.in_run_folder(tmp_path / "b", "b"), signature())
+    assert st.warm_start(target, [("run-a", st.load(ref))]) == 2
+    copies = target.trials
+    assert [t.state for t in copies] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert copies[0].value == 0.7 and copies[1].intermediate_values == {1: 0.4, 2: 0.45}
+    assert all(t.user_attrs["warm_start_from"] == "run-a" for t in copies)
+    assert not st.own_trials(target, RUN)  # copies are nobody's to fail or adopt
+
+    # A search on the warm-started study does not retrain the tutorial's configuration.
+    b = stored_searcher(st.StudyRef.in_run_folder(tmp_path / "b", "b"), run="run-b")
+    assert b.suggest("first") != SEED_CONFIG
+
+
+def test_passwords_are_hidden():
+    shown = st.without_password("postgresql+psycopg://me:secret@db:5432/x")
+    assert shown == "postgresql+psycopg://me:***@db:5432/x"
+    assert st.without_password("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+
+
+def test_a_bad_or_unreachable_storage_url_is_one_line(tmp_path):
+    for url, says in (
+        ("nonsense://x", "not a database URL"),
+        (f"postgresql+psycopg://lstm@127.0.0.1:{free_port()}/none", "cannot open study storage"),
+    ):
+        code, _, err = run_search(*base_args(tmp_path, "bad", "--study-storage", url))
+        assert code == 2 and says in err and err.count("\n") == 1, err
+        assert not (tmp_path / "runs" / "bad").exists()
+
+
+def test_readme_dashboard_command_refuses_a_folder_that_is_no_run(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "analysis.dashboard", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "neither a run folder nor a database URL" in done.stderr
+
+
+def test_the_dashboard_follows_a_live_sqlite_study_through_snapshots(ref, tmp_path):
+    s = stored_searcher(ref)
+    run_trial(s, "t1", [0.5, 0.6, 0.7])
+    study = {"storage": None, "name": ref.name, "run": RUN}
+    (tmp_path / "run.json").write_text(json.dumps({"study": study}))
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "analysis.dashboard", str(tmp_path), "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert f"http://127.0.0.1:{port}/dashboard/studies/1" in server.stdout.readline()
+        api = f"http://127.0.0.1:{port}/api/studies/1?after=0"
+        wait_for(lambda: len(dashboard_json(api)) == 1, timeout=30, what="the dashboard")
+        run_trial(s, "t2", [0.5, 0.6, 0.8])  # the search goes on writing
+        wait_for(lambda: len(dashboard_json(api)) == 2, timeout=30, what="the next snapshot")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def dashboard_json(url: str) -> list:
+    """The trials the dashboard's API lists ([] while it is not serving yet)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return json.load(reply)["trials"]
+    except OSError:
+        return []

@@ -1,0 +1,156 @@
+"""Studies that outlive a run, with real parts: a PostgreSQL server, two searches sharing
+a study, warm starts, and Optuna's dashboard in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from search import study as st
+from search.run_folder import TRIALS_CSV
+from search.space import PARAMS, SEED_CONFIG
+from tests.conftest import REPO
+from tests.postgres import free_port
+from tests.test_report_browser import Browser, chromium  # noqa: F401 (a fixture)
+from tests.test_resume import (
+    Search,
+    assert_study_matches,
+    base_args,
+    epochs_reported,
+    optuna_study,
+    run_search,
+    searches,  # noqa: F401 (a fixture)
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "hunter2"  # trust authentication: any password works, and must land nowhere
+
+
+def test_search_in_postgres_survives_sigkill_and_resume(tmp_path, postgres, searches):  # noqa: F811
+    url = postgres.create_database("killed")
+    with_password = postgres.url("killed", password=SECRET)
+    run_dir = tmp_path / "runs" / "pg"
+    args = base_args(tmp_path, "pg", "--trials", "6", "--max-epochs", "2", "--no-report")
+    search = searches(*args, "--study-storage", with_password)
+    wait_for(lambda: len(epochs_reported(run_dir)) >= 4, what="four trials to start")
+    search.kill_group()
+
+    # run.json keeps no password, so a resume without the URL is refused in one line ...
+    code, _, err = run_search(*args, "--resume")
+    assert code == 2 and "--study-storage URL again" in err and err.count("\n") == 1
+    code, out, err = run_search(*args, "--resume", "--study-storage", with_password)
+    assert code == 0, err[-3000:]
+    table = pd.read_csv(run_dir / TRIALS_CSV)
+    assert len(table) == 6 and set(table["status"]) <= {"completed", "stopped"}
+    assert_study_matches(run_dir, table, url)
+    for path in run_dir.rglob("*"):  # ... nor does any other file of the run folder
+        assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
+    assert not (run_dir / st.STUDY_DB).exists()  # the study is in the database
+
+
+def test_two_searches_share_one_study_then_warm_start_a_third(tmp_path, postgres):
+    url = postgres.create_database("shared")
+    common = ["--trials", "3", "--max-epochs", "1", "--no-report", "--confirm-top", "0"]
+    common += ["--study-storage", url, "--study-name", "mnist"]
+    both = [Search(*base_args(tmp_path, name, *common)) for name in ("a", "b")]
+    try:
+        results = [s.wait(timeout=400) for s in both]
+    finally:
+        for s in both:
+            s.kill_group()
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+
+    study = st.load(st.StudyRef(url, "mnist"))
+    tables = {name: pd.read_csv(tmp_path / "runs" / name / TRIALS_CSV) for name in "ab"}
+    assert len(study.trials) == 6  # the counts add up
+    assert sorted(t.number for t in study.trials) == list(range(6))
+    numbers = [set(t["study_trial"]) for t in tables.values()]
+    assert numbers[0].isdisjoint(numbers[1]) and numbers[0] | numbers[1] == set(range(6))
+    for name, table in tables.items():
+        assert_study_matches(tmp_path / "runs" / name, table)
+    # The tutorial's configuration was enqueued once, for whichever search took it first.
+    assert sum(t.params == SEED_CONFIG for t in study.trials) == 1
+
+    # A third search starts from the shared study's six trials.
+    warm = base_args(tmp_path, "c", "--trials", "2", "--max-epochs", "1", "--no-report")
+    warm += ["--confirm-top", "0", "--warm-start", str(tmp_path / "runs" / "a")]
+    code, out, err = run_search(*warm)
+    assert code == 0, err[-3000:]
+    run_dir = tmp_path / "runs" / "c"
+    assert json.loads((run_dir / "run.json").read_text())["warm_start"] == 6
+    seeded = optuna_study(run_dir).trials
+    assert len(seeded) == 8
+    assert [t.user_attrs.get("warm_start_from") for t in seeded[:6]] == [
+        str(run_dir.parent / "a")
+    ] * 6
+    own = pd.read_csv(run_dir / TRIALS_CSV)
+    assert_study_matches(run_dir, own)
+    shared = {tuple(t.params[k] for k in PARAMS) for t in study.trials}
+    assert not any(row in shared for row in own[list(PARAMS)].itertuples(index=False, name=None))
+
+
+def test_a_study_of_another_search_is_refused_before_anything_is_written(tmp_path, postgres):
+    url = postgres.create_database("other")
+    st.prepare(st.StudyRef(url, "every-row"), st.signature("mnist-5k", "all", "accuracy"))
+    args = base_args(tmp_path, "x", "--study-storage", url, "--study-name", "every-row")
+    code, _, err = run_search(*args)
+    assert code == 2 and err.count("\n") == 1
+    assert "was made for another search: loss all (this one: last)" in err
+    assert not (tmp_path / "runs" / "x").exists()
+
+
+def test_the_dashboard_shows_the_study_of_a_run(chromium, tiny_run):  # noqa: F811
+    run_dir = tiny_run[1]
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "analysis.dashboard", str(run_dir), "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        line = server.stdout.readline()
+        page = re.search(r"http://127\.0\.0\.1:\d+/\S+", line).group(0)
+        trials = len(optuna_study(run_dir).trials)
+        text = page_text(chromium, f"{page}/trials", until=lambda text: "Trial 0" in text)
+        assert f"\n{trials} Trials\n" in text and text.startswith("tiny")
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+def page_text(executable: str, url: str, until, timeout: float = 60) -> str:
+    """The text of page `url` once `until(text)` holds (the dashboard renders in script)."""
+    browser = Browser(executable)
+    try:
+        targets = browser.send("Target.getTargets")["targetInfos"]
+        tab = next(t for t in targets if t["type"] == "page")
+        session = browser.send(
+            "Target.attachToTarget", {"targetId": tab["targetId"], "flatten": True}
+        )["sessionId"]
+        browser.send("Page.enable", session=session)
+        browser.send("Page.navigate", {"url": url}, session=session)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = browser.send(
+                "Runtime.evaluate",
+                {"expression": "document.body.innerText", "returnByValue": True},
+                session=session,
+            )["result"].get("value", "")
+            if until(text) or time.monotonic() > deadline:
+                return text
+            time.sleep(0.5)
+    finally:
+        browser.close()
