@@ -18,6 +18,7 @@ from bench import (
     loop,
     losses,
     overhead,
+    studies,
     utilisation,
     winner,
 )
@@ -36,6 +37,7 @@ MODULES = (
     winner,
     anytime,
     losses,
+    studies,
 )
 BENCHMARKS = {module.__name__.removeprefix("bench."): module for module in MODULES}
 

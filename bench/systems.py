@@ -68,6 +68,9 @@ class SearchSpec:
     reduction_factor: float | None = None  # ours only; None: search.run's default
     loss: str = "last"  # ours only: search.run's --loss
     objective: str = "accuracy"  # ours only: search.run's --objective
+    confirm_top: int | None = None  # ours only: search.run's --confirm-top (None: default)
+    warm_start: tuple[str, ...] = ()  # ours only: run folders for --warm-start
+    time_budget: float | None = None  # ours only: --time-budget, seconds
     workdir: str = "."  # where run folders go
 
 
@@ -122,9 +125,12 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
     )
 
     rf = {} if spec.reduction_factor is None else {"reduction_factor": spec.reduction_factor}
+    confirm = {} if spec.confirm_top is None else {"confirm_top": spec.confirm_top}
     name = f"ours-s{spec.seed}-t{spec.trials}-e{spec.max_epochs}-g{spec.grace_epochs}"
     name += f"-rf{spec.reduction_factor:g}" if rf else ""
     name += f"-{spec.loss}-{spec.objective}" if (spec.loss, spec.objective) != LAST_ACC else ""
+    name += f"-c{spec.confirm_top}" if confirm else ""
+    name += "-warm" if spec.warm_start else ""
     config = SearchConfig(
         trials=spec.trials,
         dataset=spec.dataset,
@@ -140,7 +146,10 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
         # The HTML report written after a search is not search time, and the baselines
         # write none.
         no_report=True,
+        warm_start=list(spec.warm_start) or None,
+        time_budget=spec.time_budget,
         **rf,
+        **confirm,
     )
     with contextlib.redirect_stdout(io.StringIO()):  # the CLI's top-5 table
         run(config)

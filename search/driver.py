@@ -179,14 +179,19 @@ def run(config: SearchConfig) -> RunLocation:
 
 
 def _study_ref(config: SearchConfig, run_dir: RunLocation) -> st.StudyRef:
-    """Where the run's study is kept: --study-storage, else the run folder's study.db
-    (for a run folder in an object store, a local copy: SQLite needs a local disk)."""
+    """Where the run's study is kept: --study-storage, else the run folder's study.db.
+    SQLite needs a local disk: for a run folder in an object store or on a shared mount,
+    the driver works on a local copy and puts it in the run folder (`_store_study`)."""
     name = config.study_name or config.name
     if config.study_storage:
         return st.StudyRef(config.study_storage, name)
-    if run_dir.is_local:
-        return st.StudyRef.in_run_folder(run_dir.path, name)
-    return st.StudyRef(st.sqlite_url(_local_study_file(run_dir)), name)
+    if _keeps_a_local_copy(config, run_dir):
+        return st.StudyRef(st.sqlite_url(_local_study_file(run_dir)), name)
+    return st.StudyRef.in_run_folder(run_dir.path, name)
+
+
+def _keeps_a_local_copy(config: SearchConfig, run_dir: RunLocation) -> bool:
+    return not config.study_storage and (config.shared_storage or not run_dir.is_local)
 
 
 def _local_study_file(run_dir: RunLocation) -> Path:
@@ -198,8 +203,9 @@ def _local_study_file(run_dir: RunLocation) -> Path:
 
 
 def _store_study(run_dir: RunLocation, config: SearchConfig) -> None:
-    """A remote run folder gets a copy of the study the driver kept locally."""
-    local = _local_study_file(run_dir) if not (config.study_storage or run_dir.is_local) else None
+    """A run folder in an object store or on a shared mount gets a copy of the study the
+    driver kept locally (after every session, interrupted or not)."""
+    local = _local_study_file(run_dir) if _keeps_a_local_copy(config, run_dir) else None
     if local is None or not local.exists() or not run_dir.exists():
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,10 +215,14 @@ def _store_study(run_dir: RunLocation, config: SearchConfig) -> None:
 
 
 def _fetch_study(run_dir: RunLocation, config: SearchConfig) -> None:
-    """Before a resume: a remote run folder's study.db back to the local working copy."""
-    if config.study_storage or run_dir.is_local or not run_dir.exists(st.STUDY_DB):
+    """Before a resume on another machine: the run folder's copy of the study becomes the
+    local working copy. (Here, the working copy is as new as the run folder's or newer:
+    a killed driver never stored it.)"""
+    if not _keeps_a_local_copy(config, run_dir) or not run_dir.exists(st.STUDY_DB):
         return
-    _local_study_file(run_dir).write_bytes(run_dir.read_bytes(st.STUDY_DB))
+    local = _local_study_file(run_dir)
+    if not local.exists():
+        local.write_bytes(run_dir.read_bytes(st.STUDY_DB))
 
 
 def _warm_start_sources(

@@ -18,6 +18,7 @@ signature.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -79,10 +80,9 @@ def open_storage(url: str) -> RDBStorage:
     import sqlalchemy.exc
 
     engine_kwargs = {"pool_pre_ping": True}
-    if url.startswith("sqlite"):
-        # Waits instead of failing at once while another connection writes (a dashboard
-        # snapshot, a second process).
-        engine_kwargs = {"connect_args": {"timeout": 60}}
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        engine_kwargs = {"creator": functools.partial(_sqlite_connection, path)}
     try:
         with _optuna_quiet():
             return RDBStorage(url, engine_kwargs=engine_kwargs)
@@ -98,6 +98,27 @@ def open_storage(url: str) -> RDBStorage:
     except sqlalchemy.exc.SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise UserError(f"cannot open study storage {without_password(url)}: {reason}") from None
+
+
+def _sqlite_connection(path: str):
+    """A connection to the SQLite study at `path`, set up for a writer that commits often.
+
+    Write-ahead logging: a commit appends to a log instead of syncing a rollback journal
+    and the pages (5-6 ms each here, about 1,000 per 50-trial search), and `synchronous
+    NORMAL` syncs at checkpoints only. A killed process loses nothing; a power cut may
+    lose the last commits, never the file. WAL needs a local disk: the driver keeps a
+    run folder's study on one (search.driver).
+    """
+    import sqlite3
+
+    # Waits instead of failing at once while another connection writes (a dashboard
+    # snapshot, a warm start reading a running search's study).
+    connection = sqlite3.connect(path, timeout=60, check_same_thread=False)
+    if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        with contextlib.suppress(sqlite3.OperationalError):  # e.g. a read-only copy
+            connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
 
 
 def prepare(ref: StudyRef, sig: dict) -> optuna.Study:

@@ -19,6 +19,7 @@ from bench import (
     losses,
     overhead,
     report,
+    studies,
     utilisation,
     winner,
 )
@@ -478,3 +479,40 @@ def test_losses_benchmark_trains_each_loss_and_judges_it(tmp_path):
         assert 0.0 <= figures["t10k_auc"] <= 1.0 and figures["seconds"] > 0
     # The same data, seed and epochs: only the loss differs, and so do the models.
     assert len({f["t10k_auc"] for f in result.values()}) == len(ROW_LOSSES)
+
+
+def studies_row(seed: int, warm_reached_s: float | None, sqlite_s: float = 3.0) -> dict:
+    return {
+        "seed": seed,
+        "first_wall_s": 400.0,
+        "first_best": 0.98,
+        "first_reached_s": 350.0,
+        "warm_wall_s": 400.0,
+        "warm_best": 0.982,
+        "warm_reached_s": warm_reached_s,
+        "replayed_trials": 50,
+        "replayed_epochs": 160,
+        "memory_s": 1.0,
+        "sqlite_s": sqlite_s,
+    }
+
+
+def test_studies_goals_on_hand_made_numbers():
+    assert studies.reached(EVENTS, 0.9) == 9.0 and studies.reached(EVENTS, 0.99) is None
+    result = studies.summarise([studies_row(0, 120.0), studies_row(1, 280.0)], SIZES)
+    assert result["warm_reach_ratio"]["values"] == [0.3, 0.7]
+    assert result["storage_share"]["median"] == pytest.approx(2.0 / 400)
+    # Reach ratio 0.5 (median of 0.3 and 0.7): met; storage 0.5%: met.
+    assert [g["met"] for g in result["goals"]] == [True, True]
+    never = studies.summarise([studies_row(0, None, sqlite_s=20.0)], SIZES)
+    assert [g["met"] for g in never["goals"]] == [None, False]
+    merged = studies.merge(result, studies.summarise([studies_row(2, 100.0)], SIZES))
+    assert merged["sizes"]["seeds"] == [0, 1, 2]
+    assert "3 seeds (0, 1, 2)" in studies.render(merged) and "never" in studies.render(never)
+
+
+def test_studies_replays_a_runs_trials_into_both_storages(fake_run):
+    measured = studies.measure(str(fake_run))
+    trials = read_trials(fake_run / TRIALS_CSV)
+    assert measured["replayed_trials"] == (trials["epochs"] > 0).sum()
+    assert measured["memory_s"] > 0 and measured["sqlite_s"] > 0
