@@ -142,6 +142,9 @@ class EpochOptunaSearch(OptunaSearch):
 
     def _reconnect(self, url: str) -> None:
         self._storage = st.open_storage(url)
+        # The sampler's random state is the saved one: left as it is, it would draw again
+        # the configurations it drew for the trials asked since the state was saved.
+        self._sampler.reseed_rng()
         self._ot_study = optuna.load_study(
             study_name=self._study_name, storage=self._storage, sampler=self._sampler
         )

@@ -99,19 +99,22 @@ def test_a_restored_searcher_squares_the_study_with_its_older_saved_state(ref, t
     assert "secret" not in saved.read_text(errors="ignore")
     # The trial told after the snapshot is not told again when Tune reruns it.
     restored.on_trial_complete("stopped", epoch(3, 0.9))
-    # The asked-but-lost trial goes to the next trial Tune starts.
+    # The asked-but-lost trial goes to the next trial Tune starts, and the sampler does
+    # not draw it again for the one after.
     assert restored.suggest("new") == lost_params
-    for trial_id in ("running", "new"):
+    assert restored.suggest("newer") != lost_params
+    for trial_id in ("running", "new", "newer"):
         restored.on_trial_complete(trial_id, epoch(MAX_EPOCHS, 0.8))
 
     trials = st.load(ref).trials
-    assert len(trials) == 4  # no duplicate of the lost trial
+    assert len(trials) == 5  # no duplicate of the lost trial
     states = {t.user_attrs[st.TUNE_ID_ATTR]: t.state for t in trials}
     assert states == {
         "done": TrialState.COMPLETE,
         "running": TrialState.COMPLETE,
         "stopped": TrialState.PRUNED,
         "new": TrialState.COMPLETE,
+        "newer": TrialState.COMPLETE,
     }
 
 
