@@ -11,7 +11,6 @@ accuracy reaches 50% and 90%.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from analysis.results import load_run, pareto_front
@@ -23,6 +22,7 @@ from bench.common import (
     has_t10k,
     load_t10k,
     run_child,
+    search_sizes,
     stat,
     summary,
     table,
@@ -65,13 +65,7 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
                 **judged,
             }
         )
-    sizes = {
-        "trials": c.trials,
-        "max_epochs": epochs,
-        "dataset": c.data_dir or c.dataset,
-        "cpus": os.cpu_count(),
-    }
-    return summarise(rows, sizes)
+    return summarise(rows, search_sizes(c, epochs))
 
 
 def measure(t10k_dir: str, run_dirs: dict[str, str]) -> dict:

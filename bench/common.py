@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -114,6 +115,16 @@ def summary(values: list[float | None]) -> dict:
         "median": float(statistics.median(values)) if known else None,
         "range": [float(min(values)), float(max(values))] if known else None,
         "values": values,
+    }
+
+
+def search_sizes(c: BenchConfig, max_epochs: int) -> dict:
+    """The sizes a benchmark of whole searches records (its seeds are added per row)."""
+    return {
+        "trials": c.trials,
+        "max_epochs": max_epochs,
+        "dataset": c.data_dir or c.dataset,
+        "cpus": os.cpu_count(),
     }
 
 

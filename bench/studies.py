@@ -15,12 +15,21 @@ run to run (up to 3x), so comparing two of them could not measure this.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import BenchConfig, Searches, fmt, goal, run_child, stat, summary, table
+from bench.common import (
+    BenchConfig,
+    Searches,
+    fmt,
+    goal,
+    run_child,
+    search_sizes,
+    stat,
+    summary,
+    table,
+)
 from bench.winner import each
 
 TITLE = "10. Studies that outlive a run"
@@ -53,13 +62,7 @@ def run(c: BenchConfig, searches: Searches) -> dict:
                 **storage,
             }
         )
-    sizes = {
-        "trials": c.trials,
-        "max_epochs": epochs,
-        "dataset": c.data_dir or c.dataset,
-        "cpus": os.cpu_count(),
-    }
-    return summarise(rows, sizes)
+    return summarise(rows, search_sizes(c, epochs))
 
 
 def reached(events: list[list[float]], target: float) -> float | None:

@@ -13,7 +13,6 @@ add its seeds to the entry: `python -m bench --scale full --only winner --seeds 
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from bench.common import (
     load_t10k,
     log,
     run_child,
+    search_sizes,
     stat,
     summary,
     table,
@@ -62,9 +62,7 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
             "peers": {system: runs[system]["selected_model"] for system in PEERS},
         }
         rows += seed_rows(seed, runs, run_child(job, c), date)
-    dataset = c.data_dir or c.dataset
-    sizes = {"trials": c.trials, "max_epochs": epochs, "dataset": dataset, "cpus": os.cpu_count()}
-    return summarise(rows, sizes)
+    return summarise(rows, search_sizes(c, epochs))
 
 
 def measure(t10k_dir: str, run_dir: str, peers: dict[str, str]) -> dict:

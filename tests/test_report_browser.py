@@ -76,6 +76,19 @@ class Browser:
             raise RuntimeError(f"{method}: {reply['error']}")
         return reply["result"]
 
+    def open(self, url: str, domains: tuple[str, ...] = ("Page",)) -> str:
+        """Load `url` in the browser's tab, with events of `domains` on; returns the
+        tab's session id."""
+        targets = self.send("Target.getTargets")["targetInfos"]
+        tab = next(t for t in targets if t["type"] == "page")
+        session = self.send(
+            "Target.attachToTarget", {"targetId": tab["targetId"], "flatten": True}
+        )["sessionId"]
+        for domain in domains:
+            self.send(f"{domain}.enable", session=session)
+        self.send("Page.navigate", {"url": url}, session=session)
+        return session
+
     def wait_for(self, event: str) -> dict:
         seen = [e for e in self.events if e["method"] == event]
         return seen[0] if seen else self._read_until(lambda m: m.get("method") == event)
@@ -115,14 +128,7 @@ def load(page: Path) -> tuple[list[str], list[list]]:
     """Open `page`; return (console errors, [complete, naturalWidth, naturalHeight] per img)."""
     browser = Browser(CHROMIUM)
     try:
-        targets = browser.send("Target.getTargets")["targetInfos"]
-        tab = next(t for t in targets if t["type"] == "page")
-        session = browser.send(
-            "Target.attachToTarget", {"targetId": tab["targetId"], "flatten": True}
-        )["sessionId"]
-        for domain in ("Runtime", "Log", "Page"):
-            browser.send(f"{domain}.enable", session=session)
-        browser.send("Page.navigate", {"url": page.resolve().as_uri()}, session=session)
+        session = browser.open(page.resolve().as_uri(), domains=("Runtime", "Log", "Page"))
         browser.wait_for("Page.loadEventFired")
         images = browser.send(
             "Runtime.evaluate", {"expression": IMAGES, "returnByValue": True}, session=session

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
@@ -181,9 +185,21 @@ def test_the_dashboard_follows_a_live_sqlite_study_through_snapshots(ref, tmp_pa
     run_trial(s, "t1", [0.5, 0.6, 0.7])
     study = {"storage": None, "name": ref.name, "run": RUN}
     (tmp_path / "run.json").write_text(json.dumps({"study": study}))
+    with dashboard(tmp_path) as page:
+        assert page.endswith("/dashboard/studies/1")
+        api = page.replace("/dashboard/studies/1", "/api/studies/1?after=0")
+        wait_for(lambda: len(dashboard_json(api)) == 1, timeout=30, what="the dashboard")
+        run_trial(s, "t2", [0.5, 0.6, 0.8])  # the search goes on writing
+        wait_for(lambda: len(dashboard_json(api)) == 2, timeout=30, what="the next snapshot")
+
+
+@contextlib.contextmanager
+def dashboard(source: Path) -> Iterator[str]:
+    """`python -m analysis.dashboard SOURCE` on a free port, in a process group of its own
+    (stopped with it); yields the page it says it serves."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "analysis.dashboard", str(tmp_path), "--port", str(port)],
+        [sys.executable, "-m", "analysis.dashboard", str(source), "--port", str(port)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -191,11 +207,9 @@ def test_the_dashboard_follows_a_live_sqlite_study_through_snapshots(ref, tmp_pa
         start_new_session=True,
     )
     try:
-        assert f"http://127.0.0.1:{port}/dashboard/studies/1" in server.stdout.readline()
-        api = f"http://127.0.0.1:{port}/api/studies/1?after=0"
-        wait_for(lambda: len(dashboard_json(api)) == 1, timeout=30, what="the dashboard")
-        run_trial(s, "t2", [0.5, 0.6, 0.8])  # the search goes on writing
-        wait_for(lambda: len(dashboard_json(api)) == 2, timeout=30, what="the next snapshot")
+        found = re.search(r"http://127\.0\.0\.1:\d+/\S+", server.stdout.readline())
+        assert found, "the dashboard printed no address"
+        yield found.group(0)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -4,10 +4,6 @@ a study, warm starts, and Optuna's dashboard in headless Chromium."""
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 import time
 
 import pandas as pd
@@ -16,8 +12,6 @@ import pytest
 from search import study as st
 from search.run_folder import TRIALS_CSV
 from search.space import PARAMS, SEED_CONFIG
-from tests.conftest import REPO
-from tests.postgres import free_port
 from tests.test_report_browser import Browser, chromium  # noqa: F401 (a fixture)
 from tests.test_resume import (
     Search,
@@ -29,6 +23,7 @@ from tests.test_resume import (
     searches,  # noqa: F401 (a fixture)
     wait_for,
 )
+from tests.test_study import dashboard
 
 pytestmark = pytest.mark.e2e
 
@@ -111,37 +106,17 @@ def test_a_study_of_another_search_is_refused_before_anything_is_written(tmp_pat
 
 def test_the_dashboard_shows_the_study_of_a_run(chromium, tiny_run):  # noqa: F811
     run_dir = tiny_run[1]
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "analysis.dashboard", str(run_dir), "--port", str(port)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        line = server.stdout.readline()
-        page = re.search(r"http://127\.0\.0\.1:\d+/\S+", line).group(0)
+    with dashboard(run_dir) as page:
         trials = len(optuna_study(run_dir).trials)
         text = page_text(chromium, f"{page}/trials", until=lambda text: "Trial 0" in text)
-        assert f"\n{trials} Trials\n" in text and text.startswith("tiny")
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+    assert f"\n{trials} Trials\n" in text and text.startswith("tiny")
 
 
 def page_text(executable: str, url: str, until, timeout: float = 60) -> str:
     """The text of page `url` once `until(text)` holds (the dashboard renders in script)."""
     browser = Browser(executable)
     try:
-        targets = browser.send("Target.getTargets")["targetInfos"]
-        tab = next(t for t in targets if t["type"] == "page")
-        session = browser.send(
-            "Target.attachToTarget", {"targetId": tab["targetId"], "flatten": True}
-        )["sessionId"]
-        browser.send("Page.enable", session=session)
-        browser.send("Page.navigate", {"url": url}, session=session)
+        session = browser.open(url)
         deadline = time.monotonic() + timeout
         while True:
             text = browser.send(
