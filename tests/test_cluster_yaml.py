@@ -54,3 +54,15 @@ def test_every_node_runs_ray_with_token_auth(config):
         assert starts and all("RAY_AUTH_MODE=token" in c for c in starts), key
     head = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head
+
+
+def test_every_node_runs_rays_image_of_our_ray_and_python(config):
+    pyproject = (REPO / "pyproject.toml").read_text()
+    ray_version = re.search(r'"ray\[tune\]==([\d.]+)"', pyproject).group(1)
+    python = re.search(r'requires-python = ">=3\.(\d+)', pyproject).group(1)
+    image = f"rayproject/ray:{ray_version}-py3{python}"
+    assert config["docker"]["image"] == f"{image}-cpu"  # the head and CPU workers
+    for name, group in config["available_node_types"].items():
+        gpu = "g5" in group["node_config"]["InstanceType"]
+        worker_image = group.get("docker", {}).get("worker_image", config["docker"]["image"])
+        assert worker_image == f"{image}-{'gpu' if gpu else 'cpu'}", name
