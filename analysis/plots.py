@@ -576,6 +576,41 @@ def best_so_far(by_trial: pd.DataFrame, by_time: pd.DataFrame) -> Figure:
     return fig
 
 
+# Where a study's trials came from (analysis.results.STUDY_SOURCES), in greys but this run's.
+SOURCE_COLOURS = {"this run": "#2166ac", "warm start": "#a0a0a0", "another search": "#404040"}
+
+
+@_themed
+def study_history(history: pd.DataFrame, objective: str) -> Figure:
+    """The Optuna study's trials in its own order, by source, and the best so far."""
+    fig = Figure(figsize=(11, 5), layout="constrained")
+    ax = fig.subplots()
+    for source, part in history.groupby("source", sort=False):
+        ax.scatter(
+            part["study_trial"],
+            part["value"],
+            s=30,
+            alpha=0.8,
+            color=SOURCE_COLOURS.get(source, OTHER_COLOUR),
+            label=f"one trial ({source})",
+        )
+    ax.step(
+        history["study_trial"],
+        history["best_so_far"],
+        where="post",
+        color="black",
+        lw=2,
+        label="best so far",
+    )
+    ax.set_xlabel("trial number in the study")
+    ax.set_ylabel(objective)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _percent_axis(ax)
+    ax.legend(loc="best")
+    ax.set_title("The study's history", loc="left")
+    return fig
+
+
 @_themed
 def learning_curves(curves: pd.DataFrame, style: dict[str, dict]) -> Figure:
     """Validation accuracy and training loss per epoch of the shown configurations."""

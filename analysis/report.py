@@ -429,6 +429,19 @@ def _hyperparameters(run: res.Run, chosen: pd.DataFrame, style) -> doc.Section:
             {"best_so_far_by_trial.csv": by_trial, "best_so_far_by_time.csv": by_time},
         )
     )
+    history = res.study_history(run)
+    if (history["source"] != res.STUDY_SOURCES[0]).any():  # else the figure above says it
+        section.blocks.append(
+            doc.Plot(
+                "study_history",
+                plots.study_history(history, f"validation {m.METRIC_WORDS[run.metric]}"),
+                "The search's Optuna study in its own order: this run's trials and those "
+                "it started from (warm start) or shares the study with (another search), "
+                "each at its best epoch, and the best so far. TPE proposed each of this "
+                "run's trials knowing all the finished ones before it.",
+                {"study_history.csv": history},
+            )
+        )
     curves = res.learning_curves(run, chosen)
     if not curves.empty:
         section.blocks.append(

@@ -488,6 +488,44 @@ def importances(run: Run, seed: int = 0) -> tuple[pd.DataFrame, str, str]:
     return table, source, ""
 
 
+STUDY_SOURCES = ("this run", "warm start", "another search")
+
+
+def study_history(run: Run) -> pd.DataFrame:
+    """The run's Optuna study in its own order: every measured trial (pruned ones at their
+    best reported epoch), where it came from (STUDY_SOURCES) and the best primary
+    objective so far. Empty for runs without a reachable study."""
+    columns = ["study_trial", "source", "state", "value", "best_so_far"]
+    ref = st.ref_of_run(run.path, run.info)
+    try:
+        study = st.load(ref) if ref is not None else None
+    except UserError:
+        study = None
+    if study is None:
+        return pd.DataFrame(columns=columns)
+    mine = {t.number for t in st.own_trials(study, run.info["study"]["run"])}
+    rows = []
+    for trial, value in _measured(study):
+        if trial.number in mine:
+            source = STUDY_SOURCES[0]
+        elif "warm_start_from" in trial.user_attrs:
+            source = STUDY_SOURCES[1]
+        else:
+            source = STUDY_SOURCES[2]
+        rows.append((trial.number, source, trial.state.name, value))
+    table = pd.DataFrame(rows, columns=columns[:-1]).sort_values("study_trial")
+    return table.assign(best_so_far=table["value"].cummax()).reset_index(drop=True)
+
+
+def _measured(study: optuna.Study) -> Iterator[tuple[optuna.trial.FrozenTrial, float]]:
+    """(trial, primary objective at its best epoch) of each measured trial of `study`."""
+    for trial in study.get_trials(deepcopy=False, states=st.WARM_STATES):
+        if trial.state is TrialState.COMPLETE:
+            yield trial, float(trial.values[0])
+        elif trial.intermediate_values:  # only single-objective studies keep them
+            yield trial, float(max(trial.intermediate_values.values()))
+
+
 def _measured_points(run: Run) -> tuple[list[tuple[dict, float]], str]:
     """(hyperparameters, primary objective at the best epoch) of every measured trial,
     and in words where they come from."""
@@ -504,12 +542,7 @@ def _measured_points(run: Run) -> tuple[list[tuple[dict, float]], str]:
             for _, row in ranked(run.trials, run.metric).iterrows()
         ]
         return points, f"a study rebuilt from {TRIALS_CSV} ({why_not})"
-    points = []
-    for trial in study.get_trials(deepcopy=False, states=st.WARM_STATES):
-        if trial.state is TrialState.COMPLETE:
-            points.append((trial.params, float(trial.values[0])))
-        elif trial.intermediate_values:  # only single-objective studies keep them
-            points.append((trial.params, float(max(trial.intermediate_values.values()))))
+    points = [(trial.params, value) for trial, value in _measured(study)]
     own = len(st.own_trials(study, run.info["study"]["run"], states=st.WARM_STATES))
     return points, (
         f"the search's Optuna study: {len(points)} measured trials, {own} of them this run's"

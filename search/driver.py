@@ -109,17 +109,7 @@ def run(config: SearchConfig) -> RunLocation:
                 run_dir.remove()
             run_dir.create()
             info = _hide_password(new_run_info(config, data.name, data.sizes()), config)
-            info["study"] = {
-                "storage": st.without_password(config.study_storage)
-                if config.study_storage
-                else None,  # the run folder's study.db
-                "name": study_ref.name,
-                # What the run's trials are marked with in a study others may share.
-                "run": f"{config.name}@{info['started']}",
-            }
-            study = st.prepare(study_ref, signature)
-            if warm_sources:
-                info["warm_start"] = st.warm_start(study, warm_sources)
+            _start_study(config, run_dir, info, study_ref, signature, warm_sources)
             write_run_info(run_dir, info)
             write_test_split(run_dir, data.test)
             progress = ProgressLine(config.trials, config.max_epochs, metric=metric)
@@ -135,11 +125,7 @@ def run(config: SearchConfig) -> RunLocation:
                 extra_points,
                 study=study_ref,
                 run=info["study"]["run"],
-                sampler_seed=st.sampler_seed(
-                    config.seed,
-                    info["study"]["run"],
-                    alone=not (config.study_storage or warm_sources),
-                ),
+                sampler_seed=info["study"]["sampler_seed"],
             )
 
         session_started = time.monotonic()
@@ -176,6 +162,34 @@ def run(config: SearchConfig) -> RunLocation:
     if outcome:
         print(f"search.run: {outcome}", file=sys.stderr)
     return run_dir
+
+
+def _start_study(
+    config: SearchConfig,
+    run_dir: RunLocation,
+    info: dict,
+    ref: st.StudyRef,
+    signature: dict,
+    warm_sources: list,
+) -> None:
+    """Create (or join) a new run's study, warm-start it, and record it in `info`."""
+    if _keeps_a_local_copy(config, run_dir):  # a working copy left by an earlier run
+        for leftover in _local_study_file(run_dir).parent.glob(f"{st.STUDY_DB}*"):
+            leftover.unlink()
+    # What the run's trials are marked with, in a study others may share.
+    run = f"{config.name}@{info['started']}"
+    info["study"] = {
+        # None: the run folder's study.db
+        "storage": st.without_password(config.study_storage) if config.study_storage else None,
+        "name": ref.name,
+        "run": run,
+        "sampler_seed": st.sampler_seed(
+            config.seed, run, alone=not (config.study_storage or warm_sources)
+        ),
+    }
+    study = st.prepare(ref, signature)
+    if warm_sources:
+        info["warm_start"] = st.warm_start(study, warm_sources)
 
 
 def _study_ref(config: SearchConfig, run_dir: RunLocation) -> st.StudyRef:

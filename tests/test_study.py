@@ -12,10 +12,12 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from optuna.trial import TrialState
 
+from analysis import results
 from search import metrics as m
 from search import study as st
 from search.errors import UserError
@@ -151,6 +153,29 @@ def test_a_warm_start_copies_what_was_measured_and_names_its_source(ref, tmp_pat
     # A search on the warm-started study does not retrain the tutorial's configuration.
     b = stored_searcher(st.StudyRef.in_run_folder(tmp_path / "b", "b"), run="run-b")
     assert b.suggest("first") != SEED_CONFIG
+
+
+def test_the_reports_history_and_importances_come_from_the_study(ref, tmp_path):
+    s = stored_searcher(ref)
+    run_trial(s, "full", [0.5, 0.6, 0.7])
+    run_trial(s, "cut", [0.4, 0.45])
+    (tmp_path / "b").mkdir()
+    target = st.StudyRef.in_run_folder(tmp_path / "b", "b")
+    st.warm_start(st.prepare(target, signature()), [("run-a", st.load(ref))])
+    b = stored_searcher(target, run="run-b")
+    run_trial(b, "own", [0.6, 0.8, 0.75])
+    info = {"study": {"storage": None, "name": "b", "run": "run-b"}}
+    run = SimpleNamespace(path=tmp_path / "b", info=info, metric=m.VAL_ACC)
+
+    history = results.study_history(run)
+    assert history["source"].tolist() == ["warm start", "warm start", "this run"]
+    assert history["value"].tolist() == [0.7, 0.45, 0.8]  # pruned: its best epoch
+    assert history["best_so_far"].tolist() == [0.7, 0.7, 0.8]
+    points, source = results._measured_points(run)
+    assert sorted(v for _, v in points) == [0.45, 0.7, 0.8]
+    assert source.endswith("3 measured trials, 1 of them this run's")
+    no_study = SimpleNamespace(path=tmp_path, info={}, metric=m.VAL_ACC)
+    assert results.study_history(no_study).empty
 
 
 def test_passwords_are_hidden():
