@@ -189,7 +189,7 @@ def _start_study(
     }
     study = st.prepare(ref, signature)
     if warm_sources:
-        info["warm_start"] = st.warm_start(study, warm_sources)
+        info["warm_start"] = st.warm_start(study, warm_sources, run)
 
 
 def _study_ref(config: SearchConfig, run_dir: RunLocation) -> st.StudyRef:

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ TUNE_ID_ATTR = "tune_trial_id"  # user attribute: Ray Tune's id of the trial
 SIGNATURE_ATTR = "signature"  # study user attribute: see `signature`
 # What a warm start copies: trials that measured something.
 WARM_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+# Waiting out another process that creates the same tables or study at the same moment.
+_ATTEMPTS, _RETRY_SECONDS = 10, 0.5
+REMEASURED = 3  # the sources' best configurations a warm-started search trains again
 
 
 @dataclass(frozen=True)
@@ -84,8 +88,16 @@ def open_storage(url: str) -> RDBStorage:
         path = url.removeprefix("sqlite:///")
         engine_kwargs = {"creator": functools.partial(_sqlite_connection, path)}
     try:
-        with _optuna_quiet():
-            return RDBStorage(url, engine_kwargs=engine_kwargs)
+        for attempt in range(_ATTEMPTS):
+            try:
+                with _optuna_quiet():
+                    return RDBStorage(url, engine_kwargs=engine_kwargs)
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                # Two searches starting at once on an empty database both create Optuna's
+                # tables; the one that loses the race finds them made on its next try.
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                time.sleep(_RETRY_SECONDS)
     except sqlalchemy.exc.ArgumentError as exc:  # includes an unknown dialect
         raise UserError(
             f"study storage {without_password(url)}: not a database URL ({exc})"
@@ -129,11 +141,26 @@ def prepare(ref: StudyRef, sig: dict) -> optuna.Study:
     if existing is not None:
         check_signature(existing, sig, f"study {ref.name!r} in {ref.display}")
         return existing
-    with _optuna_quiet():
-        study = optuna.create_study(
-            storage=storage, study_name=ref.name, directions=directions(sig["objective"])
-        )
+    try:
+        with _optuna_quiet():
+            study = optuna.create_study(
+                storage=storage, study_name=ref.name, directions=directions(sig["objective"])
+            )
+    except optuna.exceptions.DuplicatedStudyError:  # another search created it just now
+        existing = _signed(storage, ref.name)
+        check_signature(existing, sig, f"study {ref.name!r} in {ref.display}")
+        return existing
     study.set_user_attr(SIGNATURE_ATTR, sig)
+    return study
+
+
+def _signed(storage: RDBStorage, name: str) -> optuna.Study:
+    """Study `name`, once its creator (another process) has recorded its signature."""
+    for _ in range(_ATTEMPTS):
+        study = _find(storage, name)
+        if SIGNATURE_ATTR in study.user_attrs:
+            break
+        time.sleep(_RETRY_SECONDS)
     return study
 
 
@@ -179,10 +206,17 @@ def check_signature(study: optuna.Study, sig: dict, what: str) -> None:
         )
 
 
-def warm_start(study: optuna.Study, sources: list[tuple[str, optuna.Study]]) -> int:
-    """Copy the measured trials (COMPLETE, PRUNED) of `sources` into `study`, so that TPE
-    starts from what they learned; returns how many. Each copy keeps its values, its
-    per-epoch values and its `run`, and names the source it came from."""
+def warm_start(study: optuna.Study, sources: list[tuple[str, optuna.Study]], run: str) -> dict:
+    """Seed `study` with what `sources` measured; returns how many trials it copied and
+    how many configurations it queued to train again.
+
+    - Their COMPLETE and PRUNED trials are copied, values and per-epoch values included,
+      each naming the source it came from: TPE starts from what they learned.
+    - Their best REMEASURED configurations are queued as this run's first trials (marked
+      with `run`). A copied trial's weights stay in its own run folder; trained again
+      here, the best configurations known so far compete in this run's ranking,
+      confirmation and `best/`.
+    """
     copied = []
     for label, source in sources:
         for trial in source.get_trials(deepcopy=True, states=WARM_STATES):
@@ -191,7 +225,23 @@ def warm_start(study: optuna.Study, sources: list[tuple[str, optuna.Study]]) -> 
             copied.append(trial)
     with _optuna_quiet():
         study.add_trials(copied)
-    return len(copied)
+    best = _best_configurations(copied, study.directions[0], REMEASURED)
+    for params in best:
+        study.enqueue_trial(params, user_attrs={RUN_ATTR: run, "remeasures": True})
+    return {"copied": len(copied), "remeasured": len(best)}
+
+
+def _best_configurations(trials: list[FrozenTrial], direction, count: int) -> list[dict]:
+    """The `count` best distinct configurations among the COMPLETE `trials`, by the
+    primary objective."""
+    done = [t for t in trials if t.state is TrialState.COMPLETE]
+    maximise = direction == optuna.study.StudyDirection.MAXIMIZE
+    done.sort(key=lambda t: t.values[0], reverse=maximise)
+    best: list[dict] = []
+    for trial in done:
+        if trial.params not in best:
+            best.append(trial.params)
+    return best[:count]
 
 
 def sampler_seed(seed: int, run: str, alone: bool) -> int:

@@ -134,25 +134,40 @@ def test_a_trial_nobody_claimed_is_failed_once_the_search_is_over(ref):
     assert [t.state for t in st.load(ref).trials] == [TrialState.COMPLETE, TrialState.FAIL]
 
 
-def test_a_warm_start_copies_what_was_measured_and_names_its_source(ref, tmp_path):
+def test_a_warm_start_copies_what_was_measured_and_retrains_the_best(ref, tmp_path):
     s = stored_searcher(ref)
-    run_trial(s, "full", [0.5, 0.6, 0.7])
+    run_trial(s, "full", [0.5, 0.6, 0.7])  # the tutorial's configuration, enqueued first
+    run_trial(s, "second", [0.5, 0.6, 0.65])
     run_trial(s, "cut", [0.4, 0.45])  # PRUNED
     s.suggest("crashed")
     s.on_trial_complete("crashed", error=True)  # FAIL: not copied
+    second = st.load(ref).trials[1].params
 
     (tmp_path / "b").mkdir()
     target = st.prepare(st.StudyRef.in_run_folder(tmp_path / "b", "b"), signature())
-    assert st.warm_start(target, [("run-a", st.load(ref))]) == 2
-    copies = target.trials
-    assert [t.state for t in copies] == [TrialState.COMPLETE, TrialState.PRUNED]
-    assert copies[0].value == 0.7 and copies[1].intermediate_values == {1: 0.4, 2: 0.45}
+    done = st.warm_start(target, [("run-a", st.load(ref))], "run-b")
+    assert done == {"copied": 3, "remeasured": 2}
+    copies = [t for t in target.trials if "warm_start_from" in t.user_attrs]
+    assert [t.state for t in copies] == [
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+    ]
+    assert copies[0].value == 0.7 and copies[2].intermediate_values == {1: 0.4, 2: 0.45}
     assert all(t.user_attrs["warm_start_from"] == "run-a" for t in copies)
     assert not st.own_trials(target, RUN)  # copies are nobody's to fail or adopt
 
-    # A search on the warm-started study does not retrain the tutorial's configuration.
+    # The new search first trains the best two again (best first), then its own; the
+    # tutorial's configuration is not queued a second time.
     b = stored_searcher(st.StudyRef.in_run_folder(tmp_path / "b", "b"), run="run-b")
-    assert b.suggest("first") != SEED_CONFIG
+    assert [b.suggest(t) for t in ("first", "next")] == [SEED_CONFIG, second]
+    b.suggest("own")  # drawn by TPE (the driver seeds it apart from the source's sampler)
+    assert st.sampler_seed(0, "run-b", alone=False) != st.sampler_seed(0, "run-a", alone=False)
+    assert {t.user_attrs[st.TUNE_ID_ATTR] for t in st.own_trials(target, "run-b")} == {
+        "first",
+        "next",
+        "own",
+    }
 
 
 def test_the_reports_history_and_importances_come_from_the_study(ref, tmp_path):
@@ -161,7 +176,7 @@ def test_the_reports_history_and_importances_come_from_the_study(ref, tmp_path):
     run_trial(s, "cut", [0.4, 0.45])
     (tmp_path / "b").mkdir()
     target = st.StudyRef.in_run_folder(tmp_path / "b", "b")
-    st.warm_start(st.prepare(target, signature()), [("run-a", st.load(ref))])
+    st.warm_start(st.prepare(target, signature()), [("run-a", st.load(ref))], "run-b")
     b = stored_searcher(target, run="run-b")
     run_trial(b, "own", [0.6, 0.8, 0.75])
     info = {"study": {"storage": None, "name": "b", "run": "run-b"}}

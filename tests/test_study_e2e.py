@@ -4,6 +4,8 @@ a study, warm starts, and Optuna's dashboard in headless Chromium."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -12,6 +14,7 @@ import pytest
 from search import study as st
 from search.run_folder import TRIALS_CSV
 from search.space import PARAMS, SEED_CONFIG
+from tests.conftest import REPO
 from tests.test_report_browser import Browser, chromium  # noqa: F401 (a fixture)
 from tests.test_resume import (
     Search,
@@ -76,22 +79,40 @@ def test_two_searches_share_one_study_then_warm_start_a_third(tmp_path, postgres
     # The tutorial's configuration was enqueued once, for whichever search took it first.
     assert sum(t.params == SEED_CONFIG for t in study.trials) == 1
 
-    # A third search starts from the shared study's six trials.
+    # A third search starts from the shared study's six trials (named by run a's folder)
+    # and trains their best configurations again first.
     warm = base_args(tmp_path, "c", "--trials", "2", "--max-epochs", "1", "--no-report")
     warm += ["--confirm-top", "0", "--warm-start", str(tmp_path / "runs" / "a")]
     code, out, err = run_search(*warm)
     assert code == 0, err[-3000:]
     run_dir = tmp_path / "runs" / "c"
-    assert json.loads((run_dir / "run.json").read_text())["warm_start"] == 6
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["warm_start"] == {"copied": 6, "remeasured": 3}
     seeded = optuna_study(run_dir).trials
-    assert len(seeded) == 8
-    assert [t.user_attrs.get("warm_start_from") for t in seeded[:6]] == [
-        str(run_dir.parent / "a")
-    ] * 6
+    copies = [t for t in seeded if "warm_start_from" in t.user_attrs]
+    assert {t.user_attrs["warm_start_from"] for t in copies} == {str(run_dir.parent / "a")}
+    assert len(copies) == 6 and len(seeded) == 6 + 3  # the third retraining still queued
     own = pd.read_csv(run_dir / TRIALS_CSV)
     assert_study_matches(run_dir, own)
-    shared = {tuple(t.params[k] for k in PARAMS) for t in study.trials}
-    assert not any(row in shared for row in own[list(PARAMS)].itertuples(index=False, name=None))
+    value = {tuple(t.params[k] for k in PARAMS): t.value for t in study.trials}
+    third_best = sorted(value.values(), reverse=True)[2]
+    for row in own[list(PARAMS)].itertuples(index=False, name=None):
+        assert value[row] >= third_best  # one of the three best, trained again
+
+
+def test_searches_starting_at_once_on_an_empty_database_share_one_study(postgres):
+    url = postgres.create_database("race")
+    script = (
+        "import sys; from search import study as st; "
+        "st.prepare(st.StudyRef(sys.argv[1], 'one'), st.signature('mnist-5k', 'last', 'accuracy'))"
+    )
+    racers = [
+        subprocess.Popen([sys.executable, "-c", script, url], cwd=REPO, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    errors = [r.communicate(timeout=120)[1].decode() for r in racers]
+    assert [r.returncode for r in racers] == [0] * 4, errors
+    assert [s.study_name for s in st.open_storage(url).get_all_studies()] == ["one"]
 
 
 def test_a_study_of_another_search_is_refused_before_anything_is_written(tmp_path, postgres):
