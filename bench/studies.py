@@ -4,7 +4,10 @@ Per seed, a default search (`--confirm-top 0`: the search alone), then a second 
 warm-started from the first (`--warm-start FIRST`, with the first's wall time as its
 `--time-budget`: the goal asks for half of it). The warm start's figure is the time its
 search took to report the first search's best validation accuracy, both clocks started
-before the data is read and Ray starts.
+before the data is read and Ray starts. A warm start trains the first's best three
+configurations again first, on the same seed and digits, so it can reach that figure
+with its first trials; `warm_tpe_best` says how far the configurations TPE proposed
+(the rest) got on their own.
 
 Storage: the searcher's work for the first search's trials (its per-epoch accuracies,
 replayed into `EpochOptunaSearch` trial by trial: a proposal, every epoch's report, the
@@ -18,6 +21,8 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+
+import pandas as pd
 
 from bench.common import (
     BenchConfig,
@@ -49,6 +54,7 @@ def run(c: BenchConfig, searches: Searches) -> dict:
             time_budget=round(first["wall_s"]),
         )
         target = max(acc for _, acc in first["events"])
+        retrained, proposed = warm_split(warm["run_dir"])
         storage = run_child({"kind": "studies", "run_dir": first["run_dir"]}, c)
         rows.append(
             {
@@ -59,6 +65,8 @@ def run(c: BenchConfig, searches: Searches) -> dict:
                 "warm_wall_s": warm["wall_s"],
                 "warm_best": max(acc for _, acc in warm["events"]),
                 "warm_reached_s": reached(warm["events"], target),
+                "warm_retrained_best": retrained,
+                "warm_tpe_best": proposed,
                 **storage,
             }
         )
@@ -68,6 +76,21 @@ def run(c: BenchConfig, searches: Searches) -> dict:
 def reached(events: list[list[float]], target: float) -> float | None:
     """Seconds until a search first reported `target` (None: never)."""
     return next((t for t, acc in sorted(events) if acc >= target), None)
+
+
+def warm_split(run_dir: str) -> tuple[float | None, float | None]:
+    """Best validation accuracy of a warm-started run's retrained configurations, and of
+    the configurations TPE proposed."""
+    from search import study as st
+    from search.run_folder import TRIALS_CSV, read_run_info, read_trials
+
+    run = Path(run_dir)
+    study = st.load(st.ref_of_run(run, read_run_info(run)))
+    retrained = {t.number for t in study.trials if t.user_attrs.get("remeasures")}
+    table = read_trials(run / TRIALS_CSV)
+    is_retrained = table["study_trial"].isin(retrained)
+    best = [table.loc[rows, "val_acc"].max() for rows in (is_retrained, ~is_retrained)]
+    return tuple(None if pd.isna(b) else float(b) for b in best)
 
 
 def measure(run_dir: str) -> dict:
@@ -179,6 +202,8 @@ def render(r: dict) -> str:
                 "first: reached it at s": fmt(p["first_reached_s"], ".0f"),
                 "warm start: reached it at s": fmt(p["warm_reached_s"], ".0f", "never"),
                 "warm start: best val_acc": fmt(p["warm_best"], ".4f"),
+                "of it, retrained / TPE's": f"{fmt(p.get('warm_retrained_best'), '.4f')} / "
+                f"{fmt(p.get('warm_tpe_best'), '.4f')}",
                 "searcher s, memory": fmt(p["memory_s"], ".2f"),
                 "searcher s, SQLite": fmt(p["sqlite_s"], ".2f"),
             }
@@ -191,7 +216,9 @@ def render(r: dict) -> str:
             f"{n} seed{'s' * (n != 1)} ({', '.join(map(str, s['seeds']))}); `--seeds N` adds "
             f"or replaces one. Each: a search of {s['trials']} trials, {s['max_epochs']}-epoch "
             f"cap, {s['dataset']}, {s['cpus']} CPUs, no confirmation; then the same search "
-            "warm-started from it, its time budget the first's wall time. Warm start reach: "
+            "warm-started from it, its time budget the first's wall time; the warm start "
+            "first trains the first's best three configurations again (same seed and "
+            "digits), then TPE proposes from all the first's trials. Warm start reach: "
             f"{stat(r['warm_reach_ratio'], '.2f')} of the first's wall time. Storage: the "
             "searcher's seconds for the first search's trials, replayed with the study in "
             f"memory and in SQLite: {stat(r['storage_share'], '.2f', scale=100)}% of the "
