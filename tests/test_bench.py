@@ -516,3 +516,25 @@ def test_studies_replays_a_runs_trials_into_both_storages(fake_run):
     trials = read_trials(fake_run / TRIALS_CSV)
     assert measured["replayed_trials"] == (trials["epochs"] > 0).sum()
     assert measured["memory_s"] > 0 and measured["sqlite_s"] > 0
+
+
+def test_studies_tells_retrained_from_proposed_trials(fake_run, tmp_path):
+    import optuna
+
+    from search import study as st
+
+    run_dir = shutil.copytree(fake_run, tmp_path / "warm")
+    table = read_trials(run_dir / TRIALS_CSV).assign(study_trial=lambda t: range(len(t)))
+    table.to_csv(run_dir / TRIALS_CSV, index=False)
+    info = json.loads((run_dir / "run.json").read_text())
+    info["study"] = {"storage": None, "name": "warm", "run": "r"}
+    (run_dir / "run.json").write_text(json.dumps(info))
+    study = st.prepare(
+        st.StudyRef.in_run_folder(run_dir, "warm"), st.signature("d", "l", "accuracy")
+    )
+    for number in range(len(table)):  # the first two: retrainings of a source's best
+        attrs = {"remeasures": True} if number < 2 else {}
+        study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs=attrs))
+    retrained, proposed = studies.warm_split(str(run_dir))
+    assert retrained == table["val_acc"].iloc[:2].max()
+    assert proposed == table["val_acc"].iloc[2:].max()
