@@ -126,6 +126,7 @@ def run(config: SearchConfig) -> RunLocation:
                 study=study_ref,
                 run=info["study"]["run"],
                 sampler_seed=info["study"]["sampler_seed"],
+                warm_curves=st.warm_curves(st.load(study_ref)) if warm_sources else None,
             )
 
         session_started = time.monotonic()

@@ -231,6 +231,16 @@ def warm_start(study: optuna.Study, sources: list[tuple[str, optuna.Study]], run
     return {"copied": len(copied), "remeasured": len(best)}
 
 
+def warm_curves(study: optuna.Study) -> list[dict[int, float]]:
+    """Each warm-start trial's per-epoch values of the primary objective (none for a
+    multi-objective study, which keeps no per-epoch values)."""
+    return [
+        dict(t.intermediate_values)
+        for t in study.get_trials(deepcopy=False)
+        if "warm_start_from" in t.user_attrs and t.intermediate_values
+    ]
+
+
 def _best_configurations(trials: list[FrozenTrial], direction, count: int) -> list[dict]:
     """The `count` best distinct configurations among the COMPLETE `trials`, by the
     primary objective."""

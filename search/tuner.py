@@ -35,9 +35,11 @@ def build_tuner(
     study: StudyRef,
     run: str,
     sampler_seed: int,
+    warm_curves: list[dict[int, float]] | None = None,
 ) -> tune.Tuner:
     """A new search; `extra_points` are tried right after the tutorial's configuration.
-    Its Optuna study is `study` (prepared by the caller); `run` marks the run's trials."""
+    Its Optuna study is `study` (prepared by the caller); `run` marks the run's trials;
+    `warm_curves` are a warm start's per-epoch values, which ASHA's rungs start with."""
     quiet_tune()
     deadline = Deadline(config.time_budget) if config.time_budget else None
     objectives = m.objective_metrics(config.objective)
@@ -58,6 +60,7 @@ def build_tuner(
         grace_period=config.grace_epochs,
         reduction_factor=config.reduction_factor,
     )
+    seed_rungs(scheduler, warm_curves or [], sign=1.0 if mode == "max" else -1.0)
     return tune.Tuner(
         trainable(config, data),
         tune_config=tune.TuneConfig(
@@ -78,6 +81,23 @@ def build_tuner(
         ),
         run_config=run_config(config, storage_path, callbacks, stop=deadline),
     )
+
+
+def seed_rungs(scheduler: ASHAScheduler, curves: list[dict[int, float]], sign: float) -> None:
+    """Record earlier trials' per-epoch values in ASHA's rungs, as if they had run here.
+
+    Otherwise a warm-started search's first trials (the best configurations it trains
+    again) are judged at each rung against each other only, and ASHA stops all but the
+    top third of them however good they are: measured, it cut a 0.980 configuration at
+    epoch 3. Seeded, every trial is judged against everything known. (Ray 2.60's
+    AsyncHyperBandScheduler keeps each rung's values by trial id in `_brackets`, times
+    `sign`: -1 where the metric is minimised.)
+    """
+    for bracket in scheduler._brackets:
+        for milestone, recorded in bracket._rungs:
+            for i, curve in enumerate(curves):
+                if milestone in curve:
+                    recorded[f"warm-start-{i}"] = sign * curve[milestone]
 
 
 def run_config(

@@ -262,3 +262,24 @@ def dashboard_json(url: str) -> list:
             return json.load(reply)["trials"]
     except OSError:
         return []
+
+
+def test_a_warm_starts_rungs_judge_new_trials_against_the_earlier_ones():
+    from ray.tune.schedulers import ASHAScheduler
+
+    from search.tuner import seed_rungs
+
+    def asha(curves):
+        scheduler = ASHAScheduler(time_attr=m.EPOCH, max_t=9, grace_period=1, reduction_factor=3)
+        seed_rungs(scheduler, curves, sign=1.0)
+        return scheduler._brackets[0]
+
+    earlier = [{1: 0.9, 2: 0.92, 3: 0.95}, {1: 0.85, 3: 0.93}, {1: 0.8}]
+    first = SimpleNamespace(trial_id="first")
+    # Unseeded, a search's first trial is alone at its rung and goes on ...
+    assert asha([]).on_result(first, 1, 0.5) == "CONTINUE"
+    # ... seeded, it is judged against what the earlier trials reached at epoch 1 and 3.
+    seeded = asha(earlier)
+    assert seeded.on_result(first, 1, 0.5) == "STOP"
+    assert seeded.on_result(SimpleNamespace(trial_id="good"), 1, 0.95) == "CONTINUE"
+    assert seeded.on_result(SimpleNamespace(trial_id="good"), 3, 0.94) == "STOP"
