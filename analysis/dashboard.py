@@ -78,9 +78,9 @@ class _readable_storage:
             url, name = ref.url, ref.name
         else:
             raise UserError(f"{self.source} is neither a run folder nor a database URL")
-        if not url.startswith("sqlite:///"):
+        live = st.sqlite_path(url)
+        if live is None:
             return url, name
-        live = Path(url.removeprefix("sqlite:///"))
         if not live.is_file():
             raise UserError(f"no study file {live}")
         self._tmp = tempfile.TemporaryDirectory(prefix="study-snapshot-")

@@ -7,7 +7,7 @@ Test accuracy is computed here, from checkpoints, and is never used to choose an
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import logging
 import math
@@ -86,6 +86,18 @@ class Run:
     def objectives(self) -> list[tuple[str, str]]:
         """The run's objectives, (metric, mode) pairs; two for a multi-objective search."""
         return m.objective_metrics(run_objective(self.info))
+
+    @functools.cached_property
+    def study(self) -> tuple[optuna.Study | None, str]:
+        """The search's Optuna study (opened once), or None and why not: runs made before
+        runs kept one, or a database this machine cannot reach."""
+        ref = st.ref_of_run(self.path, self.info)
+        if ref is None:
+            return None, "the run kept no Optuna study"
+        try:
+            return st.load(ref), ""
+        except UserError as exc:
+            return None, str(exc)
 
 
 def load_run(run_dir: Path) -> Run:
@@ -386,9 +398,8 @@ def pareto_front(run: Run) -> pd.DataFrame:
     usable = ranked(run.trials, run.metric).dropna(subset=metrics)
     if len(objectives) < 2 or usable.empty:
         return usable.iloc[:0]
-    with _optuna_quiet():
-        directions = ["maximize" if mode == "max" else "minimize" for _, mode in objectives]
-        study = optuna.create_study(directions=directions)
+    with st.optuna_quiet():
+        study = optuna.create_study(directions=st.directions(run_objective(run.info)))
         for _, row in usable.iterrows():
             values = [float(row[metric]) for metric in metrics]
             study.add_trial(
@@ -475,7 +486,7 @@ def importances(run: Run, seed: int = 0) -> tuple[pd.DataFrame, str, str]:
             source,
             ("Too few finished trials with different accuracies to estimate importances."),
         )
-    with _optuna_quiet():
+    with st.optuna_quiet():
         space = distributions()
         study = optuna.create_study(direction="maximize")
         for params, value in points:
@@ -496,11 +507,7 @@ def study_history(run: Run) -> pd.DataFrame:
     best reported epoch), where it came from (STUDY_SOURCES) and the best primary
     objective so far. Empty for runs without a reachable study."""
     columns = ["study_trial", "source", "state", "value", "best_so_far"]
-    ref = st.ref_of_run(run.path, run.info)
-    try:
-        study = st.load(ref) if ref is not None else None
-    except UserError:
-        study = None
+    study, _ = run.study
     if study is None:
         return pd.DataFrame(columns=columns)
     mine = {t.number for t in st.own_trials(study, run.info["study"]["run"])}
@@ -529,12 +536,7 @@ def _measured(study: optuna.Study) -> Iterator[tuple[optuna.trial.FrozenTrial, f
 def _measured_points(run: Run) -> tuple[list[tuple[dict, float]], str]:
     """(hyperparameters, primary objective at the best epoch) of every measured trial,
     and in words where they come from."""
-    ref = st.ref_of_run(run.path, run.info)
-    try:
-        study = st.load(ref) if ref is not None else None
-        why_not = "" if ref is not None else "the run kept no Optuna study"
-    except UserError as exc:  # e.g. a database this machine cannot reach
-        study, why_not = None, str(exc)
+    study, why_not = run.study
     if study is None:
         space = distributions()
         points = [
@@ -547,18 +549,6 @@ def _measured_points(run: Run) -> tuple[list[tuple[dict, float]], str]:
     return points, (
         f"the search's Optuna study: {len(points)} measured trials, {own} of them this run's"
     )
-
-
-@contextlib.contextmanager
-def _optuna_quiet() -> Iterator[None]:
-    """Optuna's per-study and per-trial INFO lines off while a study is rebuilt here, then
-    the caller's verbosity back."""
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(verbosity)
 
 
 def _plain(value, distribution):

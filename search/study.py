@@ -66,6 +66,11 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL names (`sqlite_url`'s inverse); None for any other database."""
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
 def signature(dataset: str, loss: str, objective: str) -> dict:
     """What a study's values mean: trials of two studies compare only if these agree."""
     space = {
@@ -84,13 +89,12 @@ def open_storage(url: str) -> RDBStorage:
     import sqlalchemy.exc
 
     engine_kwargs = {"pool_pre_ping": True}
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        engine_kwargs = {"creator": functools.partial(_sqlite_connection, path)}
+    if (path := sqlite_path(url)) is not None:
+        engine_kwargs = {"creator": functools.partial(_sqlite_connection, str(path))}
     try:
         for attempt in range(_ATTEMPTS):
             try:
-                with _optuna_quiet():
+                with optuna_quiet():
                     return RDBStorage(url, engine_kwargs=engine_kwargs)
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
                 # Two searches starting at once on an empty database both create Optuna's
@@ -142,7 +146,7 @@ def prepare(ref: StudyRef, sig: dict) -> optuna.Study:
         check_signature(existing, sig, f"study {ref.name!r} in {ref.display}")
         return existing
     try:
-        with _optuna_quiet():
+        with optuna_quiet():
             study = optuna.create_study(
                 storage=storage, study_name=ref.name, directions=directions(sig["objective"])
             )
@@ -168,8 +172,9 @@ def load(ref: StudyRef, what: str = "") -> optuna.Study:
     """The existing study `ref` names (UserError if there is none; `what` names the
     flag that asked for it). Never creates anything, not even an empty SQLite file."""
     prefix = f"{what}: " if what else ""
-    if ref.url.startswith("sqlite:///") and not Path(ref.url.removeprefix("sqlite:///")).is_file():
-        raise UserError(f"{prefix}no study file {ref.url.removeprefix('sqlite:///')}")
+    path = sqlite_path(ref.url)
+    if path is not None and not path.is_file():
+        raise UserError(f"{prefix}no study file {path}")
     study = _find(open_storage(ref.url), ref.name)
     if study is None:
         raise UserError(f"{prefix}no study {ref.name!r} in {ref.display}")
@@ -178,7 +183,7 @@ def load(ref: StudyRef, what: str = "") -> optuna.Study:
 
 def _find(storage: RDBStorage, name: str) -> optuna.Study | None:
     try:
-        with _optuna_quiet():
+        with optuna_quiet():
             return optuna.load_study(study_name=name, storage=storage)
     except KeyError:  # Optuna's "no such study"
         return None
@@ -223,7 +228,7 @@ def warm_start(study: optuna.Study, sources: list[tuple[str, optuna.Study]], run
             trial.user_attrs.pop(TUNE_ID_ATTR, None)  # the trial ran in another search
             trial.set_user_attr("warm_start_from", label)
             copied.append(trial)
-    with _optuna_quiet():
+    with optuna_quiet():
         study.add_trials(copied)
     best = _best_configurations(copied, study.directions[0], REMEASURED)
     for params in best:
@@ -316,8 +321,9 @@ def without_password(url: str) -> str:
 
 
 @contextlib.contextmanager
-def _optuna_quiet() -> Iterator[None]:
-    """Optuna's INFO lines ("A new study created...") off; the caller's verbosity back."""
+def optuna_quiet() -> Iterator[None]:
+    """Optuna's INFO lines ("A new study created...") off; the caller's verbosity back.
+    (Also for the studies the analysis builds in memory.)"""
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(logging.WARNING)
     try:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
@@ -180,7 +181,7 @@ def test_the_reports_history_and_importances_come_from_the_study(ref, tmp_path):
     b = stored_searcher(target, run="run-b")
     run_trial(b, "own", [0.6, 0.8, 0.75])
     info = {"study": {"storage": None, "name": "b", "run": "run-b"}}
-    run = SimpleNamespace(path=tmp_path / "b", info=info, metric=m.VAL_ACC)
+    run = results.Run(tmp_path / "b", info, pd.DataFrame(), pd.DataFrame(), test=None)
 
     history = results.study_history(run)
     assert history["source"].tolist() == ["warm start", "warm start", "this run"]
@@ -189,7 +190,7 @@ def test_the_reports_history_and_importances_come_from_the_study(ref, tmp_path):
     points, source = results._measured_points(run)
     assert sorted(v for _, v in points) == [0.45, 0.7, 0.8]
     assert source.endswith("3 measured trials, 1 of them this run's")
-    no_study = SimpleNamespace(path=tmp_path, info={}, metric=m.VAL_ACC)
+    no_study = results.Run(tmp_path, {}, pd.DataFrame(), pd.DataFrame(), test=None)
     assert results.study_history(no_study).empty
 
 
