@@ -542,26 +542,9 @@ def best_so_far(by_trial: pd.DataFrame, by_time: pd.DataFrame) -> Figure:
     """Best validation accuracy found so far, against trial number and wall time."""
     fig = Figure(figsize=(14, 5.5), layout="constrained")
     left, right = fig.subplots(1, 2, sharey=True)
-    for status, part in by_trial.groupby("status"):
-        left.scatter(
-            part["trial_number"],
-            part[m.VAL_ACC],
-            s=30,
-            color=STATUS_COLOURS.get(status, OTHER_COLOUR),
-            alpha=0.8,
-            label=f"one trial ({status})",
-        )
-    left.step(
-        by_trial["trial_number"],
-        by_trial["best_so_far"],
-        where="post",
-        color="black",
-        lw=2,
-        label="best so far",
-    )
+    _trials_and_best(left, by_trial, "trial_number", m.VAL_ACC, "status", STATUS_COLOURS)
     left.set_xlabel("trial number (order started)")
     left.set_ylabel("validation accuracy")
-    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.legend(loc="lower right")
     left.set_title("Best so far, by trial", loc="left")
 
@@ -576,6 +559,24 @@ def best_so_far(by_trial: pd.DataFrame, by_time: pd.DataFrame) -> Figure:
     return fig
 
 
+def _trials_and_best(
+    ax, table: pd.DataFrame, x: str, y: str, by: str, colours: dict, sort: bool = True
+) -> None:
+    """One dot per trial, coloured by its `by` column, and the black step line of
+    `table`'s `best_so_far`, against trial numbers `x`."""
+    for key, part in table.groupby(by, sort=sort):
+        ax.scatter(
+            part[x],
+            part[y],
+            s=30,
+            color=colours.get(key, OTHER_COLOUR),
+            alpha=0.8,
+            label=f"one trial ({key})",
+        )
+    ax.step(table[x], table["best_so_far"], where="post", color="black", lw=2, label="best so far")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 # Where a study's trials came from (analysis.results.STUDY_SOURCES), in greys but this run's.
 SOURCE_COLOURS = {"this run": "#2166ac", "warm start": "#a0a0a0", "another search": "#404040"}
 
@@ -585,26 +586,9 @@ def study_history(history: pd.DataFrame, objective: str) -> Figure:
     """The Optuna study's trials in its own order, by source, and the best so far."""
     fig = Figure(figsize=(11, 5), layout="constrained")
     ax = fig.subplots()
-    for source, part in history.groupby("source", sort=False):
-        ax.scatter(
-            part["study_trial"],
-            part["value"],
-            s=30,
-            alpha=0.8,
-            color=SOURCE_COLOURS.get(source, OTHER_COLOUR),
-            label=f"one trial ({source})",
-        )
-    ax.step(
-        history["study_trial"],
-        history["best_so_far"],
-        where="post",
-        color="black",
-        lw=2,
-        label="best so far",
-    )
+    _trials_and_best(ax, history, "study_trial", "value", "source", SOURCE_COLOURS, sort=False)
     ax.set_xlabel("trial number in the study")
     ax.set_ylabel(objective)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _percent_axis(ax)
     ax.legend(loc="best")
     ax.set_title("The study's history", loc="left")

@@ -90,8 +90,10 @@ def run(config: SearchConfig) -> RunLocation:
     signature = st.signature(data.name, config.loss, config.objective)
     study_ref = _study_ref(config, run_dir)
     warm_sources = [] if config.resume else _warm_start_sources(config, run_dir, signature)
-    if config.study_storage and not config.resume:
-        st.prepare(study_ref, signature)
+    # A database's study now; the run folder's own once the folder exists.
+    study = (
+        st.prepare(study_ref, signature) if config.study_storage and not config.resume else None
+    )
 
     cluster.connect(config.address)
     try:
@@ -109,7 +111,7 @@ def run(config: SearchConfig) -> RunLocation:
                 run_dir.remove()
             run_dir.create()
             info = _hide_password(new_run_info(config, data.name, data.sizes()), config)
-            _start_study(config, run_dir, info, study_ref, signature, warm_sources)
+            study = _start_study(config, run_dir, info, study, study_ref, signature, warm_sources)
             write_run_info(run_dir, info)
             write_test_split(run_dir, data.test)
             progress = ProgressLine(config.trials, config.max_epochs, metric=metric)
@@ -126,7 +128,7 @@ def run(config: SearchConfig) -> RunLocation:
                 study=study_ref,
                 run=info["study"]["run"],
                 sampler_seed=info["study"]["sampler_seed"],
-                warm_curves=st.warm_curves(st.load(study_ref)) if warm_sources else None,
+                warm_curves=st.warm_curves(study) if warm_sources else None,
             )
 
         session_started = time.monotonic()
@@ -169,11 +171,13 @@ def _start_study(
     config: SearchConfig,
     run_dir: RunLocation,
     info: dict,
+    study,
     ref: st.StudyRef,
     signature: dict,
     warm_sources: list,
-) -> None:
-    """Create (or join) a new run's study, warm-start it, and record it in `info`."""
+):
+    """A new run's study (`study` if already prepared, else created or joined now),
+    warm-started, and recorded in `info`."""
     if _keeps_a_local_copy(config, run_dir):  # a working copy left by an earlier run
         for leftover in _local_study_file(run_dir).parent.glob(f"{st.STUDY_DB}*"):
             leftover.unlink()
@@ -188,9 +192,10 @@ def _start_study(
             config.seed, run, alone=not (config.study_storage or warm_sources)
         ),
     }
-    study = st.prepare(ref, signature)
+    study = study or st.prepare(ref, signature)
     if warm_sources:
         info["warm_start"] = st.warm_start(study, warm_sources, run)
+    return study
 
 
 def _study_ref(config: SearchConfig, run_dir: RunLocation) -> st.StudyRef:
