@@ -128,6 +128,16 @@ def search_sizes(c: BenchConfig, max_epochs: int) -> dict:
     }
 
 
+def merge_seeds(old: dict, new: dict, summarise) -> dict:
+    """`new`'s seeds added to `old`'s (a rerun seed replaces its row), summarised again by
+    `summarise(rows, sizes)`; `new` alone where the sizes differ."""
+    if {**old["sizes"], "seeds": None} != {**new["sizes"], "seeds": None}:
+        return new
+    fresh = {r["seed"] for r in new["per_seed"]}
+    rows = [r for r in old["per_seed"] if r["seed"] not in fresh] + new["per_seed"]
+    return summarise(sorted(rows, key=lambda r: r["seed"]), new["sizes"])
+
+
 def goal(text: str, measured: str, met: bool | None) -> dict:
     return {"goal": text, "measured": measured, "met": met}
 

@@ -29,6 +29,7 @@ from bench.common import (
     Searches,
     fmt,
     goal,
+    merge_seeds,
     run_child,
     search_sizes,
     stat,
@@ -183,12 +184,8 @@ def summarise(rows: list[dict], sizes: dict) -> dict:
 
 
 def merge(old: dict, new: dict) -> dict:
-    """`new`'s seeds added to `old`'s (a rerun seed replaces its row)."""
-    if {**old["sizes"], "seeds": None} != {**new["sizes"], "seeds": None}:
-        return new
-    fresh = {r["seed"] for r in new["per_seed"]}
-    rows = [r for r in old["per_seed"] if r["seed"] not in fresh] + new["per_seed"]
-    return summarise(sorted(rows, key=lambda r: r["seed"]), new["sizes"])
+    """`new`'s seeds added to `old`'s (bench.common.merge_seeds)."""
+    return merge_seeds(old, new, summarise)
 
 
 def render(r: dict) -> str:
