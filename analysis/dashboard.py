@@ -104,10 +104,10 @@ def _study_page(storage, name: str | None, port: int) -> str:
     base = f"http://127.0.0.1:{port}/dashboard/"
     if name is None:
         return base
-    study_id = next((s._study_id for s in storage.get_all_studies() if s.study_name == name), None)
-    if study_id is None:
-        raise UserError(f"no study {name!r} there")
-    return f"{base}studies/{study_id}"
+    try:
+        return f"{base}studies/{storage.get_study_id_from_name(name)}"
+    except KeyError:  # Optuna's "no such study"
+        raise UserError(f"no study {name!r} there") from None
 
 
 def _serve(storage, port: int) -> None:
