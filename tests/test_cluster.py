@@ -9,14 +9,8 @@ when a test fails.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,81 +18,25 @@ import pandas as pd
 import pytest
 
 from search.run_folder import TRIALS_CSV
-from tests.conftest import REPO
+from tests import ray_nodes
+from tests.ray_nodes import Node, finish, free_port, token_env, wait_for_nodes
 
 pytestmark = pytest.mark.e2e
-RAY = str(Path(sys.executable).parent / "ray")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Node:
-    """One `ray start --block` process group; killing the group kills the whole node."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path):
-        self.log = log.open("w")
-        self.proc = subprocess.Popen(
-            [RAY, "start", "--block", "--num-cpus", "1", "--disable-usage-stats", *args],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def node_id(self) -> str:
-        """The node id, read from this group's raylet command line."""
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                if os.getpgid(int(pid)) != self.proc.pid:
-                    continue
-                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                for arg in args:
-                    if arg.startswith(b"--node_id="):
-                        return arg.split(b"=", 1)[1].decode()
-        raise AssertionError("no raylet found for this node")
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self.log.close()
 
 
 class Cluster:
     def __init__(self, tmp: Path):
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        # One consistent setting for every process: token auth on, one shared token.
-        self.env = {
-            **os.environ,
-            "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN": secrets.token_hex(32),
-        }
+        self.env = token_env()
         self.nodes: list[Node] = []
         self.tmp = tmp
 
     def start(self) -> None:
         self.nodes.append(
-            Node(
-                [
-                    "--head",
-                    "--node-ip-address",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--include-dashboard=false",
-                ],
-                self.env,
-                self.tmp / "head.log",
-            )
+            Node.head(self.port, self.env, self.tmp / "head.log", "--include-dashboard=false")
         )
-        self._wait_for_nodes(1)
+        wait_for_nodes(self.address, self.env, 1, self.tmp)
         self.nodes.append(
             Node(
                 ["--address", self.address, "--node-ip-address", "127.0.0.1"],
@@ -106,24 +44,7 @@ class Cluster:
                 self.tmp / "worker.log",
             )
         )
-        self._wait_for_nodes(2)
-
-    def _wait_for_nodes(self, count: int, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = subprocess.run(
-                [RAY, "status", "--address", self.address],
-                env=self.env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            active = status.stdout.split("Pending:")[0]
-            if status.returncode == 0 and active.count(" node_") >= count:
-                return
-            time.sleep(1)
-        logs = "\n".join(p.read_text()[-2000:] for p in self.tmp.glob("*.log"))
-        raise AssertionError(f"cluster did not reach {count} nodes:\n{logs}")
+        wait_for_nodes(self.address, self.env, 2, self.tmp)
 
     def stop(self) -> None:
         for node in reversed(self.nodes):
@@ -140,38 +61,8 @@ def cluster(tmp_path):
         cluster.stop()
 
 
-def search(
-    cluster: Cluster, tmp: Path, name: str, *args: str, env: dict | None = None
-) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "search.run",
-            "--address",
-            cluster.address,
-            "--storage-path",
-            str(tmp / "runs"),
-            "--name",
-            name,
-            *args,
-        ],
-        cwd=REPO,
-        env=env or cluster.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, str, str]:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    return proc.returncode, out, err
+def search(cluster: Cluster, tmp: Path, name: str, *args: str, env: dict | None = None):
+    return ray_nodes.search(cluster.address, env or cluster.env, tmp, name, *args)
 
 
 def reports(run_dir: Path) -> dict[str, list[dict]]:

@@ -1,0 +1,134 @@
+"""Real Ray nodes for the tests: `ray start --block` processes on loopback, each in a
+process group of its own, killed by that group at the end, even when a test fails.
+
+Every process the node starts (raylet, GCS, dashboard, an autoscaler and the nodes a
+fake autoscaler launches) stays in the group, so one `killpg` ends exactly what the test
+started and nothing else on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import REPO
+from tests.postgres import free_port
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def token_env(**extra: str) -> dict[str, str]:
+    """One consistent setting for every process: token auth on, one fresh token."""
+    return {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        **extra,
+    }
+
+
+class Node:
+    """One `ray start --block` process group; killing the group kills the whole node."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, cpus: int = 1):
+        self.log = log.open("w")
+        self.proc = subprocess.Popen(
+            [RAY, "start", "--block", "--num-cpus", str(cpus), "--disable-usage-stats", *args],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @classmethod
+    def head(cls, port: int, env: dict[str, str], log: Path, *args: str, cpus: int = 1) -> Node:
+        return cls(
+            ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port), *args],
+            env,
+            log,
+            cpus,
+        )
+
+    def node_id(self) -> str:
+        """The node id, read from this group's raylet command line."""
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if os.getpgid(int(pid)) != self.proc.pid:
+                    continue
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                for arg in args:
+                    if arg.startswith(b"--node_id="):
+                        return arg.split(b"=", 1)[1].decode()
+        raise AssertionError("no raylet found for this node")
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
+def wait_for_nodes(address: str, env: dict, count: int, logs: Path, timeout: float = 90) -> None:
+    """Until `ray status` lists `count` active nodes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = subprocess.run(
+            [RAY, "status", "--address", address],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        # "Active:" lists " 1 node_<id>" per node, or " 2 <node type>" under an autoscaler.
+        active = status.stdout.split("Active:")[-1].split("Pending:")[0]
+        up = sum(int(n) for n in re.findall(r"^\s+(\d+) \S+$", active, re.M))
+        if status.returncode == 0 and up >= count:
+            return
+        time.sleep(1)
+    tails = "\n".join(p.read_text()[-2000:] for p in logs.glob("*.log"))
+    raise AssertionError(f"cluster did not reach {count} nodes:\n{tails}")
+
+
+def search(address: str, env: dict, tmp: Path, name: str, *args: str) -> subprocess.Popen:
+    """`python -m search.run` against the cluster at `address`, in its own process group."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search.run",
+            "--address",
+            address,
+            "--storage-path",
+            str(tmp / "runs"),
+            "--name",
+            name,
+            *args,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, out, err
+
+
+__all__ = ["RAY", "Node", "finish", "free_port", "search", "token_env", "wait_for_nodes"]
