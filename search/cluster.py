@@ -18,8 +18,9 @@ from search.signals import sigterm_as_ctrl_c
 _TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
-def connect(address: str | None) -> None:
-    """Start a fresh local Ray (address None) or join the cluster at `address`.
+def connect(address: str | None) -> bool:
+    """Start a fresh local Ray (address None) or join the cluster at `address`; True
+    when an existing cluster was joined.
 
     `ray.init()` with no address would join whatever cluster the last `ray start --head`
     recorded on this machine, even a dead one; "local" always starts a new instance.
@@ -38,7 +39,7 @@ def connect(address: str | None) -> None:
         logging.getLogger(_TOKEN_NOTICE_LOGGER).setLevel(logging.ERROR)
         ray.init(address="local", include_dashboard=False, **common)
         sigterm_as_ctrl_c()
-        return
+        return False
     _check_reachable(address)
     # Ray's C++ client prints a warning a second while it retries a cluster that refuses
     # it; keep those off the terminal and turn them into one line if joining fails.
@@ -46,7 +47,7 @@ def connect(address: str | None) -> None:
         try:
             ray.init(address=address, **common)
             sigterm_as_ctrl_c()
-            return
+            return True
         except ConnectionError as exc:
             failure = exc
     if b"InvalidAuthToken" in captured():
@@ -99,27 +100,6 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def largest_node(resource: str) -> float:
-    """The most of `resource` any single alive node offers (a trial must fit on one node)."""
-    return max(
-        (node["Resources"].get(resource, 0.0) for node in ray.nodes() if node["Alive"]),
-        default=0.0,
-    )
-
-
-def alive_nodes() -> int:
-    return sum(node["Alive"] for node in ray.nodes())
-
-
 def shutdown() -> None:
     if ray.is_initialized():
         ray.shutdown()
-
-
-def trial_slots(cpus_per_trial: float, gpus_per_trial: float) -> int:
-    """How many trials of this shape the cluster can run at once (at least one)."""
-    total = ray.cluster_resources()
-    slots = total.get("CPU", 0.0) // cpus_per_trial
-    if gpus_per_trial > 0:
-        slots = min(slots, total.get("GPU", 0.0) // gpus_per_trial)
-    return max(1, int(slots))

@@ -169,6 +169,12 @@ class SearchConfig:
         "default: start a fresh local Ray",
         default=None,
     )
+    autoscaler: bool = _flag(
+        "the cluster at --address adds nodes on demand: queue trials for the nodes it may "
+        "start (found without this flag when the autoscaler runs on the head node, as "
+        "with ray up)",
+        default=False,
+    )
     cpus_per_trial: float = _flag(
         "CPUs reserved per trial; torch uses as many threads", _positive_float, default=1.0
     )
@@ -178,7 +184,8 @@ class SearchConfig:
         default=0.0,
     )
     max_concurrent: int | None = _flag(
-        "trials running at once at most (default: as many as resources allow)",
+        "trials running at once at most (default: as many as the cluster holds, once its "
+        "autoscaler has grown it)",
         _positive_int,
         default=None,
     )

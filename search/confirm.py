@@ -32,6 +32,7 @@ from search import metrics as m
 from search.data import Dataset, Split, confirmation_folds
 from search.run_folder import CONFIRMED_COLUMNS, ranked
 from search.space import PARAMS
+from search.trainable import trial_device
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def train_on_fold(
     """Train `config` for `epochs` with `loss` on the pool minus `held`, count it right
     on `held`."""
     torch.set_num_threads(threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = trial_device()
     keep = torch.ones(len(pool), dtype=torch.bool)
     keep[held] = False
     train, val = pool[keep].tensors(device), pool[held].tensors(device)

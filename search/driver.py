@@ -22,6 +22,7 @@ import pandas as pd
 from search import cluster
 from search import metrics as m
 from search import study as st
+from search.capacity import Capacity, TrialShape, measure
 from search.config import SearchConfig
 from search.data import confirmation_folds, load_dataset
 from search.errors import UserError
@@ -95,10 +96,13 @@ def run(config: SearchConfig) -> RunLocation:
         st.prepare(study_ref, signature) if config.study_storage and not config.resume else None
     )
 
-    cluster.connect(config.address)
+    joined = cluster.connect(config.address)
     try:
-        _check_resources(config)
-        _check_storage_is_shared(config, run_dir)
+        # A fresh local Ray has no autoscaler to look for.
+        capacity = measure(config.autoscaler) if joined else Capacity.of_alive_nodes()
+        shape = TrialShape(config.cpus_per_trial, config.gpus_per_trial)
+        _check_resources(config, capacity, shape)
+        _check_storage_is_shared(config, run_dir, capacity)
         from search.searcher import reconnect_study_to
         from search.tuner import build_tuner, restore_tuner  # Ray Tune's heavy machinery
 
@@ -114,10 +118,10 @@ def run(config: SearchConfig) -> RunLocation:
             study = _start_study(config, run_dir, info, study, study_ref, signature, warm_sources)
             write_run_info(run_dir, info)
             write_test_split(run_dir, data.test)
-            progress = ProgressLine(config.trials, config.max_epochs, metric=metric)
-            max_concurrent = config.max_concurrent or cluster.trial_slots(
-                config.cpus_per_trial, config.gpus_per_trial
+            progress = ProgressLine(
+                config.trials, config.max_epochs, metric=metric, cluster_grows=capacity.grows
             )
+            max_concurrent = config.max_concurrent or _trial_slots(config, capacity, shape)
             tuner = build_tuner(
                 config,
                 data,
@@ -143,6 +147,8 @@ def run(config: SearchConfig) -> RunLocation:
                 info.get("wall_seconds", 0.0) + time.monotonic() - session_started, 1
             ),
             trial_counts=table["status"].value_counts().to_dict(),
+            # What trained the trials: a GPU search on nodes without CUDA says "cpu" here.
+            devices=table[m.DEVICE].fillna("").loc[lambda d: d != ""].value_counts().to_dict(),
             sessions=info.get("sessions", 0) + 1,
         )
         write_run_info(run_dir, info)
@@ -160,6 +166,12 @@ def run(config: SearchConfig) -> RunLocation:
         _store_study(run_dir, config)
 
     print(_summary(table, run_dir.display, metric))
+    if config.gpus_per_trial and (on_cpu := int((table[m.DEVICE] == "cpu").sum())):
+        print(
+            f"search.run: {on_cpu} trial(s) had a GPU share but no CUDA device on their node "
+            "and trained on the CPU (trials.csv, column device)",
+            file=sys.stderr,
+        )
     if outcome is None:
         raise Interrupted
     if outcome:
@@ -359,6 +371,7 @@ def _resumed(run_dir: RunLocation, given: SearchConfig) -> tuple[SearchConfig, d
         storage_path=given.storage_path,
         name=given.name,
         shared_storage=given.shared_storage,
+        autoscaler=given.autoscaler,
         study_storage=given.study_storage or config.study_storage,
     )
     if not given.study_storage and "***" in (config.study_storage or ""):
@@ -379,34 +392,66 @@ def _resume_command(config: SearchConfig) -> str:
         args += ["--address", config.address]
     if config.shared_storage:
         args.append("--shared-storage")
+    if config.autoscaler:
+        args.append("--autoscaler")
     if config.study_storage:  # its password, if any, left for the user to fill in
         args += ["--study-storage", st.without_password(config.study_storage)]
     return shlex.join([*args, "--resume"])
 
 
-def _check_storage_is_shared(config: SearchConfig, run_dir: RunLocation) -> None:
-    """On several nodes, trials write checkpoints where they run: storage must be shared."""
-    nodes = cluster.alive_nodes()
-    if nodes > 1 and run_dir.is_local and not config.shared_storage:
-        raise UserError(
-            f"the Ray cluster has {nodes} nodes but --storage-path {run_dir.storage} is a "
-            "local folder; use an s3:// (or other) URI, or pass --shared-storage if every "
-            "node sees that path"
-        )
+def _check_storage_is_shared(
+    config: SearchConfig, run_dir: RunLocation, capacity: Capacity
+) -> None:
+    """On several nodes, trials write checkpoints where they run: storage must be shared.
+    A cluster that may grow past one node counts as several."""
+    if not capacity.may_have_several_nodes() or not run_dir.is_local or config.shared_storage:
+        return
+    nodes = len(capacity.nodes)
+    has = f"has {nodes} nodes" if nodes > 1 else "may add nodes (it has an autoscaler)"
+    raise UserError(
+        f"the Ray cluster {has} but --storage-path {run_dir.storage} is a local folder; "
+        "use an s3:// (or other) URI, or pass --shared-storage if every node sees that path"
+    )
 
 
-def _check_resources(config: SearchConfig) -> None:
-    """A trial that no node can hold would wait forever; say so instead."""
+def _check_resources(config: SearchConfig, capacity: Capacity, shape: TrialShape) -> None:
+    """A trial that no node can hold would wait forever: say so instead, unless the
+    autoscaler can start a node that holds it, which is then waited for."""
+    if any(shape.fits_in(node) for node in capacity.nodes):
+        return
+    if capacity.grows:
+        node_type = capacity.node_type_for(shape)
+        if node_type is not None or not capacity.node_types:  # none known: trust --autoscaler
+            which = f" of type {node_type.name}" if node_type else ""
+            print(
+                f"search.run: no node holds a trial ({shape.cpus:g} CPU, {shape.gpus:g} GPU) "
+                f"yet; waiting for the autoscaler to start one{which}",
+                file=sys.stderr,
+            )
+            return
     for resource, wanted, flag in (
         ("CPU", config.cpus_per_trial, "--cpus-per-trial"),
         ("GPU", config.gpus_per_trial, "--gpus-per-trial"),
     ):
-        available = cluster.largest_node(resource)
+        available = capacity.largest_now(resource)
         if wanted > available:
+            also = " (nor any node type of its autoscaler)" if capacity.grows else ""
             raise UserError(
-                f"{flag} {wanted:g} but no node in the Ray cluster has more than "
+                f"{flag} {wanted:g} but no node in the Ray cluster{also} has more than "
                 f"{available:g} {resource}(s)"
             )
+    raise UserError(
+        f"no node in the Ray cluster has both {shape.cpus:g} CPU(s) and {shape.gpus:g} GPU(s) "
+        "for one trial (--cpus-per-trial, --gpus-per-trial)"
+    )
+
+
+def _trial_slots(config: SearchConfig, capacity: Capacity, shape: TrialShape) -> int:
+    """Trials at once: as many as the cluster holds (once grown) and no more than asked
+    for. Trials beyond today's nodes wait, and waiting trials are what make Ray's
+    autoscaler start nodes."""
+    slots = capacity.slots_at_most(shape)
+    return max(1, min(config.trials, slots if slots is not None else config.trials))
 
 
 def _summary(table: pd.DataFrame, run_dir: str, metric: str) -> str:

@@ -13,6 +13,7 @@ TRAIN_LOSS = "train_loss"
 EPOCH = "epoch"  # ASHA's time axis; survives a restore from checkpoint, unlike Tune's count
 EPOCH_SECONDS = "epoch_seconds"
 NODE = "node"  # Ray node id that ran the epoch
+DEVICE = "device"  # what trained it: "cuda", or "cpu" (also for a GPU share without CUDA)
 DIVERGED = "diverged"  # True on the one report of a trial whose loss went NaN/inf
 
 # After the search, the best few configurations are retrained on other folds (confirm.py).

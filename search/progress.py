@@ -20,9 +20,13 @@ from search.run_folder import TrialStatus, trial_status
 class ProgressLine(tune.Callback):
     """`[mm:ss] 23/50 done (15 stopped early, 0 failed) | 2 running | best val_acc 0.962`.
 
+    On a cluster whose autoscaler adds nodes, "2 running, 4 waiting for nodes".
+
     On a terminal the line is redrawn in place; elsewhere (CI, logs) a line is printed
     every `log_every_s` seconds and whenever a trial finishes.
     """
+
+    cluster_grows = False  # the default for a progress line pickled before it existed
 
     def __init__(
         self,
@@ -31,8 +35,11 @@ class ProgressLine(tune.Callback):
         stream: TextIO | None = None,
         log_every_s: float = 30.0,
         metric: str = m.VAL_ACC,
+        cluster_grows: bool = False,
     ) -> None:
         self.total = total
+        # With an autoscaler, trials that wait are waiting for the nodes it starts.
+        self.cluster_grows = cluster_grows
         self.max_epochs = max_epochs
         self.metric = metric  # the search's primary objective (maximised), shown as "best"
         self._stream = stream
@@ -71,6 +78,7 @@ class ProgressLine(tune.Callback):
         diverged = statuses.count(TrialStatus.DIVERGED)
         failed = statuses.count(TrialStatus.FAILED)
         running = sum(t.status == Trial.RUNNING for t in trials)
+        pending = sum(t.status == Trial.PENDING for t in trials)
         best = max(
             (
                 t.metric_analysis[self.metric]["max"]
@@ -83,7 +91,8 @@ class ProgressLine(tune.Callback):
         parts = [
             f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {len(finished)}/{self.total} done "
             f"({stopped} stopped early, {diverged} diverged, {failed} failed)",
-            f"{running} running",
+            f"{running} running"
+            + (f", {pending} waiting for nodes" if self.cluster_grows and pending else ""),
             f"best {self.metric} " + ("-" if best is None else f"{best:.4f}"),
         ]
         return " | ".join(parts)

@@ -120,12 +120,13 @@ TRIAL_COLUMNS = [
     *CONFIRMED_COLUMNS,
     "checkpoint",
     m.NODE,
+    m.DEVICE,
     "seconds",
     "error",
 ]
 # Columns that runs made before they existed lack: read back as NaN.
-_LATER_COLUMNS = [*CONFIRMED_COLUMNS, *ANYTIME_COLUMNS, m.PARAM_COUNT, STUDY_TRIAL]
-_TEXT_COLUMNS = ("label", "status", "checkpoint", "error")
+_LATER_COLUMNS = [*CONFIRMED_COLUMNS, *ANYTIME_COLUMNS, m.PARAM_COUNT, STUDY_TRIAL, m.DEVICE]
+_TEXT_COLUMNS = ("label", "status", "checkpoint", m.DEVICE, "error")
 
 
 # A confirmed figure's interval columns.

@@ -42,10 +42,21 @@ class TrialData:
     val: Split
 
 
+def trial_device() -> torch.device:
+    """CUDA when Ray gave this task or trial a GPU and CUDA can use it, else the CPU.
+
+    Asked of Ray, not only of torch: a CPU trial on a GPU node must not take a GPU it was
+    not given. A GPU share on a node without CUDA (a logical GPU, a driver missing)
+    trains on the CPU, and the trial's reports say so.
+    """
+    if ray.is_initialized() and ray.get_gpu_ids() and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
 def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> None:
     torch.set_num_threads(settings.threads)
-    # Ray hides the GPUs a trial was not given, so this is True only for GPU trials.
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = trial_device()
     model, optimizer = build(config, settings.seed, device)
     train, val = data.train.tensors(device), data.val.tensors(device)
 
@@ -73,6 +84,7 @@ def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> Non
         report = {
             m.EPOCH: result.epoch,
             m.NODE: node,
+            m.DEVICE: device.type,
             m.TRAIN_LOSS: result.train_loss,
             m.PARAM_COUNT: model.parameter_count,
         }

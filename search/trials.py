@@ -46,6 +46,7 @@ def _trial_row(trial, result, run: RunLocation, max_epochs: int, metric: str) ->
     row["epochs"] = int(last.get(m.EPOCH, 0))
     row[m.PARAM_COUNT] = last.get(m.PARAM_COUNT)
     row[m.NODE] = last.get(m.NODE)
+    row[m.DEVICE] = last.get(m.DEVICE)
     row["seconds"] = last.get("time_total_s")
     row["error"] = _one_line(result.error) if result.error else ""
     row["status"] = trial_status(
