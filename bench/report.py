@@ -14,6 +14,7 @@ from bench import (
     anytime,
     early_stopping,
     efficiency,
+    gpu,
     growth,
     loop,
     losses,
@@ -38,6 +39,7 @@ MODULES = (
     anytime,
     losses,
     studies,
+    gpu,
 )
 BENCHMARKS = {module.__name__.removeprefix("bench."): module for module in MODULES}
 

@@ -71,6 +71,7 @@ class SearchSpec:
     confirm_top: int | None = None  # ours only: search.run's --confirm-top (None: default)
     warm_start: tuple[str, ...] = ()  # ours only: run folders for --warm-start
     time_budget: float | None = None  # ours only: --time-budget, seconds
+    gpus_per_trial: float = 0.0  # ours only: --gpus-per-trial
     workdir: str = "."  # where run folders go
 
 
@@ -131,6 +132,7 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
     name += f"-{spec.loss}-{spec.objective}" if (spec.loss, spec.objective) != LAST_ACC else ""
     name += f"-c{spec.confirm_top}" if confirm else ""
     name += "-warm" if spec.warm_start else ""
+    name += f"-gpu{spec.gpus_per_trial:g}" if spec.gpus_per_trial else ""
     config = SearchConfig(
         trials=spec.trials,
         dataset=spec.dataset,
@@ -148,6 +150,7 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
         no_report=True,
         warm_start=list(spec.warm_start) or None,
         time_budget=spec.time_budget,
+        gpus_per_trial=spec.gpus_per_trial,
         **rf,
         **confirm,
     )
@@ -169,6 +172,7 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
         "confirm_busy_s": float(info.get("confirm_busy_seconds", 0.0)),
         "wall_s": wall,
         "run_dir": str(run_dir),
+        "devices": info.get("devices"),  # what trained the trials: {"cuda": 50}
     }
 
 

@@ -14,6 +14,7 @@ from bench import (
     anytime,
     early_stopping,
     efficiency,
+    gpu,
     growth,
     loop,
     losses,
@@ -271,6 +272,32 @@ def test_loop_benchmark_measures_both_loops(tmp_path):
     for figures in result["configs"].values():
         for kind in ("train_samples_per_s", "eval_samples_per_s"):
             assert all(math.isfinite(v) and v > 0 for v in figures[kind].values())
+
+
+def test_gpu_benchmark_times_epochs_and_renders_its_figures(tmp_path, monkeypatch, capsys):
+    folder = write_idx_folder(tmp_path / "digits", n_train=120, n_test=40)
+    timed = gpu.measure(epochs=1, seed=0, dataset="mnist", data_dir=str(folder), devices=("cpu",))
+    assert set(timed["seconds"]) == set(gpu.EPOCH_CONFIGS)
+    assert all(s["cpu"] > 0 for s in timed["seconds"].values())
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu.run(BenchConfig(workdir=str(tmp_path)), searches=None) is None
+    assert "skipped, no CUDA device" in capsys.readouterr().out
+
+    seconds = {label: {"cpu": 4.0, "cuda": 0.5} for label in gpu.EPOCH_CONFIGS}
+    search = {"wall_s": 100.0, "best_val_acc": 0.97, "test_acc": 0.96, "epochs": 30, "cpus": 16}
+    result = {
+        "sizes": {"trials": 8, "max_epochs": 4, "seed": 0},
+        "epochs": {"seconds": seconds, "n_train": 4000, "gpu": "H200", "epochs": 2},
+        "speedups": {label: 8.0 for label in gpu.EPOCH_CONFIGS},
+        "searches": {
+            "cpu": {**search, "devices": {"cpu": 8}},
+            "gpu": {**search, "wall_s": 60.0, "devices": {"cuda": 8}},
+        },
+    }
+    text = gpu.render(result)
+    assert "| tutorial (1x128, batch 100) | 4.00 | 0.50 | 8.0x |" in text
+    assert "| 4 trials per GPU | 60 | 0.9700 | 0.9600 | 30 | cuda: 8 |" in text
 
 
 def test_subset_folder_holds_the_asked_number_of_digits(tmp_path):
