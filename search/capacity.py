@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -59,7 +59,6 @@ class Capacity:
     nodes: list[dict[str, float]]  # each alive node's total resources
     node_types: list[NodeType] | None = None  # None: the cluster does not grow
     max_workers: int | None = None  # the autoscaler's cap on worker nodes, all types
-    source: str = field(default="", compare=False)  # where node_types came from
 
     @classmethod
     def of_alive_nodes(cls) -> Capacity:
@@ -127,11 +126,11 @@ def measure(assume_autoscaler: bool = False) -> Capacity:
     nodes = _alive_nodes()
     found = _from_cluster_config() or _from_monitor_on_head(nodes)
     if found is not None:
-        node_types, max_workers, source = found
+        node_types, max_workers = found
         if any(t.max_count != 0 for t in node_types) or assume_autoscaler:
-            return Capacity(nodes, node_types, max_workers, source)
+            return Capacity(nodes, node_types, max_workers)
     if assume_autoscaler:
-        return Capacity(nodes, [], None, "--autoscaler")
+        return Capacity(nodes, [])
     return Capacity(nodes)
 
 
@@ -139,7 +138,7 @@ def _alive_nodes() -> list[dict[str, float]]:
     return [dict(node["Resources"]) for node in ray.nodes() if node["Alive"]]
 
 
-def _from_cluster_config() -> tuple[list[NodeType], int | None, str] | None:
+def _from_cluster_config() -> tuple[list[NodeType], int | None] | None:
     config = ray._private.state.state.get_cluster_config()
     if config is None or not config.node_group_configs:
         return None
@@ -152,20 +151,20 @@ def _from_cluster_config() -> tuple[list[NodeType], int | None, str] | None:
         for group in config.node_group_configs
         if HEAD_RESOURCE not in group.resources
     ]
-    return node_types, None, "Ray's cluster config"
+    return node_types, None
 
 
 def _from_monitor_on_head(
     nodes: list[dict[str, float]],
-) -> tuple[list[NodeType], int | None, str] | None:
+) -> tuple[list[NodeType], int | None] | None:
     if not any(HEAD_RESOURCE in node for node in nodes):
         return None  # no head to ask (a cluster without one is not Ray's)
     read = ray.remote(num_cpus=0, resources={HEAD_RESOURCE: 0.001})(autoscaler_config)
     found = ray.get(read.remote(ray.get_runtime_context().gcs_address), timeout=60)
     if found is None:
         return None
-    path, config = found
-    return node_types_of(config), config.get("max_workers"), path
+    _, config = found
+    return node_types_of(config), config.get("max_workers")
 
 
 def node_types_of(config: Mapping) -> list[NodeType]:
