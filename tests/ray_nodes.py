@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -58,13 +59,10 @@ class Node:
 
     def node_id(self) -> str:
         """The node id, read from this group's raylet command line."""
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
+        for pid, args in command_lines():
             with contextlib.suppress(OSError):
-                if os.getpgid(int(pid)) != self.proc.pid:
+                if os.getpgid(pid) != self.proc.pid:
                     continue
-                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
                 for arg in args:
                     if arg.startswith(b"--node_id="):
                         return arg.split(b"=", 1)[1].decode()
@@ -75,6 +73,14 @@ class Node:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
         self.log.close()
+
+
+def command_lines() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, arguments) of every process on this machine whose command line is readable."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                yield int(entry.name), (entry / "cmdline").read_bytes().split(b"\0")
 
 
 def wait_for_nodes(address: str, env: dict, count: int, logs: Path, timeout: float = 90) -> None:
@@ -131,4 +137,13 @@ def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, str, str]
     return proc.returncode, out, err
 
 
-__all__ = ["RAY", "Node", "finish", "free_port", "search", "token_env", "wait_for_nodes"]
+__all__ = [
+    "RAY",
+    "Node",
+    "command_lines",
+    "finish",
+    "free_port",
+    "search",
+    "token_env",
+    "wait_for_nodes",
+]

@@ -20,7 +20,7 @@ import pytest
 
 from search.run_folder import RUN_JSON, TRIALS_CSV
 from tests.conftest import REPO
-from tests.ray_nodes import RAY, Node, free_port, token_env, wait_for_nodes
+from tests.ray_nodes import RAY, Node, command_lines, free_port, token_env, wait_for_nodes
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +62,8 @@ class JobHead:
     def __exit__(self, *exc) -> None:
         # A job's entrypoint runs in a session of its own, outside the head's process
         # group: end those this test submitted (their command names its folder) first.
-        for pid in _pids_whose_command_has(str(self.tmp)):
+        marker = str(self.tmp).encode()
+        for pid in [pid for pid, args in command_lines() if any(marker in a for a in args)]:
             with contextlib.suppress(ProcessLookupError):
                 group = os.getpgid(pid)
                 if group != os.getpgrp():
@@ -129,16 +130,6 @@ def test_a_search_as_a_ray_job_finishes_and_a_stopped_one_resumes(tmp_path):
     table = pd.read_csv(runs / "stopped" / TRIALS_CSV)
     assert len(table) == 6 and set(table["status"]) == {"completed"}
     assert json.loads((runs / "stopped" / RUN_JSON).read_text())["sessions"] == 2
-
-
-def _pids_whose_command_has(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-    return found
 
 
 def _wait_for_a_finished_epoch(run: Path, head: JobHead, timeout: float = 300) -> None:
