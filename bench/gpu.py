@@ -58,8 +58,13 @@ def epoch_seconds(config: dict, data, device: str, epochs: int, seed: int = 0) -
     return statistics.median(laps[warm_up:])
 
 
-def measure(epochs: int, seed: int, dataset: str = "mnist-5k", data_dir: str | None = None,
-            devices: tuple[str, ...] = ("cpu", "cuda")) -> dict:  # fmt: skip
+def measure(
+    epochs: int,
+    seed: int,
+    dataset: str = "mnist-5k",
+    data_dir: str | None = None,
+    devices: tuple[str, ...] = ("cpu", "cuda"),
+) -> dict:
     """In a child process: epoch seconds per configuration and device (CPU: one thread)."""
     torch.set_num_threads(1)
     data = load_dataset(dataset, data_dir, seed=seed)

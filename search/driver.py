@@ -148,7 +148,7 @@ def run(config: SearchConfig) -> RunLocation:
             ),
             trial_counts=table["status"].value_counts().to_dict(),
             # What trained the trials: a GPU search on nodes without CUDA says "cpu" here.
-            devices=table[m.DEVICE].fillna("").loc[lambda d: d != ""].value_counts().to_dict(),
+            devices=table[m.DEVICE].value_counts().to_dict(),
             sessions=info.get("sessions", 0) + 1,
         )
         write_run_info(run_dir, info)
@@ -166,7 +166,7 @@ def run(config: SearchConfig) -> RunLocation:
         _store_study(run_dir, config)
 
     print(_summary(table, run_dir.display, metric))
-    if config.gpus_per_trial and (on_cpu := int((table[m.DEVICE] == "cpu").sum())):
+    if config.gpus_per_trial and (on_cpu := info["devices"].get("cpu", 0)):
         print(
             f"search.run: {on_cpu} trial(s) had a GPU share but no CUDA device on their node "
             "and trained on the CPU (trials.csv, column device)",
@@ -417,7 +417,7 @@ def _check_storage_is_shared(
 def _check_resources(config: SearchConfig, capacity: Capacity, shape: TrialShape) -> None:
     """A trial that no node can hold would wait forever: say so instead, unless the
     autoscaler can start a node that holds it, which is then waited for."""
-    if any(shape.fits_in(node) for node in capacity.nodes):
+    if capacity.slots_now(shape) > 0:
         return
     if capacity.grows:
         node_type = capacity.node_type_for(shape)
