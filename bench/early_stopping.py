@@ -123,7 +123,7 @@ def render(r: dict) -> str:
     replayed = [
         {
             "ASHA's time": axis,
-            "grace": grace if axis == "epochs" else f"{grace} typical epoch(s) of seconds",
+            "grace": grace if axis == "epochs" else f"{grace} tutorial epoch(s) of seconds",
             "rf": f"{rf:g}",
             "epoch ratio": stat(summary([x["epoch_ratio"] for x in mine]), ".2f"),
             "simulated wall ratio": stat(summary([x["wall_ratio"] for x in mine]), ".2f"),
@@ -144,8 +144,8 @@ def render(r: dict) -> str:
             "(positive: running every trial to the cap did better).",
             "Replayed (`bench/replay.py`): the all-to-cap searches' curves, in their trials' "
             "start order, through Ray's ASHA rung rule with other settings, on as many slots "
-            "as CPUs; ASHA's time is epochs (the search's) or training seconds (rungs a "
-            "median epoch's seconds times grace apart). It does not model how TPE's "
+            "as CPUs; ASHA's time is epochs (the search's) or training seconds, as "
+            "`--asha-time seconds` counts them. It does not model how TPE's "
             "proposals would change; medians [min–max] over seeds.",
             table(replayed),
         ]

@@ -20,6 +20,8 @@ from types import SimpleNamespace
 from ray.tune.schedulers.async_hyperband import _Bracket
 from ray.tune.schedulers.trial_scheduler import TrialScheduler
 
+from search.tuner import SECONDS_CEILING_UNITS
+
 
 @dataclass(frozen=True)
 class Curve:
@@ -48,6 +50,7 @@ def replay(
     max_epochs: int,
     slots: int,
     time_axis: str = "epochs",
+    unit: float | None = None,
 ) -> dict:
     """Epochs, best val_acc seen and simulated wall time of ASHA over `curves`.
 
@@ -55,17 +58,19 @@ def replay(
     goes through the rung rule of Ray's ASHA (`_Bracket`, the class ASHAScheduler uses)
     and a stopped or finished trial frees its slot for the next one.
 
-    `time_axis` "seconds" is ASHA on training time (Tune's `time_attr` set to a trial's
-    training seconds so far): rungs `grace` typical epochs apart (the median epoch of all
-    curves; a live search would estimate it as it goes), so a cheap configuration is
-    judged after more epochs than an expensive one, at equal cost. Trials still end at
+    `time_axis` "seconds" is `--asha-time seconds`: ASHA on a trial's training seconds
+    so far, its rungs `grace` units apart and rf times further each (`search.tuner.asha`).
+    The unit is one epoch of the tutorial's network: `unit`, else the first curve's median
+    epoch (the searches start with the tutorial's configuration). Trials still end at
     `max_epochs`.
     """
     if time_axis == "seconds":
-        typical = statistics.median(s for c in curves for s in c.seconds)
-        longest = max(sum(c.seconds) for c in curves)
+        unit = unit or statistics.median(curves[0].seconds)
         bracket = _Bracket(
-            min_t=grace * typical, max_t=longest, reduction_factor=reduction_factor, s=0
+            min_t=grace * unit,
+            max_t=max_epochs * SECONDS_CEILING_UNITS * unit,
+            reduction_factor=reduction_factor,
+            s=0,
         )
     else:
         bracket = _Bracket(min_t=grace, max_t=max_epochs, reduction_factor=reduction_factor, s=0)

@@ -18,6 +18,7 @@ from search.metrics import OBJECTIVE_CHOICES
 # here, where the flags are, so that parsing them needs no torch (a test checks they agree).
 DATASETS = ("mnist-5k", "mnist")
 ROW_LOSSES = ("last", "all", "uniform")
+ASHA_TIMES = ("epochs", "seconds")  # what ASHA's rungs count (search.cost)
 
 
 def _positive_int(text: str) -> int:
@@ -142,6 +143,14 @@ class SearchConfig:
         "and rungs are rf times apart (epochs grace, grace*rf, ...)",
         _reduction_factor,
         default=3,
+    )
+    asha_time: str = _flag(
+        "what ASHA's rungs count: epochs (every trial is judged after the same epochs) or "
+        "seconds (after the same training time, in units of one epoch of the tutorial's "
+        "network, timed on a worker before the search: a costly configuration must show "
+        "its worth sooner)",
+        choices=ASHA_TIMES,
+        default="epochs",
     )
     name: str = _flag(
         "run name: the folder under --storage-path (default: a timestamp)",

@@ -76,6 +76,9 @@ def run(config: SearchConfig) -> RunLocation:
         raise UserError(
             f"--grace-epochs ({config.grace_epochs}) exceeds --max-epochs ({config.max_epochs})"
         )
+    if config.asha_time == "seconds" and config.warm_start and not config.resume:
+        # The sources' per-epoch values cannot be placed on rungs counted in seconds.
+        raise UserError("--warm-start works with --asha-time epochs only")
     metric = m.primary_metric(config.objective)  # what the run ranks and confirms by
     # Read now, so a bad file fails before Ray starts; a resumed searcher has its own.
     extra_points = read_points(config.enqueue) if config.enqueue and not config.resume else []
@@ -116,6 +119,8 @@ def run(config: SearchConfig) -> RunLocation:
             run_dir.create()
             info = _hide_password(new_run_info(config, data.name, data.sizes()), config)
             study = _start_study(config, run_dir, info, study, study_ref, signature, warm_sources)
+            unit = _asha_unit(config, data) if config.asha_time == "seconds" else None
+            info["asha_unit_seconds"] = unit
             write_run_info(run_dir, info)
             write_test_split(run_dir, data.test)
             progress = ProgressLine(
@@ -133,6 +138,7 @@ def run(config: SearchConfig) -> RunLocation:
                 run=info["study"]["run"],
                 sampler_seed=info["study"]["sampler_seed"],
                 warm_curves=st.warm_curves(study) if warm_sources else None,
+                unit_seconds=unit,
             )
 
         session_started = time.monotonic()
@@ -177,6 +183,18 @@ def run(config: SearchConfig) -> RunLocation:
     if outcome:
         print(f"search.run: {outcome}", file=sys.stderr)
     return run_dir
+
+
+def _asha_unit(config: SearchConfig, data) -> float:
+    """ASHA's unit under --asha-time seconds, timed now (a resumed search keeps its
+    scheduler, and with it the unit it started with)."""
+    from search.cost import unit_seconds
+
+    unit = unit_seconds(
+        data.train, data.val, config.cpus_per_trial, config.gpus_per_trial, config.seed
+    )
+    print(f"ASHA counts training seconds in units of {unit:.2f} s (one tutorial epoch here)")
+    return round(unit, 3)
 
 
 def _start_study(

@@ -12,6 +12,9 @@ PARAM_COUNT = "params"  # the model's parameter count
 TRAIN_LOSS = "train_loss"
 EPOCH = "epoch"  # ASHA's time axis; survives a restore from checkpoint, unlike Tune's count
 EPOCH_SECONDS = "epoch_seconds"
+# Training and evaluation seconds of all the trial's epochs so far, also across a restore:
+# ASHA's time axis under --asha-time seconds (search.cost).
+TRAIN_SECONDS = "train_seconds"
 NODE = "node"  # Ray node id that ran the epoch
 DEVICE = "device"  # what trained it: "cuda", or "cpu" (also for a GPU share without CUDA)
 DIVERGED = "diverged"  # True on the one report of a trial whose loss went NaN/inf

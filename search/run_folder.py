@@ -174,7 +174,11 @@ def ranked(table: pd.DataFrame, metric: str = m.VAL_ACC) -> pd.DataFrame:
 
 
 def checkpoint_state(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int, val_acc: float
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    val_acc: float,
+    train_seconds: float = 0.0,
 ) -> dict:
     """What a trial checkpoint holds: tensors and plain values only, so loading it runs
     no code. `model.config` (an LSTMConfig) is kept so the model can be rebuilt alone."""
@@ -184,6 +188,7 @@ def checkpoint_state(
         "model_config": model.config.to_dict(),
         m.EPOCH: epoch,
         m.VAL_ACC: val_acc,
+        m.TRAIN_SECONDS: train_seconds,
     }
 
 

@@ -60,13 +60,14 @@ def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> Non
     model, optimizer = build(config, settings.seed, device)
     train, val = data.train.tensors(device), data.val.tensors(device)
 
-    first_epoch = 1
+    first_epoch, spent = 1, 0.0
     if (checkpoint := tune.get_checkpoint()) is not None:  # the latest epoch's
         with checkpoint.as_directory() as folder:
             state = load_checkpoint(Path(folder) / CHECKPOINT_FILE, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         first_epoch = state[m.EPOCH] + 1
+        spent = state.get(m.TRAIN_SECONDS, 0.0)  # absent from checkpoints made before it
 
     node = ray.get_runtime_context().get_node_id()
     epochs = fit(
@@ -81,8 +82,10 @@ def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> Non
         loss=settings.loss,
     )
     for result in epochs:
+        spent += result.seconds
         report = {
             m.EPOCH: result.epoch,
+            m.TRAIN_SECONDS: spent,
             m.NODE: node,
             m.DEVICE: device.type,
             m.TRAIN_LOSS: result.train_loss,
@@ -107,7 +110,7 @@ def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> Non
             }
         )
         with tempfile.TemporaryDirectory() as folder:
-            state = checkpoint_state(model, optimizer, result.epoch, val_result.acc)
+            state = checkpoint_state(model, optimizer, result.epoch, val_result.acc, spent)
             torch.save(state, Path(folder) / CHECKPOINT_FILE)
             # report() copies the folder into the run's storage before returning.
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))

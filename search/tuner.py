@@ -36,10 +36,12 @@ def build_tuner(
     run: str,
     sampler_seed: int,
     warm_curves: list[dict[int, float]] | None = None,
+    unit_seconds: float | None = None,
 ) -> tune.Tuner:
     """A new search; `extra_points` are tried right after the tutorial's configuration.
     Its Optuna study is `study` (prepared by the caller); `run` marks the run's trials;
-    `warm_curves` are a warm start's per-epoch values, which ASHA's rungs start with."""
+    `warm_curves` are a warm start's per-epoch values, which ASHA's rungs start with;
+    `unit_seconds` is ASHA's time unit under --asha-time seconds (search.cost)."""
     quiet_tune()
     deadline = Deadline(config.time_budget) if config.time_budget else None
     objectives = m.objective_metrics(config.objective)
@@ -54,12 +56,7 @@ def build_tuner(
         study=study,
         run=run,
     )
-    scheduler = ASHAScheduler(
-        time_attr=m.EPOCH,
-        max_t=config.max_epochs,
-        grace_period=config.grace_epochs,
-        reduction_factor=config.reduction_factor,
-    )
+    scheduler = asha(config, unit_seconds)
     seed_rungs(scheduler, warm_curves or [], sign=1.0 if mode == "max" else -1.0)
     return tune.Tuner(
         trainable(config, data),
@@ -80,6 +77,32 @@ def build_tuner(
             trial_dirname_creator=_trial_dirname,
         ),
         run_config=run_config(config, storage_path, callbacks, stop=deadline),
+    )
+
+
+# Under --asha-time seconds, the time after which ASHA ends a trial, in units: far beyond
+# what any configuration of the space spends in --max-epochs epochs (the costliest,
+# 3x256 at batch 32, takes about 10 units an epoch), so trials end at --max-epochs and
+# the rungs run on (grace, grace*rf, grace*rf^2, ...) for as long as a trial trains.
+SECONDS_CEILING_UNITS = 30
+
+
+def asha(config: SearchConfig, unit_seconds: float | None = None) -> ASHAScheduler:
+    """ASHA on epochs, or on training seconds counted in units of `unit_seconds`."""
+    if config.asha_time == "seconds":
+        if unit_seconds is None:
+            raise ValueError("--asha-time seconds needs the unit's seconds (search.cost)")
+        return ASHAScheduler(
+            time_attr=m.TRAIN_SECONDS,
+            max_t=config.max_epochs * SECONDS_CEILING_UNITS * unit_seconds,
+            grace_period=config.grace_epochs * unit_seconds,
+            reduction_factor=config.reduction_factor,
+        )
+    return ASHAScheduler(
+        time_attr=m.EPOCH,
+        max_t=config.max_epochs,
+        grace_period=config.grace_epochs,
+        reduction_factor=config.reduction_factor,
     )
 
 

@@ -193,7 +193,7 @@ def test_replay_follows_the_rung_rule():
 
 def test_replay_on_seconds_judges_trials_at_their_training_seconds():
     # A slow late bloomer (4 s epochs, 50% -> 95%) first, then fast trials (1 s epochs),
-    # each a little worse. The typical epoch is 1 s: rungs at 1, 3, 9 s (epochs: 1, 3).
+    # each a little worse. The unit is 1 s: rungs at 1, 3, 9 s (epochs: 1, 3).
     slow = Curve([0.5, 0.7, 0.95, 0.96], [4.0] * 4)
     fast = [
         Curve([0.6 - 0.01 * t, 0.7 - 0.01 * t, 0.8 - 0.01 * t, 0.85 - 0.01 * t], [1.0] * 4)
@@ -204,7 +204,7 @@ def test_replay_on_seconds_judges_trials_at_their_training_seconds():
     assert replay([slow, *fast], 3, 1, 4, slots=1)["epochs"] == 4 + 3 + 3 + 1 + 1
     # On seconds, the slow trial's first report (4 s) is its 3 s rung's; ASHA records it
     # at the 1 s rung at its second (8 s, 70%), and every fast trial stops at 1 s below it.
-    on_seconds = replay([slow, *fast], 3, 1, 4, slots=1, time_axis="seconds")
+    on_seconds = replay([slow, *fast], 3, 1, 4, slots=1, time_axis="seconds", unit=1.0)
     assert on_seconds["epochs"] == 4 + 1 + 1 + 1 + 1
 
 

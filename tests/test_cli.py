@@ -104,6 +104,10 @@ def bad_inputs(tmp_path):
         "more confirmation folds than the pool holds": ["--confirm-folds", "10", *storage],
         "a loss we do not know": ["--loss", "first"],
         "size as the only objective": ["--objective", "size"],
+        "ASHA on a time we do not know": ["--asha-time", "minutes"],
+        "warm start with ASHA on seconds": [
+            "--asha-time", "seconds", "--warm-start", "taken", *storage
+        ],  # fmt: skip
     }
 
 

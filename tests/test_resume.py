@@ -222,6 +222,36 @@ def test_sigterm_ends_the_search_as_ctrl_c_does(tmp_path, searches):
     assert len(pd.read_csv(run_dir / TRIALS_CSV)) == 4
 
 
+def test_asha_on_training_seconds_resumes_with_the_unit_it_started_with(tmp_path, searches):
+    run_dir = tmp_path / "runs" / "seconds"
+    args = base_args(tmp_path, "seconds", "--trials", "6", "--max-epochs", "3")
+    search = searches(*args, "--asha-time", "seconds", "--confirm-top", "0", "--no-report")
+    wait_for(lambda: len(epochs_reported(run_dir)) >= 3, what="three trials to start")
+    search.proc.send_signal(signal.SIGINT)
+    code, out, err = search.wait(timeout=120)
+    assert code == 130, err[-3000:]
+    unit = json.loads((run_dir / "run.json").read_text())["asha_unit_seconds"]
+    assert re.search(rf"units of {unit:.2f} s", out)
+
+    code, out, err = run_search(*args[:4], "--resume")  # the flags come from run.json
+    assert code == 0, err[-3000:]
+    assert "ASHA counts" not in out  # the resumed scheduler keeps its rungs: not re-timed
+    assert json.loads((run_dir / "run.json").read_text())["asha_unit_seconds"] == unit
+    table = pd.read_csv(run_dir / TRIALS_CSV)
+    assert len(table) == 6 and set(table["status"]) <= {"completed", "stopped"}
+    assert_study_matches(run_dir, table)
+    # The unit is one epoch of the tutorial's network, the first trial: timed alike.
+    reports = epochs_reported(run_dir)
+    tutorial = table[table["label"] == "seed"]["trial_id"].item()
+    epoch_seconds = sorted(r["epoch_seconds"] for r in reports[trial_dir(tutorial)])
+    assert unit / 3 < epoch_seconds[len(epoch_seconds) // 2] < unit * 3
+    for trial in reports.values():  # ASHA's clock: each trial's epochs' seconds, summed
+        # (by epoch: one interrupted mid-epoch ran again from the previous epoch's state)
+        epochs = [r for _, r in sorted({r["epoch"]: r for r in trial}.items())]
+        sums = [sum(r["epoch_seconds"] for r in epochs[: i + 1]) for i in range(len(epochs))]
+        assert [r["train_seconds"] for r in epochs] == pytest.approx(sums)
+
+
 def test_killed_trial_worker_resumes_from_its_checkpoint(tmp_path):
     run_dir = tmp_path / "runs" / "worker"
     args = base_args(
@@ -254,6 +284,10 @@ def test_killed_trial_worker_resumes_from_its_checkpoint(tmp_path):
     # Every epoch leaves a checkpoint: the restart redoes none of the finished epochs.
     assert after[0] == max(before) + 1
     assert after[-1] == 6
+    # Its training seconds count on from the checkpoint (ASHA's time under --asha-time
+    # seconds): they grow with every epoch, across the restart.
+    spent = [r["train_seconds"] for r in reports]
+    assert spent == sorted(spent) and len(set(spent)) == len(spent)
 
 
 def test_diverging_configuration_is_recorded_and_skipped(tmp_path):

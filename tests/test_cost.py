@@ -1,0 +1,66 @@
+"""ASHA on training seconds (--asha-time seconds): its rungs, what it stops, its unit."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from ray.tune.schedulers import TrialScheduler
+
+from search import cost
+from search import metrics as m
+from search.config import SearchConfig
+from search.data import Split
+from search.tuner import SECONDS_CEILING_UNITS, asha
+
+
+def rungs(scheduler) -> list[float]:
+    return sorted(milestone for milestone, _ in scheduler._brackets[0]._rungs)
+
+
+def test_on_epochs_the_rungs_are_epochs():
+    scheduler = asha(SearchConfig(max_epochs=12, grace_epochs=1, reduction_factor=3))
+    assert scheduler._time_attr == m.EPOCH
+    assert rungs(scheduler) == [1, 3, 9]
+
+
+def test_on_seconds_the_rungs_are_units_apart_and_never_end_a_trial_before_its_epochs():
+    config = SearchConfig(max_epochs=12, grace_epochs=2, reduction_factor=3, asha_time="seconds")
+    scheduler = asha(config, unit_seconds=0.5)
+    assert scheduler._time_attr == m.TRAIN_SECONDS
+    assert rungs(scheduler)[:3] == [1.0, 3.0, 9.0]  # 2 units, 6, 18
+    assert scheduler._max_t == 12 * SECONDS_CEILING_UNITS * 0.5
+    with pytest.raises(ValueError):
+        asha(config)  # the unit is measured first, never guessed
+
+
+def judge(scheduler, trial: str, seconds: float, epoch: int, acc: float) -> str:
+    result = {m.VAL_ACC: acc, m.EPOCH: epoch, m.TRAIN_SECONDS: seconds}
+    return scheduler.on_trial_result(None, SimpleNamespace(trial_id=trial), result)
+
+
+@pytest.mark.parametrize("asha_time, kept", [("epochs", True), ("seconds", False)])
+def test_a_costly_trial_is_judged_against_what_the_same_time_bought(asha_time, kept):
+    """A cheap trial (0.5 s an epoch) reaches 0.85 after 1 epoch and 0.95 after 6 (3 s).
+    A costly one (3 s an epoch) has 0.90 after its first epoch: ahead of the cheap one
+    at epoch 1, behind it at equal time."""
+    config = SearchConfig(max_epochs=12, grace_epochs=1, reduction_factor=3, asha_time=asha_time)
+    scheduler = asha(config, unit_seconds=1.0)
+    scheduler.set_search_properties(m.VAL_ACC, m.MODE)
+    for trial in ("cheap", "costly"):
+        scheduler.on_trial_add(None, SimpleNamespace(trial_id=trial))
+    for epoch, acc in enumerate([0.85, 0.9, 0.91, 0.92, 0.93, 0.95], start=1):
+        judge(scheduler, "cheap", 0.5 * epoch, epoch, acc)
+    decision = judge(scheduler, "costly", 3.0, 1, 0.90)
+    assert (decision == TrialScheduler.CONTINUE) is kept
+
+
+def test_the_unit_is_one_tutorial_epoch_timed_as_a_trial_trains():
+    generator = torch.Generator().manual_seed(0)
+    digits = Split(
+        torch.randint(0, 256, (700, 28, 28), dtype=torch.uint8, generator=generator),
+        torch.randint(0, 10, (700,), generator=generator),
+    )
+    training, evaluating = cost._time_epoch._function(digits[:600], digits[600:], 1, 0)
+    assert 0 < evaluating < training < 30
