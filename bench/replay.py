@@ -126,3 +126,21 @@ def replay_settings(
                     }
                 )
     return rows
+
+
+def sequential_curves(r: dict, max_epochs: int) -> list[Curve] | None:
+    """A plain Optuna search's curves: its own (`curves`), else cut from its epoch events,
+    which a search without pruning or divergence reports one trial after another, each
+    `max_epochs` long (seconds: from one event to the next). None where they cannot be."""
+    if "curves" in r:
+        return [Curve(c["val_acc"], c["seconds"]) for c in r["curves"]]
+    events = sorted(r["events"])
+    if len(events) != r["trials"] * max_epochs:
+        return None
+    times = [0.0] + [t for t, _ in events]
+    seconds = [b - a for a, b in zip(times, times[1:], strict=False)]
+    seconds[0] = seconds[1]  # the first event also carries the process's start-up
+    return [
+        Curve([acc for _, acc in events[i : i + max_epochs]], seconds[i : i + max_epochs])
+        for i in range(0, len(events), max_epochs)
+    ]

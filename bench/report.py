@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench import (
     anytime,
+    asha_time,
     early_stopping,
     efficiency,
     gpu,
@@ -40,6 +41,7 @@ MODULES = (
     losses,
     studies,
     gpu,
+    asha_time,
 )
 BENCHMARKS = {module.__name__.removeprefix("bench."): module for module in MODULES}
 

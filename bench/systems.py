@@ -72,6 +72,7 @@ class SearchSpec:
     warm_start: tuple[str, ...] = ()  # ours only: run folders for --warm-start
     time_budget: float | None = None  # ours only: --time-budget, seconds
     gpus_per_trial: float = 0.0  # ours only: --gpus-per-trial
+    asha_time: str = "epochs"  # ours only: --asha-time
     workdir: str = "."  # where run folders go
 
 
@@ -133,6 +134,7 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
     name += f"-c{spec.confirm_top}" if confirm else ""
     name += "-warm" if spec.warm_start else ""
     name += f"-gpu{spec.gpus_per_trial:g}" if spec.gpus_per_trial else ""
+    name += f"-asha-{spec.asha_time}" if spec.asha_time != "epochs" else ""
     config = SearchConfig(
         trials=spec.trials,
         dataset=spec.dataset,
@@ -151,6 +153,7 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
         warm_start=list(spec.warm_start) or None,
         time_budget=spec.time_budget,
         gpus_per_trial=spec.gpus_per_trial,
+        asha_time=spec.asha_time,
         **rf,
         **confirm,
     )
@@ -173,6 +176,7 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
         "wall_s": wall,
         "run_dir": str(run_dir),
         "devices": info.get("devices"),  # what trained the trials: {"cuda": 50}
+        "asha_unit_s": info.get("asha_unit_seconds"),  # --asha-time seconds' unit
     }
 
 
@@ -214,6 +218,7 @@ def _run_optuna(spec: SearchSpec, started: float, expert: bool = False) -> dict:
     data = _load(spec)
     events: list[tuple[float, float]] = []
     best: dict = {"key": (-1.0, 0.0)}  # the best epoch of all, with its weights
+    curves: list[dict] = []  # each trial's val_acc and seconds per epoch, for bench.replay
     busy = 0.0
     lock = threading.Lock()  # the expert's trials run in threads
 
@@ -222,8 +227,13 @@ def _run_optuna(spec: SearchSpec, started: float, expert: bool = False) -> dict:
         sample(trial)
         model, epochs = train_trial(trial.params, data, spec.max_epochs, spec.seed)
         trial_best = 0.0
+        curve: dict = {"val_acc": [], "seconds": []}
+        with lock:
+            curves.append(curve)
         for epoch in epochs:
             trial_best = max(trial_best, epoch.val.acc)
+            curve["val_acc"].append(epoch.val.acc)
+            curve["seconds"].append(epoch.seconds)
             key = (epoch.val.acc, -epoch.val.loss)
             with lock:
                 busy += epoch.seconds
@@ -251,6 +261,7 @@ def _run_optuna(spec: SearchSpec, started: float, expert: bool = False) -> dict:
         "best_config": best["config"],
         "test_acc": test_accuracy(best["model"], data),
         "epochs": len(events),
+        "curves": [c for c in curves if c["val_acc"]],  # in start order
         "trial_states": Counter(t.state.name for t in study.trials),
         "selected_model": save_selected(best["model"], spec),
     }

@@ -33,6 +33,7 @@ from bench.common import (
     table,
 )
 from bench.efficiency import describe
+from bench.replay import replay, sequential_curves
 from bench.systems import LABELS
 from bench.utilisation import share
 from models.train import evaluate
@@ -45,6 +46,9 @@ PEERS = SYSTEMS[1:]
 TOP_N = 10  # ours' best trials by val_acc, each scored on t10k
 MEASURES = ("wall_s", "selected_t10k", "reported_acc", "honesty_gap_pts")
 OURS_MEASURES = ("regret_pts", "spearman_top10", "core_utilisation")
+# ASHA settings replayed on plain Optuna's curves (every trial to the cap): (time, rf),
+# grace 1; epochs with rf 3 is our search's default.
+REPLAYED = (("epochs", 3), ("epochs", 4), ("seconds", 3), ("seconds", 4))
 
 
 def run(c: BenchConfig, searches: Searches) -> dict | None:
@@ -61,7 +65,7 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
             "run_dir": runs["ours"]["run_dir"],
             "peers": {system: runs[system]["selected_model"] for system in PEERS},
         }
-        rows += seed_rows(seed, runs, run_child(job, c), date)
+        rows += seed_rows(seed, runs, run_child(job, c), date, epochs)
     return summarise(rows, search_sizes(c, epochs))
 
 
@@ -111,8 +115,33 @@ def spearman(val_accs: list[float], t10k: list[float]) -> float | None:
     return float(spearmanr(val_accs, t10k).statistic)
 
 
-def seed_rows(seed: int, runs: dict, judged: dict, date: str) -> list[dict]:
-    """One row per system: its wall time, its selection's t10k score, what it reported."""
+def replayed(r: dict, max_epochs: int) -> list[dict] | None:
+    """ASHA's settings (REPLAYED) over a search's every-trial-to-the-cap curves, relative to
+    those curves: epochs, simulated wall time, and the best val_acc it still saw."""
+    curves = sequential_curves(r, max_epochs)
+    if curves is None:
+        return None
+    everything = replay(curves, 2, max_epochs, max_epochs, r["cpus"])  # grace = cap
+    rows = []
+    for axis, rf in REPLAYED:
+        x = replay(curves, rf, 1, max_epochs, r["cpus"], axis)
+        rows.append(
+            {
+                "time_axis": axis,
+                "reduction_factor": rf,
+                "epoch_ratio": x["epochs"] / everything["epochs"],
+                "wall_ratio": x["wall_s"] / everything["wall_s"],
+                "gap_pp": 100 * (everything["best_val_acc"] - x["best_val_acc"]),
+            }
+        )
+    return rows
+
+
+def seed_rows(
+    seed: int, runs: dict, judged: dict, date: str, max_epochs: int | None = None
+) -> list[dict]:
+    """One row per system: its wall time, its selection's t10k score, what it reported;
+    plain Optuna's also ASHA replayed on its curves (given `max_epochs`, its cap)."""
     rows = []
     for system, r in runs.items():
         ours = system == "ours"
@@ -128,6 +157,8 @@ def seed_rows(seed: int, runs: dict, judged: dict, date: str) -> list[dict]:
             "honesty_gap_pts": honesty_gap_pts(reported, t10k),
             "best_config": r["best_config"],
         }
+        if system == "optuna" and max_epochs and (replays := replayed(r, max_epochs)):
+            row["replay"] = replays
         if ours:
             top = judged["top10"]
             row |= {
@@ -167,8 +198,30 @@ def summarise(rows: list[dict], sizes: dict) -> dict:
         "per_seed": rows,
         "by_system": by,
         "wall_ratios": ratios,
+        "replay": replay_summary(of["optuna"]),
         "goals": goals(seeds, by, ratios),
     }
+
+
+def replay_summary(optuna_rows: list[dict]) -> list[dict]:
+    """Per REPLAYED setting, its figures over the seeds whose plain Optuna was replayed."""
+    replays = [r for r in optuna_rows if r.get("replay")]
+    out = []
+    for i, (axis, rf) in enumerate(REPLAYED):
+        mine = [r["replay"][i] for r in replays]
+        if mine:
+            out.append(
+                {
+                    "time_axis": axis,
+                    "reduction_factor": rf,
+                    "seeds": [r["seed"] for r in replays],
+                    **{
+                        k: summary([x[k] for x in mine])
+                        for k in ("epoch_ratio", "wall_ratio", "gap_pp")
+                    },
+                }
+            )
+    return out
 
 
 def each(seeds: list[int], s: dict, spec: str, scale: float = 1.0, unit: str = "") -> str:
@@ -284,6 +337,33 @@ def render(r: dict) -> str:
             f"{stat(o['core_utilisation'], '.0f', 100)}% (trials' epoch seconds over wall x "
             "CPUs; the confirmation's retraining counts as training where run.json records "
             "it, marked * per seed, and as wall time only before).",
+            *replay_section(r.get("replay") or []),
             "<details><summary>per seed</summary>\n\n" + seeds + "\n\n</details>",
         ]
     )
+
+
+def replay_section(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    seeds = ", ".join(map(str, rows[0]["seeds"]))
+    return [
+        f"ASHA replayed on plain Optuna's curves (seeds {seeds}: every trial trained to the "
+        "cap, in the order it proposed them; `bench/replay.py`, Ray's rung rule, grace 1, "
+        "as many slots as CPUs): the share of epochs and of simulated wall time against "
+        "training every trial to the cap, and how much lower the best val_acc it saw is. "
+        "ASHA on seconds counts as `--asha-time seconds` does. It does not model how TPE "
+        "would have proposed under ASHA.",
+        table(
+            [
+                {
+                    "ASHA counts": x["time_axis"],
+                    "rf": x["reduction_factor"],
+                    "epoch share": stat(x["epoch_ratio"], ".2f"),
+                    "simulated wall share": stat(x["wall_ratio"], ".2f"),
+                    "best val_acc lower by (pts)": stat(x["gap_pp"], "+.2f"),
+                }
+                for x in rows
+            ]
+        ),
+    ]

@@ -12,6 +12,7 @@ import torch
 
 from bench import (
     anytime,
+    asha_time,
     early_stopping,
     efficiency,
     gpu,
@@ -25,7 +26,7 @@ from bench import (
     winner,
 )
 from bench.common import BenchConfig, summary, table
-from bench.replay import Curve, replay
+from bench.replay import Curve, replay, sequential_curves
 from bench.systems import SearchSpec, run_search, train_trial
 from models.train import ROW_LOSSES, evaluate, to_inputs
 from search import metrics as m
@@ -565,3 +566,87 @@ def test_studies_tells_retrained_from_proposed_trials(fake_run, tmp_path):
     retrained, proposed = studies.warm_split(str(run_dir))
     assert retrained == table["val_acc"].iloc[:2].max()
     assert proposed == table["val_acc"].iloc[2:].max()
+
+
+def test_asha_time_runs_both_axes_per_seed_and_picks_the_axis_that_wins(tmp_path, monkeypatch):
+    """Seconds searches twice as fast; its winner 0.2 pts below epochs' on one seed, equal
+    on the other: seconds wins (faster, within 0.3 pts), so the default should be seconds."""
+
+    class TwoAxes(FakeSearches):
+        def get(self, system, seed, **overrides):
+            r = super().get(system, seed, **overrides)
+            seconds = overrides["asha_time"] == "seconds"
+            r["wall_s"] = (5.0 if seconds else 10.0) * (1 + seed)
+            r["run_dir"] = f"runs/{overrides['asha_time']}-{seed}"
+            return r
+
+    def judge(job, c):
+        t10k = 0.968 if job["run_dir"] == "runs/seconds-0" else 0.97
+        return {"t10k": t10k, "reported": 0.971, "deep_share": 0.25}
+
+    monkeypatch.setattr("bench.asha_time.run_child", judge)
+    t10k = write_idx_folder(tmp_path / "mnist", n_train=10, n_test=10)
+    config = BenchConfig(seeds=[0, 1], winner_max_epochs=12, t10k_dir=str(t10k))
+    result = asha_time.run(config, TwoAxes())
+    assert [(r["seed"], r["asha_time"]) for r in result["per_seed"]] == [
+        (0, "epochs"),
+        (0, "seconds"),
+        (1, "epochs"),
+        (1, "seconds"),
+    ]
+    assert result["wall_ratio"]["values"] == [0.5, 0.5]
+    assert result["t10k_gain_pts"]["values"] == pytest.approx([-0.2, 0.0])
+    assert result["spread"] == {"epochs": 2.0, "seconds": 2.0}
+    default_wins, spread = result["goals"]
+    assert "seconds wins, the default is epochs" in default_wins["measured"]
+    assert default_wins["met"] is False and spread["met"] is False
+    # A later session adds seed 2, where seconds is twice as slow; merged with the stored
+    # seeds, the median ratio over (0.5, 0.5, 2.0) is still 0.5.
+    slower = asha_time.summarise(
+        [
+            {**result["per_seed"][0], "seed": 2},
+            {**result["per_seed"][1], "seed": 2, "wall_s": 20.0},
+        ],
+        result["sizes"],
+    )
+    merged = asha_time.merge(result, slower)
+    assert merged["sizes"]["seeds"] == [0, 1, 2]
+    assert merged["wall_ratio"]["values"] == [0.5, 0.5, 2.0]
+    assert "This entry holds 3 seeds (0, 1, 2)" in asha_time.render(merged)
+
+
+def test_asha_time_judge_reads_the_deep_networks_share(fake_run, tmp_path):
+    run_dir = tmp_path / "fake"
+    shutil.copytree(fake_run, run_dir)
+    table = read_trials(run_dir / TRIALS_CSV)
+    write_best(RunLocation.open(tmp_path, "fake"), table)
+    t10k = write_idx_folder(tmp_path / "mnist", n_train=10, n_test=50)
+    judged = asha_time.measure(str(t10k), str(run_dir))
+    deep = table.loc[table["num_layers"] > 1, "seconds"].sum() / table["seconds"].sum()
+    assert judged["deep_share"] == pytest.approx(deep)
+    assert 0.0 <= judged["t10k"] <= 1.0
+
+
+def test_plain_optunas_curves_come_from_its_events_when_it_kept_none():
+    # Two trials of three epochs, one after the other; the first event also carries the
+    # process's start-up (5 s), so its seconds are taken from the next epoch's.
+    events = [[5.0, 0.5], [6.0, 0.6], [7.0, 0.7], [9.0, 0.4], [11.0, 0.8], [13.0, 0.9]]
+    curves = sequential_curves({"events": events, "trials": 2}, max_epochs=3)
+    assert curves == [Curve([0.5, 0.6, 0.7], [1.0, 1.0, 1.0]), Curve([0.4, 0.8, 0.9], [2.0] * 3)]
+    assert sequential_curves({"events": events[:-1], "trials": 2}, max_epochs=3) is None
+    kept = {"curves": [{"val_acc": [0.5], "seconds": [1.0]}], "events": [], "trials": 9}
+    assert sequential_curves(kept, max_epochs=3) == [Curve([0.5], [1.0])]
+
+
+def test_winner_replays_asha_on_plain_optunas_curves():
+    runs = {s: FakeSearches().get(s, 0) for s in winner.SYSTEMS}
+    rows = winner.seed_rows(0, runs, JUDGED, "today", max_epochs=4)
+    replays = next(r for r in rows if r["system"] == "optuna")["replay"]
+    assert [(x["time_axis"], x["reduction_factor"]) for x in replays] == list(winner.REPLAYED)
+    # The fake curves rise trial after trial: ASHA on epochs stops none of them.
+    assert replays[0]["epoch_ratio"] == 1.0 and replays[0]["gap_pp"] == 0.0
+    summary_rows = winner.summarise(rows, SIZES)["replay"]
+    assert summary_rows[0]["seeds"] == [0]
+    assert "ASHA replayed on plain Optuna's curves (seeds 0" in winner.render(
+        winner.summarise(rows, SIZES)
+    )
