@@ -39,6 +39,7 @@ SCALES = {
         growth_sizes=[5000, 15000, 60000],
         growth_data_trials=50,
         winner_max_epochs=12,
+        full_mnist_budget_s=2 * 3600,
     ),
 }
 # Cheap ones first, so a run cut short still reports them; the report keeps its own order.

@@ -15,6 +15,7 @@ from bench import (
     asha_time,
     early_stopping,
     efficiency,
+    full_mnist,
     gpu,
     growth,
     loop,
@@ -42,6 +43,7 @@ MODULES = (
     studies,
     gpu,
     asha_time,
+    full_mnist,
 )
 BENCHMARKS = {module.__name__.removeprefix("bench."): module for module in MODULES}
 

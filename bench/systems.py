@@ -135,6 +135,8 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
     name += "-warm" if spec.warm_start else ""
     name += f"-gpu{spec.gpus_per_trial:g}" if spec.gpus_per_trial else ""
     name += f"-asha-{spec.asha_time}" if spec.asha_time != "epochs" else ""
+    name += f"-{spec.dataset}" if spec.dataset != "mnist-5k" else ""
+    name += f"-budget{spec.time_budget:g}s" if spec.time_budget else ""
     config = SearchConfig(
         trials=spec.trials,
         dataset=spec.dataset,

@@ -15,6 +15,7 @@ from bench import (
     asha_time,
     early_stopping,
     efficiency,
+    full_mnist,
     gpu,
     growth,
     loop,
@@ -650,3 +651,27 @@ def test_winner_replays_asha_on_plain_optunas_curves():
     assert "ASHA replayed on plain Optuna's curves (seeds 0" in winner.render(
         winner.summarise(rows, SIZES)
     )
+
+
+def test_full_mnist_records_a_run_folder_and_judges_its_winner(fake_run, tmp_path, monkeypatch):
+    run_dir = tmp_path / "fake"
+    shutil.copytree(fake_run, run_dir)
+    table = read_trials(run_dir / TRIALS_CSV)
+    write_best(RunLocation.open(tmp_path, "fake"), table)
+    t10k = write_idx_folder(tmp_path / "mnist", n_train=10, n_test=50)
+    monkeypatch.setattr(report, "RESULTS_JSON", tmp_path / "benchmarks.json")
+    monkeypatch.setattr(report, "REPORT_MD", tmp_path / "benchmarks.md")
+    assert full_mnist.main([str(run_dir), "--t10k-dir", str(t10k)]) == 0
+    entry = json.loads((tmp_path / "benchmarks.json").read_text())["full_mnist"]["full"]
+    r = entry["result"]
+    assert entry["command"] == r["command"] == "python -m search.run --name fake --seed 1"
+    assert r["trials"] == len(table) and r["epochs"] == table["epochs"].sum()
+    assert r["reported"] == ranked(table).iloc[0][m.VAL_ACC]  # unconfirmed: its val_acc
+    assert 0.0 <= r["t10k"] <= 1.0 and r["search_s"] == 12.5
+    assert r["goals"][0]["met"] is (r["t10k"] >= 0.99)
+    assert "## 13. Full MNIST in a two-hour budget" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_full_mnist_is_skipped_at_the_quick_size(capsys):
+    assert full_mnist.run(BenchConfig(), searches=None) is None
+    assert "skipped at this size" in capsys.readouterr().out
