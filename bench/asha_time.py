@@ -23,7 +23,7 @@ from bench.common import (
     fmt,
     goal,
     has_t10k,
-    log,
+    merge_seeds,
     run_child,
     search_sizes,
     stat,
@@ -90,14 +90,7 @@ def seed_row(seed: int, axis: str, r: dict, judged: dict, date: str) -> dict:
 
 
 def merge(old: dict, new: dict) -> dict:
-    """`new`'s rows added to `old`'s (a rerun seed replaces its rows), summarised again;
-    `new` alone where the sizes differ."""
-    if {**old["sizes"], "seeds": None} != {**new["sizes"], "seeds": None}:
-        log.info("%s: sizes differ from the stored entry's; its seeds are dropped", TITLE)
-        return new
-    fresh = {r["seed"] for r in new["per_seed"]}
-    kept = [r for r in old["per_seed"] if r["seed"] not in fresh]
-    return summarise(kept + new["per_seed"], new["sizes"])
+    return merge_seeds(old, new, summarise)
 
 
 def summarise(rows: list[dict], sizes: dict) -> dict:

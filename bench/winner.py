@@ -33,7 +33,7 @@ from bench.common import (
     table,
 )
 from bench.efficiency import describe
-from bench.replay import replay, sequential_curves
+from bench.replay import TIME_AXES, replay_settings, sequential_curves
 from bench.systems import LABELS
 from bench.utilisation import share
 from models.train import evaluate
@@ -46,9 +46,10 @@ PEERS = SYSTEMS[1:]
 TOP_N = 10  # ours' best trials by val_acc, each scored on t10k
 MEASURES = ("wall_s", "selected_t10k", "reported_acc", "honesty_gap_pts")
 OURS_MEASURES = ("regret_pts", "spearman_top10", "core_utilisation")
-# ASHA settings replayed on plain Optuna's curves (every trial to the cap): (time, rf),
-# grace 1; epochs with rf 3 is our search's default.
-REPLAYED = (("epochs", 3), ("epochs", 4), ("seconds", 3), ("seconds", 4))
+# ASHA's reduction factors replayed on plain Optuna's curves (every trial to the cap), on
+# epochs and on seconds, grace 1; epochs with rf 3 is our search's default.
+REPLAYED_RFS = (3, 4)
+REPLAYED = tuple((axis, rf) for axis in TIME_AXES for rf in REPLAYED_RFS)
 
 
 def run(c: BenchConfig, searches: Searches) -> dict | None:
@@ -116,25 +117,12 @@ def spearman(val_accs: list[float], t10k: list[float]) -> float | None:
 
 
 def replayed(r: dict, max_epochs: int) -> list[dict] | None:
-    """ASHA's settings (REPLAYED) over a search's every-trial-to-the-cap curves, relative to
-    those curves: epochs, simulated wall time, and the best val_acc it still saw."""
+    """ASHA's settings (REPLAYED, in order) over a search's every-trial-to-the-cap curves,
+    relative to those curves: epochs, simulated wall time, the best val_acc it still saw."""
     curves = sequential_curves(r, max_epochs)
     if curves is None:
         return None
-    everything = replay(curves, 2, max_epochs, max_epochs, r["cpus"])  # grace = cap
-    rows = []
-    for axis, rf in REPLAYED:
-        x = replay(curves, rf, 1, max_epochs, r["cpus"], axis)
-        rows.append(
-            {
-                "time_axis": axis,
-                "reduction_factor": rf,
-                "epoch_ratio": x["epochs"] / everything["epochs"],
-                "wall_ratio": x["wall_s"] / everything["wall_s"],
-                "gap_pp": 100 * (everything["best_val_acc"] - x["best_val_acc"]),
-            }
-        )
-    return rows
+    return replay_settings(curves, max_epochs, r["cpus"], REPLAYED_RFS, graces=(1,))
 
 
 def seed_rows(
