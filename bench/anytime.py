@@ -24,6 +24,7 @@ from bench.common import (
     merge_seeds,
     run_child,
     search_sizes,
+    seeds_held,
     stat,
     summary,
     table,
@@ -207,11 +208,9 @@ def render(r: dict) -> str:
             for f in sorted(p["front"], key=lambda f: -f["params"])
         ]
     )
-    n = len(s["seeds"])
     return "\n\n".join(
         [
-            f"{n} seed{'s' * (n != 1)} ({', '.join(map(str, s['seeds']))}); `--seeds N` adds "
-            f"or replaces one. Each: three searches of {s['trials']} trials, "
+            f"{seeds_held(s['seeds'])} Each: three searches of {s['trials']} trials, "
             f"{s['max_epochs']}-epoch cap, {s['dataset']}, {s['cpus']} CPUs, judged on "
             "MNIST's t10k digits (never used for selection). Winners are each run's "
             "`best/`; area = mean accuracy over rows 1-28. Medians [min–max] over seeds.",

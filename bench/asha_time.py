@@ -26,6 +26,7 @@ from bench.common import (
     merge_seeds,
     run_child,
     search_sizes,
+    seeds_held,
     stat,
     summary,
     table,
@@ -173,11 +174,9 @@ def render(r: dict) -> str:
             for p in r["per_seed"]
         ]
     )
-    n = len(s["seeds"])
     return "\n\n".join(
         [
-            f"This entry holds {n} seed{'s' * (n != 1)} ({', '.join(map(str, s['seeds']))}); "
-            f"`--seeds N` adds or replaces one. {s['trials']} trials, {s['max_epochs']}-epoch "
+            f"{seeds_held(s['seeds'])} {s['trials']} trials, {s['max_epochs']}-epoch "
             f"cap, {s['dataset']}, {s['cpus']} CPUs, our search with `--asha-time epochs` "
             "(the default) and `--asha-time seconds` (rungs in units of one epoch of the "
             "tutorial's network, timed before the search: `unit s`), in the same run. "

@@ -141,6 +141,13 @@ def merge_seeds(old: dict, new: dict, summarise) -> dict:
     return summarise(sorted(rows, key=lambda r: r["seed"]), new["sizes"])
 
 
+def seeds_held(seeds: list[int]) -> str:
+    """How a merged entry says which seeds it holds."""
+    n = len(seeds)
+    held = f"{n} seed{'s' * (n != 1)} ({', '.join(map(str, seeds))})"
+    return f"This entry holds {held}; `--seeds N` adds or replaces one."
+
+
 def goal(text: str, measured: str, met: bool | None) -> dict:
     return {"goal": text, "measured": measured, "met": met}
 

@@ -32,6 +32,7 @@ from bench.common import (
     merge_seeds,
     run_child,
     search_sizes,
+    seeds_held,
     stat,
     summary,
     table,
@@ -207,12 +208,11 @@ def render(r: dict) -> str:
             for p in r["per_seed"]
         ]
     )
-    n = len(s["seeds"])
     return "\n\n".join(
         [
-            f"{n} seed{'s' * (n != 1)} ({', '.join(map(str, s['seeds']))}); `--seeds N` adds "
-            f"or replaces one. Each: a search of {s['trials']} trials, {s['max_epochs']}-epoch "
-            f"cap, {s['dataset']}, {s['cpus']} CPUs, no confirmation; then the same search "
+            f"{seeds_held(s['seeds'])} Each: a search of {s['trials']} trials, "
+            f"{s['max_epochs']}-epoch cap, {s['dataset']}, {s['cpus']} CPUs, no confirmation; "
+            "then the same search "
             "warm-started from it, its time budget the first's wall time; the warm start "
             "first trains the first's best three configurations again (same seed and "
             "digits), then TPE proposes from all the first's trials. Warm start reach: "

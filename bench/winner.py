@@ -28,6 +28,7 @@ from bench.common import (
     log,
     run_child,
     search_sizes,
+    seeds_held,
     stat,
     summary,
     table,
@@ -306,13 +307,11 @@ def render(r: dict) -> str:
         ]
     )
     o = by["ours"]
-    n = len(s["seeds"])
     return "\n\n".join(
         [
-            f"This entry holds {n} seed{'s' * (n != 1)} ({', '.join(map(str, s['seeds']))}); "
-            "`--seeds N` adds or replaces one. "
-            f"{s['trials']} trials, {s['max_epochs']}-epoch cap, {s['dataset']}, {s['cpus']} "
-            "CPUs. The judge is MNIST's official t10k set (10,000 digits), never used for "
+            f"{seeds_held(s['seeds'])} {s['trials']} trials, {s['max_epochs']}-epoch cap, "
+            f"{s['dataset']}, {s['cpus']} CPUs. The judge is MNIST's official t10k set "
+            "(10,000 digits), never used for "
             "selection. Selected: ours' `best/` (chosen by confirmed accuracy), the peers' "
             "best epoch of their best trial. Reported: what the tool tells the user about "
             "its winner (ours' confirmed accuracy, the peers' best val_acc). The expert "
