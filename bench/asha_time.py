@@ -110,7 +110,7 @@ def summarise(rows: list[dict], sizes: dict) -> dict:
         "wall_ratio": ratio,
         "t10k_gain_pts": gain,
         "spread": spread,
-        "goals": goals(by, ratio, gain, spread),
+        "goals": goals(by, ratio, gain, spread, len(seeds)),
     }
 
 
@@ -118,24 +118,30 @@ def default_axis() -> str:
     return next(f.default for f in fields(SearchConfig) if f.name == "asha_time")
 
 
-def goals(by: dict, ratio: dict, gain: dict, spread: dict) -> list[dict]:
+MIN_SEEDS = 3  # one search is one sample: its wall time has varied 3x between runs
+
+
+def goals(by: dict, ratio: dict, gain: dict, spread: dict, seeds: int) -> list[dict]:
     # Seconds wins if it is faster and its winner holds up on t10k; else epochs does.
     faster = ratio["median"] < 1
     holds = gain["median"] >= -ACCURACY_TOLERANCE_PTS
     wins = "seconds" if faster and holds else "epochs"
+    decided = seeds >= MIN_SEEDS  # below that, "n/a": too few samples to decide
     return [
         goal(
             "the default --asha-time is the one that wins: seconds wins if it is faster and "
             f"its winner's t10k accuracy is within {ACCURACY_TOLERANCE_PTS} pts of epochs' "
             "(medians)",
             f"seconds / epochs wall time {stat(ratio, '.2f')}; t10k seconds minus epochs "
-            f"{stat(gain, '+.2f')} pts: {wins} wins, the default is {default_axis()}",
-            wins == default_axis(),
+            f"{stat(gain, '+.2f')} pts: {wins} wins, the default is {default_axis()}"
+            + ("" if decided else f" ({seeds} of {MIN_SEEDS} seeds)"),
+            wins == default_axis() if decided else None,
         ),
         goal(
             "slowest seed <= 1.5x the fastest, per axis",
-            "; ".join(f"{a} {spread[a]:.2f}x" for a in AXES),
-            all(x <= 1.5 for x in spread.values()),
+            "; ".join(f"{a} {spread[a]:.2f}x" for a in AXES)
+            + ("" if decided else f" ({seeds} of {MIN_SEEDS} seeds)"),
+            all(x <= 1.5 for x in spread.values()) if decided else None,
         ),
     ]
 
