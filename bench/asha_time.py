@@ -23,6 +23,7 @@ from bench.common import (
     fmt,
     goal,
     has_t10k,
+    load_t10k,
     merge_seeds,
     run_child,
     search_sizes,
@@ -63,12 +64,12 @@ def measure(t10k_dir: str, run_dir: str) -> dict:
     trial-seconds spent on networks deeper than one layer."""
     from bench import winner
 
-    judged = winner.measure(t10k_dir, run_dir, peers={})
+    judged = winner.judge_best(Path(run_dir), *load_t10k(t10k_dir))
     trials = read_trials(Path(run_dir) / TRIALS_CSV)
     deep = trials.loc[trials["num_layers"] > 1, "seconds"].sum()
     return {
-        "t10k": judged["ours"]["t10k"],
-        "reported": judged["ours"]["reported"],
+        "t10k": judged["t10k"],
+        "reported": judged["reported"],
         "deep_share": float(deep / trials["seconds"].sum()),
     }
 

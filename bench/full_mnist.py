@@ -75,6 +75,7 @@ def measure(t10k_dir: str, run_dir: str) -> dict:
         "statuses": trials["status"].value_counts().to_dict(),
         "epochs": int(trials["epochs"].sum()),
         "search_s": info["wall_seconds"],
+        "finished": info.get("finished"),  # when the search ended (before confirming)
         "confirm_s": info.get("confirm_seconds"),
     }
 
@@ -131,13 +132,12 @@ def record(run_dir: Path, t10k_dir: Path) -> dict:
 
     started = time.monotonic()
     result = measure(str(t10k_dir), str(run_dir))
-    info = read_run_info(run_dir)
     result["goals"] = goals(result)  # no whole-run time: run.json times its two parts
     here = machine()
     here["load_before"] = here["load_after"] = "n/a"  # the run came before this record
     return {
         "command": result["command"],
-        "date": info.get("finished", datetime.now(UTC).isoformat(timespec="seconds")),
+        "date": result["finished"] or datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": result["search_s"] + (result["confirm_s"] or 0) + time.monotonic() - started,
         "machine": here,
         "result": result,

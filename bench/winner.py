@@ -80,15 +80,10 @@ def measure(t10k_dir: str, run_dir: str, peers: dict[str, str]) -> dict:
         return evaluate(model, images, labels).acc
 
     run = Path(run_dir)
-    about = json.loads((run / BEST_CONFIG).read_text())
     # By validation accuracy alone (then loss), as the search saw them before confirming.
     top = ranked(read_trials(run / TRIALS_CSV).drop(columns=m.CONFIRMED_ACC)).head(TOP_N)
     return {
-        "ours": {
-            "t10k": score(load_best(run)),
-            "reported": about.get(m.CONFIRMED_ACC, about[m.VAL_ACC]),
-            "trial_id": about["trial_id"],
-        },
+        "ours": judge_best(run, images, labels),
         "top10": [
             {
                 "trial_id": row["trial_id"],
@@ -98,6 +93,17 @@ def measure(t10k_dir: str, run_dir: str, peers: dict[str, str]) -> dict:
             for _, row in top.iterrows()
         ],
         "peers": {system: score(load_model(Path(path))) for system, path in peers.items()},
+    }
+
+
+def judge_best(run: Path, images, labels) -> dict:
+    """A run folder's `best/` scored on (images, labels), what the run reported for it
+    (its confirmed accuracy, else its val_acc) and its trial."""
+    about = json.loads((run / BEST_CONFIG).read_text())
+    return {
+        "t10k": evaluate(load_best(run), images, labels).acc,
+        "reported": about.get(m.CONFIRMED_ACC, about[m.VAL_ACC]),
+        "trial_id": about["trial_id"],
     }
 
 
