@@ -15,12 +15,12 @@ minutes); elsewhere it says it is skipped. Two measurements:
 from __future__ import annotations
 
 import statistics
-import time
+from functools import partial
 
 import torch
 
 from bench.common import BenchConfig, Searches, fmt, goal, run_child, table
-from models.train import build, evaluate, train_epoch
+from models.train import build, evaluate, timed, train_epoch
 from search.data import load_dataset
 from search.space import SEED_CONFIG
 
@@ -44,17 +44,13 @@ def epoch_seconds(config: dict, data, device: str, epochs: int, seed: int = 0) -
     model, optimizer = build(config, seed, device)
     (x, y), (vx, vy) = data.train.tensors(device), data.val.tensors(device)
     warm_up = 1 if device == "cuda" else 0
-    laps = []
-    for epoch in range(warm_up + epochs):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
+
+    def one_epoch(epoch: int) -> None:
         shuffle = torch.Generator().manual_seed(epoch)
         train_epoch(model, optimizer, x, y, int(config["batch_size"]), shuffle)
         evaluate(model, vx, vy)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        laps.append(time.perf_counter() - started)
+
+    laps = [timed(partial(one_epoch, epoch), device) for epoch in range(warm_up + epochs)]
     return statistics.median(laps[warm_up:])
 
 

@@ -200,3 +200,14 @@ def fit(
             return
         result = evaluate(model, *val)
         yield EpochResult(epoch, mean_loss, result, time.perf_counter() - started)
+
+
+def timed(step, device: torch.device | str) -> float:
+    """Seconds `step()` takes on `device`, waiting for CUDA's queued work at both ends."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    step()
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started

@@ -12,12 +12,10 @@ the tutorial's network, timed on a worker with a trial's resources before the se
 
 from __future__ import annotations
 
-import time
-
 import ray
 import torch
 
-from models.train import build, evaluate, train_epoch
+from models.train import build, evaluate, timed, train_epoch
 from search.data import Split
 from search.space import SEED_CONFIG
 from search.trainable import trial_device
@@ -51,15 +49,5 @@ def _time_epoch(train: Split, val: Split, threads: int, seed: int) -> tuple[floa
     vx, vy = val.tensors(device)
     shuffle = torch.Generator().manual_seed(seed)
     train_epoch(model, optimizer, x[:WARM_UP_DIGITS], y[:WARM_UP_DIGITS], batch, shuffle)
-    training = _timed(lambda: train_epoch(model, optimizer, x, y, batch, shuffle), device)
-    return training, _timed(lambda: evaluate(model, vx, vy), device)
-
-
-def _timed(step, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - started
+    training = timed(lambda: train_epoch(model, optimizer, x, y, batch, shuffle), device)
+    return training, timed(lambda: evaluate(model, vx, vy), device)
