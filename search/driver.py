@@ -76,9 +76,6 @@ def run(config: SearchConfig) -> RunLocation:
         raise UserError(
             f"--grace-epochs ({config.grace_epochs}) exceeds --max-epochs ({config.max_epochs})"
         )
-    if config.asha_time == "seconds" and config.warm_start and not config.resume:
-        # The sources' per-epoch values cannot be placed on rungs counted in seconds.
-        raise UserError("--warm-start works with --asha-time epochs only")
     metric = m.primary_metric(config.objective)  # what the run ranks and confirms by
     # Read now, so a bad file fails before Ray starts; a resumed searcher has its own.
     extra_points = read_points(config.enqueue) if config.enqueue and not config.resume else []
@@ -283,6 +280,8 @@ def _warm_start_sources(
     for item in config.warm_start or []:
         study = st.load(_warm_start_ref(item, config, run_dir), f"--warm-start {item}")
         st.check_signature(study, signature, f"--warm-start {item}")
+        if config.asha_time == "seconds":
+            st.check_costs(study, f"--warm-start {item}")
         sources.append((item, study))
     return sources
 

@@ -61,6 +61,7 @@ class EpochOptunaSearch(OptunaSearch):
         *args,
         objectives: list[tuple[str, str]],
         max_epochs: int,
+        unit_seconds: float | None = None,
         deadline: Deadline | None = None,
         study: st.StudyRef | None = None,
         run: str = "",
@@ -69,7 +70,8 @@ class EpochOptunaSearch(OptunaSearch):
     ):
         """`objectives`: (metric, mode) pairs, the primary first (`metrics.objective_metrics`).
         `study`: where the study is kept (default: in memory, for tests); `run`: the run's
-        name, recorded on each of its trials."""
+        name, recorded on each of its trials; `unit_seconds`: ASHA's unit under
+        --asha-time seconds, in which each trial's cost per epoch is recorded."""
         metrics, modes = zip(*objectives, strict=True)
         single = len(objectives) == 1
         super().__init__(
@@ -88,10 +90,12 @@ class EpochOptunaSearch(OptunaSearch):
         self._unclaimed: list[int] = []  # study trial ids asked before a crash, to reuse
         self.objectives = list(objectives)
         self.max_epochs = max_epochs
+        self.unit_seconds = unit_seconds
         self.deadline = deadline
         self._best: dict[str, dict] = {}  # trial id -> its best epoch's result so far
         self._last_epoch: dict[str, int] = {}  # trial id -> last epoch reported to Optuna
         self._epoch_seconds: list[float] = []  # every epoch's duration, for the budget
+        self._epoch_units: dict[str, float] = {}  # trial id -> its cost per epoch, in units
 
     def suggest(self, trial_id: str) -> dict | str | None:
         if self.deadline is not None and self.deadline.remaining() < self.trial_cost():
@@ -124,7 +128,8 @@ class EpochOptunaSearch(OptunaSearch):
         return state
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        # A run folder saved before trials' costs were recorded resumes without them.
+        self.__dict__.update({"unit_seconds": None, "_epoch_units": {}} | state)
         if self.study_url is not None:
             self._reconnect(_restore_url or self.study_url)
 
@@ -173,6 +178,10 @@ class EpochOptunaSearch(OptunaSearch):
         epoch, value = int(result[m.EPOCH]), float(result[primary])
         if m.EPOCH_SECONDS in result:
             self._epoch_seconds.append(float(result[m.EPOCH_SECONDS]))
+        if self.unit_seconds and m.TRAIN_SECONDS in result:
+            # Seconds over all epochs (a restarted trial's checkpoint keeps its sum).
+            per_epoch = float(result[m.TRAIN_SECONDS]) / epoch / self.unit_seconds
+            self._epoch_units[trial_id] = round(per_epoch, 4)
         best = self._best.get(trial_id)
         if best is None or (value > best[primary] if mode == "max" else value < best[primary]):
             self._best[trial_id] = {k: result.get(k) for k, _ in self.objectives}
@@ -210,6 +219,10 @@ class EpochOptunaSearch(OptunaSearch):
             state, values = TrialState.FAIL, None  # nothing to learn from
         if values is not None and len(values) == 1:
             values = values[0]
+        if trial_id in self._epoch_units:  # what a warm start on seconds will need
+            self._ot_trials[trial_id].set_user_attr(
+                st.EPOCH_UNITS_ATTR, self._epoch_units.pop(trial_id)
+            )
         self._ot_study.tell(self._ot_trials[trial_id], values, state=state)
         self._completed_trials.add(trial_id)
 

@@ -37,6 +37,10 @@ from search.space import distributions
 STUDY_DB = "study.db"  # the default storage, inside the run folder
 RUN_ATTR = "run"  # user attribute: the run that added the trial
 TUNE_ID_ATTR = "tune_trial_id"  # user attribute: Ray Tune's id of the trial
+# User attribute: what an epoch of the trial cost, in units of the tutorial's epoch on the
+# same machine (`search.cost`); recorded under --asha-time seconds, where it places a
+# warm start's per-epoch values on rungs counted in training time.
+EPOCH_UNITS_ATTR = "epoch_units"
 SIGNATURE_ATTR = "signature"  # study user attribute: see `signature`
 # What a warm start copies: trials that measured something.
 WARM_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -236,14 +240,36 @@ def warm_start(study: optuna.Study, sources: list[tuple[str, optuna.Study]], run
     return {"copied": len(copied), "remeasured": len(best)}
 
 
-def warm_curves(study: optuna.Study) -> list[dict[int, float]]:
-    """Each warm-start trial's per-epoch values of the primary objective (none for a
-    multi-objective study, which keeps no per-epoch values)."""
+@dataclass(frozen=True)
+class WarmCurve:
+    """A warm-start trial's per-epoch values of the primary objective, and what an epoch
+    of it cost in tutorial epochs (None where its run did not measure that)."""
+
+    values: dict[int, float]
+    epoch_units: float | None
+
+
+def warm_curves(study: optuna.Study) -> list[WarmCurve]:
+    """The warm-start trials' curves (none for a multi-objective study, which keeps no
+    per-epoch values)."""
     return [
-        dict(t.intermediate_values)
+        WarmCurve(dict(t.intermediate_values), t.user_attrs.get(EPOCH_UNITS_ATTR))
         for t in study.get_trials(deepcopy=False)
         if "warm_start_from" in t.user_attrs and t.intermediate_values
     ]
+
+
+def check_costs(study: optuna.Study, what: str) -> None:
+    """A warm start under --asha-time seconds places the source's values on rungs by
+    their training time: every source trial with a curve must carry its cost."""
+    if any(
+        t.intermediate_values and EPOCH_UNITS_ATTR not in t.user_attrs
+        for t in study.get_trials(deepcopy=False, states=WARM_STATES)
+    ):
+        raise UserError(
+            f"{what}: its trials carry no training cost (it ran with --asha-time epochs, "
+            "or before costs were recorded); warm-start from it with --asha-time epochs"
+        )
 
 
 def _best_configurations(trials: list[FrozenTrial], direction, count: int) -> list[dict]:

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import warnings
+from types import SimpleNamespace
 
 import optuna
 from ray import tune
@@ -21,7 +22,7 @@ from search.run_folder import trial_dir
 from search.searcher import EpochOptunaSearch, tpe_sampler
 from search.space import SEED_CONFIG, sample
 from search.storage import RunLocation
-from search.study import StudyRef
+from search.study import StudyRef, WarmCurve
 from search.trainable import TrialData, TrialSettings, train_lstm
 
 
@@ -35,13 +36,14 @@ def build_tuner(
     study: StudyRef,
     run: str,
     sampler_seed: int,
-    warm_curves: list[dict[int, float]] | None = None,
+    warm_curves: list[WarmCurve] | None = None,
     unit_seconds: float | None = None,
 ) -> tune.Tuner:
     """A new search; `extra_points` are tried right after the tutorial's configuration.
     Its Optuna study is `study` (prepared by the caller); `run` marks the run's trials;
     `warm_curves` are a warm start's per-epoch values, which ASHA's rungs start with;
-    `unit_seconds` is ASHA's time unit under --asha-time seconds (search.cost)."""
+    `unit_seconds` is ASHA's time unit under --asha-time seconds (search.cost), in which
+    the searcher records each trial's cost."""
     quiet_tune()
     deadline = Deadline(config.time_budget) if config.time_budget else None
     objectives = m.objective_metrics(config.objective)
@@ -52,12 +54,13 @@ def build_tuner(
         points_to_evaluate=[SEED_CONFIG, *extra_points],
         sampler=tpe_sampler(sampler_seed),
         max_epochs=config.max_epochs,
+        unit_seconds=unit_seconds,
         deadline=deadline,
         study=study,
         run=run,
     )
     scheduler = asha(config, unit_seconds)
-    seed_rungs(scheduler, warm_curves or [], sign=1.0 if mode == "max" else -1.0)
+    seed_rungs(scheduler, warm_curves or [], 1.0 if mode == "max" else -1.0, unit_seconds)
     return tune.Tuner(
         trainable(config, data),
         tune_config=tune.TuneConfig(
@@ -106,21 +109,31 @@ def asha(config: SearchConfig, unit_seconds: float | None = None) -> ASHASchedul
     )
 
 
-def seed_rungs(scheduler: ASHAScheduler, curves: list[dict[int, float]], sign: float) -> None:
+def seed_rungs(
+    scheduler: ASHAScheduler,
+    curves: list[WarmCurve],
+    sign: float,
+    unit_seconds: float | None = None,
+) -> None:
     """Record earlier trials' per-epoch values in ASHA's rungs, as if they had run here.
 
     Otherwise a warm-started search's first trials (the best configurations it trains
     again) are judged at each rung against each other only, and ASHA stops all but the
     top third of them however good they are: measured, it cut a 0.980 configuration at
-    epoch 3. Seeded, every trial is judged against everything known. (Ray 2.60's
-    AsyncHyperBandScheduler keeps each rung's values by trial id in `_brackets`, times
-    `sign`: -1 where the metric is minimised.)
+    epoch 3. Seeded, every trial is judged against everything known.
+
+    On epochs, an earlier trial reached epoch e at time e; on seconds (`unit_seconds`),
+    at e epochs of its cost in this machine's seconds. Each epoch goes through the rung
+    rule itself (Ray 2.60's AsyncHyperBandScheduler keeps its rungs in `_brackets`,
+    values times `sign`: -1 where the metric is minimised), so an earlier trial sits on
+    the rungs where a trial running here would have been recorded.
     """
-    for bracket in scheduler._brackets:
-        for milestone, recorded in bracket._rungs:
-            for i, curve in enumerate(curves):
-                if milestone in curve:
-                    recorded[f"warm-start-{i}"] = sign * curve[milestone]
+    for i, curve in enumerate(curves):
+        earlier = SimpleNamespace(trial_id=f"warm-start-{i}")
+        epoch_time = 1.0 if unit_seconds is None else curve.epoch_units * unit_seconds
+        for epoch, value in sorted(curve.values.items()):
+            for bracket in scheduler._brackets:
+                bracket.on_result(earlier, epoch * epoch_time, sign * value)
 
 
 def run_config(

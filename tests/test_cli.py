@@ -105,7 +105,6 @@ def bad_inputs(tmp_path):
         "a loss we do not know": ["--loss", "first"],
         "size as the only objective": ["--objective", "size"],
         "ASHA on a time we do not know": ["--asha-time", "minutes"],
-        "warm start with ASHA on seconds": ["--asha-time", "seconds", "--warm-start", "x"],
     }
 
 

@@ -36,13 +36,16 @@ def signature(**changes) -> dict:
     return {**st.signature("mnist-5k", "last", "accuracy"), **changes}
 
 
-def stored_searcher(ref: st.StudyRef, run: str = RUN) -> EpochOptunaSearch:
+def stored_searcher(
+    ref: st.StudyRef, run: str = RUN, unit_seconds: float | None = None
+) -> EpochOptunaSearch:
     st.prepare(ref, signature())
     return EpochOptunaSearch(
         space=sample,
         objectives=m.objective_metrics("accuracy"),
         sampler=tpe_sampler(0),
         max_epochs=MAX_EPOCHS,
+        unit_seconds=unit_seconds,
         study=ref,
         run=run,
         points_to_evaluate=[SEED_CONFIG],
@@ -265,22 +268,67 @@ def dashboard_json(url: str) -> list:
         return []
 
 
+def seeded_asha(curves: list[st.WarmCurve], asha_time: str = "epochs", unit_seconds=None):
+    """ASHA's single bracket as a search (max 9 epochs, grace 1, rf 3) starts it."""
+    from search.config import SearchConfig
+    from search.tuner import asha, seed_rungs
+
+    config = SearchConfig(max_epochs=9, grace_epochs=1, reduction_factor=3, asha_time=asha_time)
+    scheduler = asha(config, unit_seconds)
+    seed_rungs(scheduler, curves, sign=1.0, unit_seconds=unit_seconds)
+    return scheduler._brackets[0]
+
+
 def test_a_warm_starts_rungs_judge_new_trials_against_the_earlier_ones():
-    from ray.tune.schedulers import ASHAScheduler
-
-    from search.tuner import seed_rungs
-
-    def asha(curves):
-        scheduler = ASHAScheduler(time_attr=m.EPOCH, max_t=9, grace_period=1, reduction_factor=3)
-        seed_rungs(scheduler, curves, sign=1.0)
-        return scheduler._brackets[0]
-
-    earlier = [{1: 0.9, 2: 0.92, 3: 0.95}, {1: 0.85, 3: 0.93}, {1: 0.8}]
+    earlier = [
+        st.WarmCurve({1: 0.9, 2: 0.92, 3: 0.95}, None),
+        st.WarmCurve({1: 0.85, 3: 0.93}, None),
+        st.WarmCurve({1: 0.8}, None),
+    ]
     first = SimpleNamespace(trial_id="first")
     # Unseeded, a search's first trial is alone at its rung and goes on ...
-    assert asha([]).on_result(first, 1, 0.5) == "CONTINUE"
+    assert seeded_asha([]).on_result(first, 1, 0.5) == "CONTINUE"
     # ... seeded, it is judged against what the earlier trials reached at epoch 1 and 3.
-    seeded = asha(earlier)
+    seeded = seeded_asha(earlier)
     assert seeded.on_result(first, 1, 0.5) == "STOP"
     assert seeded.on_result(SimpleNamespace(trial_id="good"), 1, 0.95) == "CONTINUE"
     assert seeded.on_result(SimpleNamespace(trial_id="good"), 3, 0.94) == "STOP"
+
+
+def run_costed_trial(s: EpochOptunaSearch, trial_id: str, seconds: float, accs: list[float]):
+    """A trial whose epochs each took `seconds` of training, fed as Tune feeds them."""
+    s.suggest(trial_id)
+    for n, acc in enumerate(accs, start=1):
+        result = epoch(n, acc, **{m.TRAIN_SECONDS: seconds * n})
+        (s.on_trial_result if n < len(accs) else s.on_trial_complete)(trial_id, result)
+
+
+def test_a_warm_start_on_seconds_places_earlier_trials_by_what_their_epochs_cost(ref, tmp_path):
+    # The source ran on seconds with a 0.5 s unit: one trial as cheap as the tutorial's,
+    # one four times as costly, which ASHA cut after its first epoch.
+    source = stored_searcher(ref, unit_seconds=0.5)
+    run_costed_trial(source, "cheap", 0.5, [0.8, 0.9, 0.95])
+    run_costed_trial(source, "costly", 2.0, [0.85])
+    assert [t.user_attrs[st.EPOCH_UNITS_ATTR] for t in st.load(ref).trials] == [1.0, 4.0]
+
+    (tmp_path / "b").mkdir()
+    target = st.prepare(st.StudyRef.in_run_folder(tmp_path / "b", "b"), signature())
+    st.warm_start(target, [("run-a", st.load(ref))], "run-b")
+    curves = st.warm_curves(target)
+    assert curves == [
+        st.WarmCurve({1: 0.8, 2: 0.9, 3: 0.95}, 1.0),
+        st.WarmCurve({1: 0.85}, 4.0),
+    ]
+    # On a machine twice as slow (a 1 s unit), the costly trial's one epoch took 4 s:
+    # it sits on the rung at 3 units, not on the first one as it does on epochs.
+    rungs = {t: r for t, r in seeded_asha(curves, "seconds", unit_seconds=1.0)._rungs}
+    assert rungs[1.0] == {"warm-start-0": 0.8}
+    assert rungs[3.0] == {"warm-start-0": 0.95, "warm-start-1": 0.85}
+    on_epochs = {t: r for t, r in seeded_asha(curves)._rungs}
+    assert on_epochs[1] == {"warm-start-0": 0.8, "warm-start-1": 0.85}
+
+
+def test_a_warm_start_on_seconds_refuses_sources_that_never_measured_their_cost(ref):
+    run_trial(stored_searcher(ref), "full", [0.5, 0.6, 0.7])  # a search on epochs
+    with pytest.raises(UserError, match="--warm-start a: its trials carry no training cost"):
+        st.check_costs(st.load(ref), "--warm-start a")
