@@ -185,8 +185,9 @@ def render(r: dict) -> str:
         [
             f"{seeds_held(s['seeds'])} {s['trials']} trials, {s['max_epochs']}-epoch "
             f"cap, {s['dataset']}, {s['cpus']} CPUs, our search with `--asha-time epochs` "
-            "(the default) and `--asha-time seconds` (rungs in units of one epoch of the "
-            "tutorial's network, timed before the search: `unit s`), in the same run. "
+            "and `--asha-time seconds` (rungs in units of one epoch of the tutorial's "
+            f"network, timed before the search: `unit s`; the default is {default_axis()}), "
+            "in the same run. "
             "Each `best/` is scored on MNIST's t10k digits. Medians [min–max] over seeds.",
             axes,
             f"Seconds / epochs, wall time per seed: {stat(r['wall_ratio'], '.2f')}; t10k "

@@ -22,6 +22,7 @@ from bench import (
     losses,
     overhead,
     studies,
+    tpe,
     utilisation,
     winner,
 )
@@ -44,6 +45,7 @@ MODULES = (
     gpu,
     asha_time,
     full_mnist,
+    tpe,
 )
 BENCHMARKS = {module.__name__.removeprefix("bench."): module for module in MODULES}
 

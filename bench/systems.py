@@ -72,7 +72,8 @@ class SearchSpec:
     warm_start: tuple[str, ...] = ()  # ours only: run folders for --warm-start
     time_budget: float | None = None  # ours only: --time-budget, seconds
     gpus_per_trial: float = 0.0  # ours only: --gpus-per-trial
-    asha_time: str = "epochs"  # ours only: --asha-time
+    asha_time: str | None = None  # ours only: --asha-time (None: search.run's default)
+    tpe: str = ""  # ours only: a variant of TPE's settings (bench.tpe.VARIANTS; "": ours)
     workdir: str = "."  # where run folders go
 
 
@@ -134,7 +135,8 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
     name += f"-c{spec.confirm_top}" if confirm else ""
     name += "-warm" if spec.warm_start else ""
     name += f"-gpu{spec.gpus_per_trial:g}" if spec.gpus_per_trial else ""
-    name += f"-asha-{spec.asha_time}" if spec.asha_time != "epochs" else ""
+    name += f"-asha-{spec.asha_time}" if spec.asha_time else ""
+    name += f"-tpe-{spec.tpe.replace(' ', '-')}" if spec.tpe else ""
     name += f"-{spec.dataset}" if spec.dataset != "mnist-5k" else ""
     name += f"-budget{spec.time_budget:g}s" if spec.time_budget else ""
     config = SearchConfig(
@@ -155,10 +157,15 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
         warm_start=list(spec.warm_start) or None,
         time_budget=spec.time_budget,
         gpus_per_trial=spec.gpus_per_trial,
-        asha_time=spec.asha_time,
+        **({"asha_time": spec.asha_time} if spec.asha_time else {}),
         **rf,
         **confirm,
     )
+    if spec.tpe:  # this process runs one search: its sampler's settings are set here
+        from bench.tpe import VARIANTS
+        from search import searcher
+
+        searcher.TPE_SETTINGS = searcher.TPE_SETTINGS | VARIANTS[spec.tpe]
     with contextlib.redirect_stdout(io.StringIO()):  # the CLI's top-5 table
         run(config)
     wall = time.time() - started

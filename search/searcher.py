@@ -227,12 +227,15 @@ class EpochOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
-def tpe_sampler(seed: int) -> optuna.samplers.TPESampler:
-    """TPE as this search runs it, with several trials training at once.
+# TPE as this search runs it, with several trials training at once. `constant_liar`
+# counts the running trials as bad results while proposing, so two concurrent proposals
+# do not land on the same spot; `multivariate` models the parameters jointly (depth,
+# width and batch size together set both the accuracy and the cost of a configuration);
+# the first `n_startup_trials` are drawn at random (Optuna's default count). Benchmark 14
+# (`bench/tpe.py`) measures each setting against these.
+TPE_SETTINGS = {"constant_liar": True, "multivariate": True, "n_startup_trials": 10}
 
-    `constant_liar` counts the running trials as bad results while proposing, so two
-    concurrent proposals do not land on the same spot; `multivariate` models the
-    parameters jointly (depth, width and batch size together set both the accuracy and the
-    cost of a configuration).
-    """
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
+
+def tpe_sampler(seed: int) -> optuna.samplers.TPESampler:
+    """TPE with `TPE_SETTINGS`, its random draws seeded by `seed`."""
+    return optuna.samplers.TPESampler(seed=seed, **TPE_SETTINGS)
