@@ -116,7 +116,7 @@ def run(config: SearchConfig) -> RunLocation:
             run_dir.create()
             info = _hide_password(new_run_info(config, data.name, data.sizes()), config)
             study = _start_study(config, run_dir, info, study, study_ref, signature, warm_sources)
-            unit = _asha_unit(config, data) if config.asha_time == "seconds" else None
+            unit = _asha_unit(config, data) if config.judges_on_seconds else None
             info["asha_unit_seconds"] = unit
             write_run_info(run_dir, info)
             write_test_split(run_dir, data.test)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import optuna
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from search import metrics as m
@@ -59,8 +59,9 @@ def build_tuner(
         study=study,
         run=run,
     )
-    scheduler = asha(config, unit_seconds)
-    seed_rungs(scheduler, warm_curves or [], 1.0 if mode == "max" else -1.0, unit_seconds)
+    scheduler = early_stopping(config, unit_seconds)
+    if isinstance(scheduler, ASHAScheduler):
+        seed_rungs(scheduler, warm_curves or [], 1.0 if mode == "max" else -1.0, unit_seconds)
     return tune.Tuner(
         trainable(config, data),
         tune_config=tune.TuneConfig(
@@ -90,9 +91,13 @@ def build_tuner(
 SECONDS_CEILING_UNITS = 30
 
 
-def asha(config: SearchConfig, unit_seconds: float | None = None) -> ASHAScheduler:
-    """ASHA on epochs, or on training seconds counted in units of `unit_seconds`."""
-    if config.asha_time == "seconds":
+def early_stopping(config: SearchConfig, unit_seconds: float | None = None) -> TrialScheduler:
+    """ASHA on epochs, or on training seconds counted in units of `unit_seconds`; none
+    where it may stop nothing (on seconds, a rung at --max-epochs units would otherwise
+    still stop a costly trial before its last epoch)."""
+    if not config.asha_stops:
+        return FIFOScheduler()
+    if config.judges_on_seconds:
         if unit_seconds is None:
             raise ValueError("--asha-time seconds needs the unit's seconds (search.cost)")
         return ASHAScheduler(

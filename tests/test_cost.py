@@ -6,13 +6,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from ray.tune.schedulers import TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from search import cost
 from search import metrics as m
 from search.config import SearchConfig
 from search.data import Split
-from search.tuner import SECONDS_CEILING_UNITS, asha
+from search.tuner import SECONDS_CEILING_UNITS, early_stopping
 
 
 def rungs(scheduler) -> list[float]:
@@ -20,19 +20,29 @@ def rungs(scheduler) -> list[float]:
 
 
 def test_on_epochs_the_rungs_are_epochs():
-    scheduler = asha(SearchConfig(max_epochs=12, grace_epochs=1, reduction_factor=3))
+    config = SearchConfig(max_epochs=12, grace_epochs=1, reduction_factor=3, asha_time="epochs")
+    scheduler = early_stopping(config)
     assert scheduler._time_attr == m.EPOCH
     assert rungs(scheduler) == [1, 3, 9]
 
 
 def test_on_seconds_the_rungs_are_units_apart_and_never_end_a_trial_before_its_epochs():
     config = SearchConfig(max_epochs=12, grace_epochs=2, reduction_factor=3, asha_time="seconds")
-    scheduler = asha(config, unit_seconds=0.5)
+    scheduler = early_stopping(config, unit_seconds=0.5)
     assert scheduler._time_attr == m.TRAIN_SECONDS
     assert rungs(scheduler)[:3] == [1.0, 3.0, 9.0]  # 2 units, 6, 18
     assert scheduler._max_t == 12 * SECONDS_CEILING_UNITS * 0.5
     with pytest.raises(ValueError):
-        asha(config)  # the unit is measured first, never guessed
+        early_stopping(config)  # the unit is measured first, never guessed
+
+
+@pytest.mark.parametrize("asha_time", ["epochs", "seconds"])
+def test_a_grace_as_long_as_the_cap_stops_nothing_on_either_axis(asha_time):
+    # On seconds, a rung at --max-epochs units would still stop a trial that costs more
+    # than the tutorial's network before its last epoch; no scheduler, no unit to time.
+    config = SearchConfig(max_epochs=3, grace_epochs=3, asha_time=asha_time)
+    assert not config.judges_on_seconds
+    assert isinstance(early_stopping(config), FIFOScheduler)
 
 
 def judge(scheduler, trial: str, seconds: float, epoch: int, acc: float) -> str:
@@ -46,7 +56,7 @@ def test_a_costly_trial_is_judged_against_what_the_same_time_bought(asha_time, k
     A costly one (3 s an epoch) has 0.90 after its first epoch: ahead of the cheap one
     at epoch 1, behind it at equal time."""
     config = SearchConfig(max_epochs=12, grace_epochs=1, reduction_factor=3, asha_time=asha_time)
-    scheduler = asha(config, unit_seconds=1.0)
+    scheduler = early_stopping(config, unit_seconds=1.0)
     scheduler.set_search_properties(m.VAL_ACC, m.MODE)
     for trial in ("cheap", "costly"):
         scheduler.on_trial_add(None, SimpleNamespace(trial_id=trial))

@@ -271,10 +271,10 @@ def dashboard_json(url: str) -> list:
 def seeded_asha(curves: list[st.WarmCurve], asha_time: str = "epochs", unit_seconds=None):
     """ASHA's single bracket as a search (max 9 epochs, grace 1, rf 3) starts it."""
     from search.config import SearchConfig
-    from search.tuner import asha, seed_rungs
+    from search.tuner import early_stopping, seed_rungs
 
     config = SearchConfig(max_epochs=9, grace_epochs=1, reduction_factor=3, asha_time=asha_time)
-    scheduler = asha(config, unit_seconds)
+    scheduler = early_stopping(config, unit_seconds)
     seed_rungs(scheduler, curves, sign=1.0, unit_seconds=unit_seconds)
     return scheduler._brackets[0]
 
