@@ -280,7 +280,7 @@ def _warm_start_sources(
     for item in config.warm_start or []:
         study = st.load(_warm_start_ref(item, config, run_dir), f"--warm-start {item}")
         st.check_signature(study, signature, f"--warm-start {item}")
-        if config.asha_time == "seconds":
+        if config.judges_on_seconds:  # its trials' epochs go on rungs by their cost
             st.check_costs(study, f"--warm-start {item}")
         sources.append((item, study))
     return sources

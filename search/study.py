@@ -267,8 +267,8 @@ def check_costs(study: optuna.Study, what: str) -> None:
         for t in study.get_trials(deepcopy=False, states=WARM_STATES)
     ):
         raise UserError(
-            f"{what}: its trials carry no training cost (it ran with --asha-time epochs, "
-            "or before costs were recorded); warm-start from it with --asha-time epochs"
+            f"{what}: its trials carry no training cost (its ASHA did not count seconds); "
+            "warm-start from it with --asha-time epochs"
         )
 
 

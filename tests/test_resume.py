@@ -251,6 +251,20 @@ def test_asha_on_training_seconds_resumes_with_the_unit_it_started_with(tmp_path
         sums = [sum(r["epoch_seconds"] for r in epochs[: i + 1]) for i in range(len(epochs))]
         assert [r["train_seconds"] for r in epochs] == pytest.approx(sums)
 
+    # Each trial keeps its cost per epoch in units, so a search on seconds (here on the
+    # same machine) warm-starts from it with the source's epochs placed by their cost.
+    measured = optuna_study(run_dir).get_trials(states=st.WARM_STATES)
+    units = {t.user_attrs[st.TUNE_ID_ATTR]: t.user_attrs[st.EPOCH_UNITS_ATTR] for t in measured}
+    for trial_id, per_epoch in units.items():
+        trial = reports[trial_dir(trial_id)]
+        last = [r for r in trial if r["epoch"] == max(r["epoch"] for r in trial)][-1]
+        assert per_epoch == pytest.approx(last["train_seconds"] / last["epoch"] / unit, rel=1e-3)
+    warm = base_args(tmp_path, "warm", "--trials", "2", "--max-epochs", "3", "--no-report")
+    code, out, err = run_search(*warm, "--confirm-top", "0", "--warm-start", str(run_dir))
+    assert code == 0, err[-3000:]
+    info = json.loads((tmp_path / "runs" / "warm" / "run.json").read_text())
+    assert info["warm_start"]["copied"] == len(measured) and info["asha_unit_seconds"]
+
 
 def test_killed_trial_worker_resumes_from_its_checkpoint(tmp_path):
     run_dir = tmp_path / "runs" / "worker"
