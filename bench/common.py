@@ -19,6 +19,7 @@ from tabulate import DataRow, TableFormat
 
 from bench.systems import SearchSpec
 from models.train import to_inputs
+from search.config import SearchConfig
 from search.data import find_idx_files, read_idx
 from search.errors import UserError
 
@@ -122,13 +123,27 @@ def summary(values: list[float | None]) -> dict:
 
 
 def search_sizes(c: BenchConfig, max_epochs: int) -> dict:
-    """The sizes a benchmark of whole searches records (its seeds are added per row)."""
+    """The sizes a benchmark of whole searches records (its seeds are added per row),
+    with what ASHA counted in ours by default: seeds measured under another default
+    start a new entry instead of merging with these."""
     return {
         "trials": c.trials,
         "max_epochs": max_epochs,
         "dataset": c.data_dir or c.dataset,
         "cpus": os.cpu_count(),
+        "asha_time": default_asha_time(),
     }
+
+
+def default_asha_time() -> str:
+    """`search.run`'s --asha-time default."""
+    return next(f.default for f in dataclasses.fields(SearchConfig) if f.name == "asha_time")
+
+
+def ours_asha_time(sizes: dict) -> str:
+    """What ASHA counted in ours' searches of an entry (entries from before it was
+    recorded ran on epochs)."""
+    return sizes.get("asha_time", "epochs")
 
 
 def merge_seeds(old: dict, new: dict, summarise) -> dict:

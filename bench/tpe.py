@@ -25,6 +25,7 @@ from bench.common import (
     goal,
     has_t10k,
     merge_seeds,
+    ours_asha_time,
     run_child,
     search_sizes,
     seeds_held,
@@ -202,7 +203,8 @@ def render(r: dict) -> str:
     return "\n\n".join(
         [
             f"{seeds_held(s['seeds'])} {s['trials']} trials, {s['max_epochs']}-epoch cap, "
-            f"{s['dataset']}, {s['cpus']} CPUs, our default search with TPE's settings "
+            f"{s['dataset']}, {s['cpus']} CPUs, our default search (ASHA on "
+            f"{ours_asha_time(s)}) with TPE's settings "
             f"({default}) and with one setting changed at a time, in the same run. Each "
             "`best/` is scored on MNIST's t10k digits. Medians [min–max] over seeds.",
             variants,

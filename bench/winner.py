@@ -26,6 +26,7 @@ from bench.common import (
     has_t10k,
     load_t10k,
     log,
+    ours_asha_time,
     run_child,
     search_sizes,
     seeds_held,
@@ -316,7 +317,8 @@ def render(r: dict) -> str:
     return "\n\n".join(
         [
             f"{seeds_held(s['seeds'])} {s['trials']} trials, {s['max_epochs']}-epoch cap, "
-            f"{s['dataset']}, {s['cpus']} CPUs. The judge is MNIST's official t10k set "
+            f"{s['dataset']}, {s['cpus']} CPUs, ours with ASHA on {ours_asha_time(s)}. "
+            "The judge is MNIST's official t10k set "
             "(10,000 digits), never used for "
             "selection. Selected: ours' `best/` (chosen by confirmed accuracy), the peers' "
             "best epoch of their best trial. Reported: what the tool tells the user about "

@@ -355,7 +355,8 @@ def test_winner_runs_every_system_then_judges_each_seed(tmp_path, monkeypatch):
         "peers": {s: f"runs/{s}-1.pt" for s in ("optuna", "expert", "stock")},
     }
     cpus = os.cpu_count()
-    assert result["sizes"] == SIZES | {"max_epochs": 12, "cpus": cpus, "seeds": [0, 1]}
+    sizes = {"max_epochs": 12, "cpus": cpus, "seeds": [0, 1], "asha_time": "seconds"}
+    assert result["sizes"] == SIZES | sizes
     ours = result["by_system"]["ours"]
     assert ours["regret_pts"]["median"] == pytest.approx(0.2)
     assert ours["honesty_gap_pts"]["median"] == pytest.approx(0.2)
@@ -388,10 +389,14 @@ def test_winner_merges_seeds_and_recomputes_the_goals():
     slowest = merged["goals"][4]
     assert slowest["met"] is False and slowest["measured"] == "2.00x (s0 10 s, s1 20 s, s2 10 s)"
     assert "This entry holds 3 seeds (0, 1, 2)" in winner.render(merged)
-    # Other sizes: the stored seeds are not comparable and are dropped.
+    # Other sizes: the stored seeds are not comparable and are dropped. So are seeds
+    # whose ASHA counted something else (entries older than the record ran on epochs).
     other = winner.summarise(seed_rows(2), SIZES | {"trials": 50})
     assert winner.merge(stored, other) is other
     assert "This entry holds 1 seed (2)" in winner.render(other)
+    on_seconds = winner.summarise(seed_rows(2), SIZES | {"asha_time": "seconds"})
+    assert winner.merge(stored, on_seconds) is on_seconds
+    assert "ours with ASHA on epochs" in winner.render(stored)
 
 
 def test_winner_judge_scores_a_run_folder_on_t10k(fake_run, tmp_path):
