@@ -73,7 +73,7 @@ class SearchSpec:
     time_budget: float | None = None  # ours only: --time-budget, seconds
     gpus_per_trial: float = 0.0  # ours only: --gpus-per-trial
     asha_time: str | None = None  # ours only: --asha-time (None: search.run's default)
-    tpe: str = ""  # ours only: a variant of TPE's settings (bench.tpe.VARIANTS; "": ours)
+    tpe: str = ""  # ours only: TPE's settings changed (a JSON object; "": the search's)
     workdir: str = "."  # where run folders go
 
 
@@ -136,7 +136,9 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
     name += "-warm" if spec.warm_start else ""
     name += f"-gpu{spec.gpus_per_trial:g}" if spec.gpus_per_trial else ""
     name += f"-asha-{spec.asha_time}" if spec.asha_time else ""
-    name += f"-tpe-{spec.tpe.replace(' ', '-')}" if spec.tpe else ""
+    name += (
+        "-tpe-" + "-".join(f"{k}{v}" for k, v in json.loads(spec.tpe).items()) if spec.tpe else ""
+    )
     name += f"-{spec.dataset}" if spec.dataset != "mnist-5k" else ""
     name += f"-budget{spec.time_budget:g}s" if spec.time_budget else ""
     config = SearchConfig(
@@ -162,10 +164,9 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
         **confirm,
     )
     if spec.tpe:  # this process runs one search: its sampler's settings are set here
-        from bench.tpe import VARIANTS
         from search import searcher
 
-        searcher.TPE_SETTINGS = searcher.TPE_SETTINGS | VARIANTS[spec.tpe]
+        searcher.TPE_SETTINGS = searcher.TPE_SETTINGS | json.loads(spec.tpe)
     with contextlib.redirect_stdout(io.StringIO()):  # the CLI's top-5 table
         run(config)
     wall = time.time() - started

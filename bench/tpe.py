@@ -2,20 +2,22 @@
 
 The default search (benchmark 7's size: 50 trials, 12-epoch cap) per seed with TPE as
 the search runs it (`search.searcher.TPE_SETTINGS`) and with one setting changed at a
-time: without `constant_liar`, without `multivariate`, with twice the random start-up
-trials. Each winner (`best/`) is scored on MNIST's t10k digits, as in benchmark 7.
+time: `constant_liar` flipped, `multivariate` flipped, 10 or 20 random start-up trials
+(whichever the search does not use). Each winner (`best/`) is scored on MNIST's t10k
+digits, as in benchmark 7.
 
 A variant beats the default only by more than one run's noise (the same command has
 varied 3x in wall time and a point in accuracy): at least `MARGIN_PTS` higher on t10k
 without costing `SLOWER` more wall time, or at least `FASTER` less wall time without
 losing `MARGIN_PTS`; medians of the per-seed ratios and differences.
 
-Four searches a seed take 15-25 minutes on 2 cores:
+Four searches a seed took 12-13 minutes on 2 cores:
 `python -m bench --scale full --only tpe --seeds N`, merged like benchmark 7.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,17 +39,26 @@ from bench.efficiency import describe
 from bench.utilisation import share
 
 TITLE = "14. TPE's settings for parallel trials"
-# One setting changed at a time against the search's own ("default": no change).
-VARIANTS: dict[str, dict] = {
-    "default": {},
-    "no constant_liar": {"constant_liar": False},
-    "no multivariate": {"multivariate": False},
-    "20 start-up trials": {"n_startup_trials": 20},
-}
 MEASURES = ("wall_s", "selected_t10k", "honesty_gap_pts", "epochs", "core_use")
 MARGIN_PTS = 0.3  # benchmark 12's tolerance: below it, two winners are one run's noise
 SLOWER, FASTER = 1.2, 0.8  # wall-time ratios beyond one run's usual spread
 MIN_SEEDS = 3
+START_UPS = (10, 20)  # random start-up trials: Optuna's default, and twice that
+
+
+def variants() -> dict[str, dict]:
+    """The search's own settings ("default") and each changed alone: `constant_liar` and
+    `multivariate` flipped, the start-up trials at the other of `START_UPS`."""
+    from search.searcher import TPE_SETTINGS
+
+    liar, joint = not TPE_SETTINGS["constant_liar"], not TPE_SETTINGS["multivariate"]
+    startup = next(n for n in START_UPS if n != TPE_SETTINGS["n_startup_trials"])
+    return {
+        "default": {},
+        f"constant_liar={liar}": {"constant_liar": liar},
+        f"multivariate={joint}": {"multivariate": joint},
+        f"n_startup_trials={startup}": {"n_startup_trials": startup},
+    }
 
 
 def run(c: BenchConfig, searches: Searches) -> dict | None:
@@ -57,12 +68,13 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
     date = datetime.now(UTC).date().isoformat()
     rows = []
     for seed in c.seeds:
-        for variant in VARIANTS:
-            tpe = "" if variant == "default" else variant
+        for variant, changed in variants().items():
+            tpe = json.dumps(changed) if changed else ""
             r = searches.get("ours", seed, max_epochs=epochs, tpe=tpe)
             job = {"kind": "tpe", "t10k_dir": c.t10k_dir, "run_dir": r["run_dir"]}
             rows.append(seed_row(seed, variant, r, run_child(job, c), date))
-    return summarise(rows, search_sizes(c, epochs))
+    # Seeds measured against other settings of the search start a new entry.
+    return summarise(rows, search_sizes(c, epochs) | {"tpe": settings("default")})
 
 
 def measure(t10k_dir: str, run_dir: str) -> dict:
@@ -77,7 +89,7 @@ def settings(variant: str) -> dict:
     """The sampler's settings a variant ran with, as of this code."""
     from search.searcher import TPE_SETTINGS
 
-    return TPE_SETTINGS | VARIANTS[variant]
+    return TPE_SETTINGS | variants()[variant]
 
 
 def seed_row(seed: int, variant: str, r: dict, judged: dict, date: str) -> dict:
@@ -101,7 +113,7 @@ def merge(old: dict, new: dict) -> dict:
 
 
 def summarise(rows: list[dict], sizes: dict) -> dict:
-    order = list(VARIANTS)
+    order = list(dict.fromkeys(["default", *(r["variant"] for r in rows)]))
     rows = sorted(rows, key=lambda r: (r["seed"], order.index(r["variant"])))
     seeds = sorted({r["seed"] for r in rows})
     of = {v: {r["seed"]: r for r in rows if r["variant"] == v} for v in order}

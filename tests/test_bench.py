@@ -639,34 +639,38 @@ def test_asha_time_judge_reads_the_deep_networks_share(fake_run, tmp_path):
 def test_tpe_runs_each_variant_per_seed_and_keeps_the_default_unless_one_clearly_wins(
     tmp_path, monkeypatch
 ):
-    """Without constant_liar: 0.4 pts better at the same time on every seed, a clear win.
-    Without multivariate: 10% faster, within noise. 20 start-up trials: 0.1 pts better."""
-    gains = {"no constant_liar": 0.004, "no multivariate": 0.0, "20 start-up trials": 0.001}
+    """constant_liar flipped: 0.4 pts better at the same time on every seed, a clear win.
+    multivariate flipped: 10% faster, within noise. Start-up trials: 0.1 pts better."""
+    liar, joint, startup = list(tpe.variants())[1:]
+    assert liar == f"constant_liar={not TPE_SETTINGS['constant_liar']}"
+    assert startup == "n_startup_trials=10"  # the search's own is 20
+    gains = {liar: 0.004, joint: 0.0, startup: 0.001}
 
     class Variants(FakeSearches):
         def get(self, system, seed, **overrides):
             r = super().get(system, seed, **overrides)
-            variant = overrides["tpe"] or "default"
-            r["wall_s"] = (9.0 if variant == "no multivariate" else 10.0) * (1 + seed)
-            r["run_dir"] = f"runs/{variant}-{seed}"
+            changed = json.loads(overrides["tpe"] or "{}")
+            variant = next(name for name, c in tpe.variants().items() if c == changed)
+            r["wall_s"] = (9.0 if variant == joint else 10.0) * (1 + seed)
+            r["run_dir"] = f"runs/{variant}/{seed}"
             return r
 
     def judge(job, c):
-        variant = job["run_dir"].removeprefix("runs/").rsplit("-", 1)[0]
+        variant = job["run_dir"].split("/")[1]
         return {"t10k": 0.96 + gains.get(variant, 0.0), "reported": 0.962}
 
     monkeypatch.setattr("bench.tpe.run_child", judge)
     t10k = write_idx_folder(tmp_path / "mnist", n_train=10, n_test=10)
     config = BenchConfig(seeds=[0, 1, 2], winner_max_epochs=12, t10k_dir=str(t10k))
     result = tpe.run(config, Variants())
-    assert [r["variant"] for r in result["per_seed"][:4]] == list(tpe.VARIANTS)
-    assert result["default_settings"] == TPE_SETTINGS
+    assert [r["variant"] for r in result["per_seed"][:4]] == ["default", liar, joint, startup]
+    assert result["default_settings"] == TPE_SETTINGS == result["sizes"]["tpe"]
     against = result["against_default"]
-    assert against["no multivariate"]["wall_ratio"]["values"] == pytest.approx([0.9] * 3)
-    assert against["no constant_liar"]["t10k_gain_pts"]["median"] == pytest.approx(0.4)
+    assert against[joint]["wall_ratio"]["values"] == pytest.approx([0.9] * 3)
+    assert against[liar]["t10k_gain_pts"]["median"] == pytest.approx(0.4)
     (keeps_default,) = result["goals"]
     assert keeps_default["met"] is False
-    assert "beaten by no constant_liar" in keeps_default["measured"]
+    assert f"beaten by {liar}" in keeps_default["measured"]
     assert "This entry holds 3 seeds (0, 1, 2)" in tpe.render(result)
     # Without the clear win the default stands; stored figures read against settings
     # that are no longer the search's own are no pass.
