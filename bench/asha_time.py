@@ -33,7 +33,7 @@ from bench.common import (
     table,
 )
 from bench.efficiency import describe
-from bench.utilisation import share
+from bench.winner import judge_best, judged_row
 from search.run_folder import TRIALS_CSV, read_trials
 
 TITLE = "12. ASHA on epochs or on training seconds"
@@ -56,16 +56,13 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
             job = {"kind": "asha_time", "t10k_dir": c.t10k_dir, "run_dir": r["run_dir"]}
             rows.append(seed_row(seed, axis, r, run_child(job, c), date))
     # Both axes run by name here: the CLI's default is no size of this benchmark.
-    sizes = {k: v for k, v in search_sizes(c, epochs).items() if k != "asha_time"}
-    return summarise(rows, sizes)
+    return summarise(rows, search_sizes(c, epochs, ours_default=False))
 
 
 def measure(t10k_dir: str, run_dir: str) -> dict:
     """In a child process: the winner scored on t10k (as benchmark 7 scores it), and the
     trial-seconds spent on networks deeper than one layer."""
-    from bench import winner
-
-    judged = winner.judge_best(Path(run_dir), *load_t10k(t10k_dir))
+    judged = judge_best(Path(run_dir), *load_t10k(t10k_dir))
     trials = read_trials(Path(run_dir) / TRIALS_CSV)
     deep = trials.loc[trials["num_layers"] > 1, "seconds"].sum()
     return {
@@ -76,20 +73,14 @@ def measure(t10k_dir: str, run_dir: str) -> dict:
 
 
 def seed_row(seed: int, axis: str, r: dict, judged: dict, date: str) -> dict:
-    return {
-        "seed": seed,
-        "asha_time": axis,
-        "date": date,
-        "wall_s": r["wall_s"],
-        "selected_t10k": judged["t10k"],
-        "reported_acc": judged["reported"],
-        "honesty_gap_pts": 100 * abs(judged["reported"] - judged["t10k"]),
-        "epochs": r["epochs"],
-        "deep_share": judged["deep_share"],
-        "core_use": share(r),
-        "unit_s": r.get("asha_unit_s"),
-        "best_config": r["best_config"],
-    }
+    return (
+        {"seed": seed, "asha_time": axis, "date": date}
+        | judged_row(r, judged)
+        | {
+            "deep_share": judged["deep_share"],
+            "unit_s": r.get("asha_unit_s"),
+        }
+    )
 
 
 def merge(old: dict, new: dict) -> dict:

@@ -122,17 +122,17 @@ def summary(values: list[float | None]) -> dict:
     }
 
 
-def search_sizes(c: BenchConfig, max_epochs: int) -> dict:
-    """The sizes a benchmark of whole searches records (its seeds are added per row),
-    with what ASHA counted in ours by default: seeds measured under another default
-    start a new entry instead of merging with these."""
-    return {
+def search_sizes(c: BenchConfig, max_epochs: int, ours_default: bool = True) -> dict:
+    """The sizes a benchmark of whole searches records (its seeds are added per row).
+    Where ours runs on the CLI's defaults (`ours_default`), they include what its ASHA
+    counted: seeds measured under another default start a new entry instead of merging."""
+    sizes = {
         "trials": c.trials,
         "max_epochs": max_epochs,
         "dataset": c.data_dir or c.dataset,
         "cpus": os.cpu_count(),
-        "asha_time": default_asha_time(),
     }
+    return sizes | {"asha_time": default_asha_time()} if ours_default else sizes
 
 
 def default_asha_time() -> str:

@@ -26,6 +26,7 @@ from bench.common import (
     Searches,
     goal,
     has_t10k,
+    load_t10k,
     merge_seeds,
     ours_asha_time,
     run_child,
@@ -36,7 +37,7 @@ from bench.common import (
     table,
 )
 from bench.efficiency import describe
-from bench.utilisation import share
+from bench.winner import judge_best, judged_row
 
 TITLE = "14. TPE's settings for parallel trials"
 MEASURES = ("wall_s", "selected_t10k", "honesty_gap_pts", "epochs", "core_use")
@@ -62,6 +63,8 @@ def variants() -> dict[str, dict]:
 
 
 def run(c: BenchConfig, searches: Searches) -> dict | None:
+    from search.searcher import TPE_SETTINGS
+
     if not has_t10k(c, TITLE):
         return None
     epochs = c.winner_max_epochs or c.max_epochs
@@ -72,40 +75,21 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
             tpe = json.dumps(changed) if changed else ""
             r = searches.get("ours", seed, max_epochs=epochs, tpe=tpe)
             job = {"kind": "tpe", "t10k_dir": c.t10k_dir, "run_dir": r["run_dir"]}
-            rows.append(seed_row(seed, variant, r, run_child(job, c), date))
+            judged = run_child(job, c)
+            rows.append(seed_row(seed, variant, TPE_SETTINGS | changed, r, judged, date))
     # Seeds measured against other settings of the search start a new entry.
-    return summarise(rows, search_sizes(c, epochs) | {"tpe": settings("default")})
+    return summarise(rows, search_sizes(c, epochs) | {"tpe": TPE_SETTINGS})
 
 
 def measure(t10k_dir: str, run_dir: str) -> dict:
     """In a child process: the winner scored on t10k, as benchmark 7 scores it."""
-    from bench import winner
-    from bench.common import load_t10k
-
-    return winner.judge_best(Path(run_dir), *load_t10k(t10k_dir))
+    return judge_best(Path(run_dir), *load_t10k(t10k_dir))
 
 
-def settings(variant: str) -> dict:
-    """The sampler's settings a variant ran with, as of this code."""
-    from search.searcher import TPE_SETTINGS
-
-    return TPE_SETTINGS | variants()[variant]
-
-
-def seed_row(seed: int, variant: str, r: dict, judged: dict, date: str) -> dict:
-    return {
-        "seed": seed,
-        "variant": variant,
-        "settings": settings(variant),
-        "date": date,
-        "wall_s": r["wall_s"],
-        "selected_t10k": judged["t10k"],
-        "reported_acc": judged["reported"],
-        "honesty_gap_pts": 100 * abs(judged["reported"] - judged["t10k"]),
-        "epochs": r["epochs"],
-        "core_use": share(r),
-        "best_config": r["best_config"],
-    }
+def seed_row(seed: int, variant: str, settings: dict, r: dict, judged: dict, date: str) -> dict:
+    return {"seed": seed, "variant": variant, "settings": settings, "date": date} | judged_row(
+        r, judged
+    )
 
 
 def merge(old: dict, new: dict) -> dict:

@@ -112,6 +112,20 @@ def honesty_gap_pts(reported: float, judged: float) -> float:
     return 100 * abs(reported - judged)
 
 
+def judged_row(r: dict, judged: dict) -> dict:
+    """What benchmarks of ours' variants record of one search and its judged `best/`
+    (`judge_best`): time, t10k score, what it reported, epochs, core use, winner."""
+    return {
+        "wall_s": r["wall_s"],
+        "selected_t10k": judged["t10k"],
+        "reported_acc": judged["reported"],
+        "honesty_gap_pts": honesty_gap_pts(judged["reported"], judged["t10k"]),
+        "epochs": r["epochs"],
+        "core_use": share(r),
+        "best_config": r["best_config"],
+    }
+
+
 def regret_pts(selected: float, top: list[float]) -> float:
     """How far (points) the winner's t10k score falls behind the best of the top trials'."""
     return 100 * max(0.0, max(top, default=selected) - selected)
