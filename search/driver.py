@@ -187,11 +187,15 @@ def _asha_unit(config: SearchConfig, data) -> float:
     scheduler, and with it the unit it started with)."""
     from search.cost import unit_seconds
 
-    unit = unit_seconds(
-        data.train, data.val, config.cpus_per_trial, config.gpus_per_trial, config.seed
+    # Rounded once, so the line printed and run.json say the same figure.
+    unit = round(
+        unit_seconds(
+            data.train, data.val, config.cpus_per_trial, config.gpus_per_trial, config.seed
+        ),
+        3,
     )
-    print(f"ASHA counts training seconds in units of {unit:.2f} s (one tutorial epoch here)")
-    return round(unit, 3)
+    print(f"ASHA counts training seconds in units of {unit:.3f} s (one tutorial epoch here)")
+    return unit
 
 
 def _start_study(

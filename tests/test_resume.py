@@ -231,7 +231,7 @@ def test_asha_on_training_seconds_resumes_with_the_unit_it_started_with(tmp_path
     code, out, err = search.wait(timeout=120)
     assert code == 130, err[-3000:]
     unit = json.loads((run_dir / "run.json").read_text())["asha_unit_seconds"]
-    assert re.search(rf"units of {unit:.2f} s", out)
+    assert f"units of {unit:.3f} s" in out
 
     code, out, err = run_search(*args[:4], "--resume")  # the flags come from run.json
     assert code == 0, err[-3000:]
