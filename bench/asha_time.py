@@ -25,7 +25,6 @@ from bench.common import (
     has_t10k,
     load_t10k,
     merge_seeds,
-    run_child,
     search_sizes,
     seeds_held,
     stat,
@@ -33,7 +32,7 @@ from bench.common import (
     table,
 )
 from bench.efficiency import describe
-from bench.winner import judge_best, judged_row
+from bench.winner import judge_best, judged_row, judged_variants
 from search.run_folder import TRIALS_CSV, read_trials
 
 TITLE = "12. ASHA on epochs or on training seconds"
@@ -49,12 +48,11 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
         return None
     epochs = c.winner_max_epochs or c.max_epochs
     date = datetime.now(UTC).date().isoformat()
-    rows = []
-    for seed in c.seeds:
-        for axis in AXES:
-            r = searches.get("ours", seed, max_epochs=epochs, asha_time=axis)
-            job = {"kind": "asha_time", "t10k_dir": c.t10k_dir, "run_dir": r["run_dir"]}
-            rows.append(seed_row(seed, axis, r, run_child(job, c), date))
+    axes = {axis: {"asha_time": axis} for axis in AXES}
+    rows = [
+        seed_row(seed, axis, r, judged, date)
+        for seed, axis, r, judged in judged_variants(c, searches, "asha_time", axes)
+    ]
     # Both axes run by name here: the CLI's default is no size of this benchmark.
     return summarise(rows, search_sizes(c, epochs, ours_default=False))
 

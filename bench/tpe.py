@@ -29,7 +29,6 @@ from bench.common import (
     load_t10k,
     merge_seeds,
     ours_asha_time,
-    run_child,
     search_sizes,
     seeds_held,
     stat,
@@ -37,7 +36,7 @@ from bench.common import (
     table,
 )
 from bench.efficiency import describe
-from bench.winner import judge_best, judged_row
+from bench.winner import judge_best, judged_row, judged_variants
 
 TITLE = "14. TPE's settings for parallel trials"
 MEASURES = ("wall_s", "selected_t10k", "honesty_gap_pts", "epochs", "core_use")
@@ -69,14 +68,14 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
         return None
     epochs = c.winner_max_epochs or c.max_epochs
     date = datetime.now(UTC).date().isoformat()
-    rows = []
-    for seed in c.seeds:
-        for variant, changed in variants().items():
-            tpe = json.dumps(changed) if changed else ""
-            r = searches.get("ours", seed, max_epochs=epochs, tpe=tpe)
-            job = {"kind": "tpe", "t10k_dir": c.t10k_dir, "run_dir": r["run_dir"]}
-            judged = run_child(job, c)
-            rows.append(seed_row(seed, variant, TPE_SETTINGS | changed, r, judged, date))
+    changes = variants()
+    overrides = {
+        v: {"tpe": json.dumps(changed) if changed else ""} for v, changed in changes.items()
+    }
+    rows = [
+        seed_row(seed, variant, TPE_SETTINGS | changes[variant], r, judged, date)
+        for seed, variant, r, judged in judged_variants(c, searches, "tpe", overrides)
+    ]
     # Seeds measured against other settings of the search start a new entry.
     return summarise(rows, search_sizes(c, epochs) | {"tpe": TPE_SETTINGS})
 

@@ -13,6 +13,7 @@ add its seeds to the entry: `python -m bench --scale full --only winner --seeds 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -110,6 +111,20 @@ def judge_best(run: Path, images, labels) -> dict:
 
 def honesty_gap_pts(reported: float, judged: float) -> float:
     return 100 * abs(reported - judged)
+
+
+def judged_variants(
+    c: BenchConfig, searches: Searches, kind: str, variants: dict[str, dict]
+) -> Iterator[tuple[int, str, dict, dict]]:
+    """Benchmark 7's search of ours per seed under each variant (label: `Searches.get`
+    overrides), its `best/` then judged in a child process by `bench.<kind>.measure(t10k_dir,
+    run_dir)`: (seed, label, search, judged), seed by seed."""
+    epochs = c.winner_max_epochs or c.max_epochs
+    for seed in c.seeds:
+        for label, overrides in variants.items():
+            r = searches.get("ours", seed, max_epochs=epochs, **overrides)
+            job = {"kind": kind, "t10k_dir": c.t10k_dir, "run_dir": r["run_dir"]}
+            yield seed, label, r, run_child(job, c)
 
 
 def judged_row(r: dict, judged: dict) -> dict:

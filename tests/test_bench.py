@@ -592,7 +592,7 @@ def test_asha_time_runs_both_axes_per_seed_and_picks_the_axis_that_wins(tmp_path
         t10k = 0.968 if job["run_dir"] == "runs/seconds-0" else 0.97
         return {"t10k": t10k, "reported": 0.971, "deep_share": 0.25}
 
-    monkeypatch.setattr("bench.asha_time.run_child", judge)
+    monkeypatch.setattr("bench.winner.run_child", judge)
     t10k = write_idx_folder(tmp_path / "mnist", n_train=10, n_test=10)
     config = BenchConfig(seeds=[0, 1], winner_max_epochs=12, t10k_dir=str(t10k))
     result = asha_time.run(config, TwoAxes())
@@ -659,7 +659,7 @@ def test_tpe_runs_each_variant_per_seed_and_keeps_the_default_unless_one_clearly
         variant = job["run_dir"].split("/")[1]
         return {"t10k": 0.96 + gains.get(variant, 0.0), "reported": 0.962}
 
-    monkeypatch.setattr("bench.tpe.run_child", judge)
+    monkeypatch.setattr("bench.winner.run_child", judge)
     t10k = write_idx_folder(tmp_path / "mnist", n_train=10, n_test=10)
     config = BenchConfig(seeds=[0, 1, 2], winner_max_epochs=12, t10k_dir=str(t10k))
     result = tpe.run(config, Variants())
