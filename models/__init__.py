@@ -1,5 +1,5 @@
-"""Row-by-row MNIST LSTMs and their pure-torch training loop."""
+"""Sequence LSTMs, their pure-torch training loop, and the early classifier's rule."""
 
-from models.lstm import NUM_CLASSES, ROW_PIXELS, ROWS, Ensemble, LSTMConfig, RowLSTM
+from models.lstm import Ensemble, LSTMConfig, SequenceLSTM, SeriesShape
 
-__all__ = ["NUM_CLASSES", "ROWS", "ROW_PIXELS", "Ensemble", "LSTMConfig", "RowLSTM"]
+__all__ = ["Ensemble", "LSTMConfig", "SequenceLSTM", "SeriesShape"]

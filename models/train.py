@@ -3,8 +3,10 @@
 The whole split lives on the trial's device as one tensor, so an epoch is a random
 permutation and a loop over index slices: no DataLoader, no per-sample Python.
 
-`fit` is the one epoch loop: the search's trainable and the benchmarks' baselines both
-iterate it, so they train, shuffle, evaluate and detect divergence the same way.
+`fit` is the one epoch loop: the search's trainable, the confirmation and the benchmarks'
+baselines all iterate it, so they train, shuffle, evaluate and detect divergence the same
+way. It trains one model per fold (one for a validation split, K under cross-validation)
+and judges them together on their validation series: out-of-fold figures.
 """
 
 from __future__ import annotations
@@ -13,138 +15,240 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.lstm import ROWS, LSTMConfig, RowLSTM
+from models.early import EarlyResult, best_rule, outcomes
+from models.lstm import LSTMConfig, SequenceLSTM, SeriesShape, steps_of
 
 EVAL_BATCH = 2048  # large enough for few passes, small enough for a 256-wide 3-layer LSTM
+# An epoch reads at least this many series, summed over a trial's folds: one pass over a
+# training split of 40 series is two Adam steps, far too little to judge a trial after.
+# 4,000 is mnist-5k's training split, whose epochs therefore stay one pass; under 5-fold
+# cross-validation each fold's model reads at least 800 series an epoch, so a trial's
+# epoch costs about what one model's would.
+MIN_EPOCH_SERIES = 4000
+# The shares of a series read at which accuracy is measured: 5%, 10%, ... 100%.
+SHARES = tuple(round(0.05 * i, 2) for i in range(1, 21))
 
 
-def to_inputs(images: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 images (N, 28, 28) -> float32 in [0, 1] on `device`, converted once per trial."""
-    return images.to(device=device, dtype=torch.float32).div_(255.0)
+class SeriesTensors(NamedTuple):
+    """One split on a device: values (N, T, F) as stored (uint8 or float32; the model
+    scales them), lengths (N,) in time points, labels (N,) int64."""
+
+    values: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def full_length(self) -> bool:
+        """Every series is as long as the split: no padding to ignore."""
+        return bool((self.lengths == self.values.shape[1]).all())
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def take(self, index: torch.Tensor | slice) -> SeriesTensors:
+        """The series at `index`."""
+        return SeriesTensors(self.values[index], self.lengths[index], self.labels[index])
 
 
 # Where the training loss looks (`--loss`):
-# - "last": the tutorial's, cross-entropy after the last row only; the hidden states of
-#   an unfinished digit are never asked for an answer;
-# - "all": every row's cross-entropy, row t weighted by t (row 28 counts 28 times row 1),
-#   so the classifier learns to read a part-seen digit too, while the early rows' often
-#   unanswerable questions count less. Of the every-row weightings it measured best
-#   (benchmark 9: against "uniform", 1.7 points more final accuracy on t10k, 90% two
-#   rows earlier, the same area within 0.01);
-# - "uniform": every row's cross-entropy, all weighted alike (early classification's
-#   plainest loss).
-ROW_LOSSES = ("last", "all", "uniform")
+# - "last": the tutorial's, cross-entropy after each series' last step only; the hidden
+#   states of an unfinished series are never asked for an answer;
+# - "all": every step's cross-entropy, step t of S weighted by t (the last counts S times
+#   the first), so the classifier learns to read a part-seen series too, while the early
+#   steps' often unanswerable questions count less. Of the every-step weightings it
+#   measured best on MNIST (benchmark 9: against "uniform", 1.7 points more final
+#   accuracy on t10k, 90% two rows earlier, the same area within 0.01);
+# - "uniform": every step's cross-entropy, all weighted alike (early classification's
+#   plainest loss);
+# - "mixed": half "last", half "all": the last step keeps most of the weight, and the
+#   early steps are still asked for answers, which an early classifier needs.
+STEP_LOSSES = ("last", "all", "uniform", "mixed")
 
 
-def row_weights(loss: str, rows: int = ROWS) -> torch.Tensor:
-    """The weight of each row's cross-entropy in the training loss: (rows,), sum 1."""
+def step_weights(loss: str, steps: torch.Tensor, width: int) -> torch.Tensor:
+    """The weight of each step's cross-entropy for series of `steps` (B,) steps, padded to
+    `width`: (B, width), each row summing to 1 over the series' own steps."""
+    if loss not in STEP_LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {STEP_LOSSES}")
+    t = torch.arange(1, width + 1, device=steps.device, dtype=torch.float32)[None]  # (1, S)
+    own = t <= steps[:, None]  # (B, S)
+    last = (t == steps[:, None]).float()
+    rising = t * own / (steps * (steps + 1) / 2)[:, None]
     if loss == "last":
-        weights = torch.zeros(rows)
-        weights[-1] = 1.0
-    elif loss == "all":
-        weights = torch.arange(1, rows + 1, dtype=torch.float32)
-    elif loss == "uniform":
-        weights = torch.ones(rows)
-    else:
-        raise ValueError(f"unknown loss {loss!r}; expected one of {ROW_LOSSES}")
-    return weights / weights.sum()
+        return last
+    if loss == "all":
+        return rising
+    if loss == "uniform":
+        return own / steps[:, None].float()
+    return 0.5 * last + 0.5 * rising  # mixed
 
 
-def sequence_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
-    """logits (B, T, C), labels (B,) -> the scalar training loss `loss` names."""
-    if loss == "last":  # the one-row case, without the (B, T) detour
+def sequence_loss(
+    logits: torch.Tensor, labels: torch.Tensor, loss: str, steps: torch.Tensor | None = None
+) -> torch.Tensor:
+    """logits (B, S, C), labels (B,), each series' own steps (B,) (None: all S) -> the
+    scalar training loss `loss` names, each series weighted alike."""
+    b, s, _ = logits.shape
+    if loss == "last" and steps is None:  # the tutorial's case, without the (B, S) detour
         return F.cross_entropy(logits[:, -1], labels)
-    steps = logits.shape[1]
-    per_row = F.cross_entropy(  # (B, T): class axis second, a label per row
-        logits.transpose(1, 2), labels[:, None].expand(-1, steps), reduction="none"
+    if steps is None:
+        steps = torch.full((b,), s, device=logits.device)
+    weights = step_weights(loss, steps, s).to(logits.dtype)  # (B, S)
+    per_step = F.cross_entropy(  # (B, S): class axis second, a label per step
+        logits.transpose(1, 2), labels[:, None].expand(-1, s), reduction="none"
     )
-    return per_row.mean(0) @ row_weights(loss, steps).to(logits.device)
+    return (per_step * weights).sum(1).mean()
+
+
+def _batches(n: int, samples: int, batch_size: int, generator: torch.Generator | None):
+    """Index batches over `samples` series drawn from n: whole shuffled passes, the last
+    cut short, so an epoch of a small split still reads `samples` series."""
+    passes = math.ceil(samples / n)
+    order = torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])
+    order = order[:samples]
+    for start in range(0, samples, batch_size):
+        yield order[start : start + batch_size]
 
 
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    inputs: torch.Tensor,
-    labels: torch.Tensor,
+    data: SeriesTensors,
     batch_size: int,
     generator: torch.Generator | None = None,
     loss: str = "last",
+    samples: int | None = None,
 ) -> float:
-    """One pass over (inputs, labels) in shuffled batches; returns the mean training loss.
-
-    `loss` (ROW_LOSSES) says which rows' cross-entropy it is. A NaN or infinite loss is
-    returned as is, for the caller to treat as divergence.
-    """
+    """One epoch of `samples` series (default: one pass) in shuffled batches; returns the
+    mean training loss. `loss` (STEP_LOSSES) says which steps' cross-entropy it is. A NaN
+    or infinite loss is returned as is, for the caller to treat as divergence."""
     model.train()
-    n = inputs.shape[0]
-    order = torch.randperm(n, generator=generator).to(inputs.device)
-    total = torch.zeros((), device=inputs.device)
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        logits = model(inputs[idx])  # (B, T, C)
-        batch_loss = sequence_loss(logits, labels[idx], loss)
+    n = len(data)
+    samples = samples or n
+    full = data.full_length
+    patch = model.config.patch
+    total = torch.zeros((), device=data.values.device)
+    for idx in _batches(n, samples, batch_size, generator):
+        idx = idx.to(data.values.device)
+        if full:
+            logits = model(data.values[idx])  # (B, S, C)
+            batch_loss = sequence_loss(logits, data.labels[idx], loss)
+        else:
+            lengths = data.lengths[idx]
+            values = data.values[idx, : int(lengths.max())]  # no step past the batch's longest
+            logits = model(values, lengths)
+            batch_loss = sequence_loss(logits, data.labels[idx], loss, steps_of(lengths, patch))
         optimizer.zero_grad(set_to_none=True)
         batch_loss.backward()
         optimizer.step()
         total += batch_loss.detach() * idx.numel()
-    return float(total) / n
+    return float(total) / samples
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, data: SeriesTensors | torch.Tensor) -> torch.Tensor:
+    """Class probabilities after every step: (N, S, C), on the input's device. `data`:
+    a split, or values (N, T, F) of series that all fill T."""
+    model.eval()
+    values, lengths = (data, None) if isinstance(data, torch.Tensor) else data[:2]
+    if lengths is not None and bool((lengths == values.shape[1]).all()):
+        lengths = None
+    chunks = []
+    for start in range(0, values.shape[0], EVAL_BATCH):
+        part = None if lengths is None else lengths[start : start + EVAL_BATCH]
+        chunks.append(model(values[start : start + EVAL_BATCH], part).softmax(-1))
+    return torch.cat(chunks)
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    loss: float  # cross-entropy after the last row
-    acc: float  # accuracy after the last row
-    acc_by_step: list[float]  # accuracy after rows 1..28
+    """What a model (or a fold's models, out of fold) showed on validation series."""
+
+    loss: float  # cross-entropy after each series' last step
+    acc: float  # accuracy after each series' last step
+    acc_by_step: list[float]  # after steps 1..S (a series shorter than t: its last answer)
+    acc_by_share: list[float]  # after reading SHARES of each series
+    area: float  # mean over series of the share of its own steps read right
+    early: EarlyResult  # the stopping rule whose HM was best on these series
 
     @property
-    def auc_rows(self) -> float:
-        """The area under the accuracy-by-row curve: mean accuracy over rows 1..28."""
+    def auc_steps(self) -> float:
+        """The area under the accuracy-by-step curve (equal to `area` for series of equal
+        length)."""
         return sum(self.acc_by_step) / len(self.acc_by_step)
 
-    def first_row_reaching(self, accuracy: float) -> int | None:
-        """The first row (1-based) after which accuracy is at least `accuracy`."""
-        return first_row_reaching(self.acc_by_step, accuracy)
+    def first_step_reaching(self, accuracy: float) -> int | None:
+        """The first step (1-based) after which accuracy is at least `accuracy`."""
+        return first_step_reaching(self.acc_by_step, accuracy)
 
 
-def first_row_reaching(acc_by_step: Sequence[float], accuracy: float) -> int | None:
-    """The first row (1-based) whose accuracy is at least `accuracy`; None: never."""
-    return next((row for row, acc in enumerate(acc_by_step, 1) if acc >= accuracy), None)
+def first_step_reaching(acc_by_step: Sequence[float], accuracy: float) -> int | None:
+    """The first step (1-based) whose accuracy is at least `accuracy`; None: never."""
+    return next((step for step, acc in enumerate(acc_by_step, 1) if acc >= accuracy), None)
 
 
-@torch.no_grad()
-def predict_proba(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """Class probabilities after every row: (N, 28, 28) -> (N, 28, 10), on the input's device."""
-    model.eval()
-    chunks = [
-        model(inputs[start : start + EVAL_BATCH]).softmax(-1)
-        for start in range(0, inputs.shape[0], EVAL_BATCH)
-    ]
-    return torch.cat(chunks)
+def share_steps(lengths: torch.Tensor, patch: int, shares=SHARES) -> torch.Tensor:
+    """(N, len(shares)): the steps after which each series has had each share read (at
+    least one time point, rounded up)."""
+    grid = torch.tensor(shares, dtype=torch.float64, device=lengths.device)
+    points = torch.ceil(grid[None] * lengths[:, None].double() - 1e-9).clamp(min=1).long()
+    return steps_of(points, patch)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> Evaluation:
-    """Loss and accuracy after the last row, and accuracy after each row, in eval mode."""
-    model.eval()
-    correct = torch.zeros(inputs.shape[1], dtype=torch.long, device=inputs.device)  # (T,)
-    loss_sum = torch.zeros((), device=inputs.device)
-    for start in range(0, inputs.shape[0], EVAL_BATCH):
-        logits = model(inputs[start : start + EVAL_BATCH])  # (B, T, C)
-        y = labels[start : start + EVAL_BATCH]  # (B,)
-        correct += (logits.argmax(-1) == y[:, None]).sum(0)  # (T,)
-        loss_sum += F.cross_entropy(logits[:, -1], y, reduction="sum")
-    n = inputs.shape[0]
-    acc_by_step = [c / n for c in correct.tolist()]  # exact fractions, not float32 noise
-    return Evaluation(loss=float(loss_sum) / n, acc=acc_by_step[-1], acc_by_step=acc_by_step)
+def right_by_step(probs: torch.Tensor, labels: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """(N, S) bool: right after step t, where a series past its own end keeps its last
+    answer. probs (N, S, C), labels (N,), steps (N,)."""
+    s = probs.shape[1]
+    held = torch.minimum(torch.arange(s, device=probs.device)[None], (steps - 1)[:, None])
+    predicted = probs.argmax(-1).gather(1, held)  # (N, S)
+    return predicted == labels[:, None]
 
 
-# (inputs (N, 28, 28) float in [0, 1], labels (N,) int64), both on the training device.
-Tensors = tuple[torch.Tensor, torch.Tensor]
+def evaluate_probs(
+    probs: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor, patch: int
+) -> Evaluation:
+    """Every figure of `Evaluation` from the probabilities after every step (N, S, C) of
+    series with `labels` (N,) and `lengths` (N,) time points, read `patch` per step."""
+    n = labels.shape[0]
+    steps = steps_of(lengths, patch)  # (N,)
+    rows = torch.arange(n, device=probs.device)
+    final = probs[rows, steps - 1]  # (N, C)
+    right = right_by_step(probs, labels, steps)  # (N, S)
+    own = torch.arange(probs.shape[1], device=probs.device)[None] < steps[:, None]
+    at_share = share_steps(lengths, patch)  # (N, K)
+    by_share = right.gather(1, at_share - 1)  # (N, K)
+    loss = F.nll_loss(final.clamp_min(1e-12).log(), labels, reduction="sum")
+    acc_by_step = [c / n for c in right.sum(0).tolist()]  # exact fractions of whole counts
+    return Evaluation(
+        loss=float(loss) / n,
+        acc=int((final.argmax(-1) == labels).sum()) / n,
+        acc_by_step=acc_by_step,
+        acc_by_share=[c / n for c in by_share.sum(0).tolist()],
+        area=float(((right & own).sum(1).double() / steps.double()).mean()),
+        early=best_rule(outcomes(probs, labels, steps, lengths, patch)),
+    )
+
+
+def evaluate(model: nn.Module, data: SeriesTensors) -> Evaluation:
+    """Every figure of `Evaluation` of one model on `data`, in eval mode."""
+    probs = predict_proba(model, data)
+    return evaluate_probs(probs, data.labels, data.lengths, model.config.patch)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One model's training: its series, the series it is judged on, its optimizer."""
+
+    model: SequenceLSTM
+    optimizer: torch.optim.Optimizer
+    train: SeriesTensors
+    val: SeriesTensors
 
 
 @dataclass(frozen=True)
@@ -152,54 +256,85 @@ class EpochResult:
     """What one epoch of `fit` produced."""
 
     epoch: int  # 1-based
-    train_loss: float  # mean over the epoch; NaN or infinite when training diverged
+    train_loss: float  # mean over the epoch and folds; NaN or infinite when training diverged
     val: Evaluation | None  # None when the epoch diverged (there is nothing to evaluate)
-    seconds: float  # training and evaluation of this epoch
+    seconds: float  # training and evaluation of this epoch, all folds
 
     @property
     def diverged(self) -> bool:
         return self.val is None
 
 
-def build(config: Mapping, seed: int, device: torch.device | str = "cpu"):
+def build(config: Mapping, shape: SeriesShape, seed: int, device: torch.device | str = "cpu"):
     """The model and Adam optimizer a trial configuration describes, initialised from `seed`.
 
-    `config` holds the searched hyperparameters (the LSTM's shape and `lr`); returns
-    (RowLSTM, torch.optim.Adam).
+    `config` holds the searched hyperparameters (the LSTM's shape and `lr`); `shape` what
+    the data fixes; returns (SequenceLSTM, torch.optim.Adam).
     """
     torch.manual_seed(seed)
-    model = RowLSTM(LSTMConfig.from_dict(config)).to(device)
+    model = SequenceLSTM(LSTMConfig.from_dict(config), shape).to(device)
     return model, torch.optim.Adam(model.parameters(), lr=float(config["lr"]))
 
 
+def fold_seed(seed: int, fold: int) -> int:
+    """The seed of fold `fold`'s model and shuffles (fold 0: `seed` itself)."""
+    return seed + 7919 * fold
+
+
+def epoch_samples(train_size: int, folds: int = 1) -> int:
+    """Series one fold's model reads in an epoch: a pass over its `train_size` training
+    series, or its share of MIN_EPOCH_SERIES if that is more."""
+    return max(train_size, math.ceil(MIN_EPOCH_SERIES / folds))
+
+
 def fit(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    train: Tensors,
-    val: Tensors,
+    folds: Sequence[Fold],
     *,
     batch_size: int,
     epochs: int,
     seed: int,
     start_epoch: int = 1,
     loss: str = "last",
+    epoch_folds: int | None = None,
 ) -> Iterator[EpochResult]:
-    """Train epochs `start_epoch`..`epochs`, yielding each one's result as it ends.
+    """Train epochs `start_epoch`..`epochs` of every fold's model, yielding each epoch's
+    result, judged out of fold on all the folds' validation series together.
 
-    Every epoch shuffles with a generator seeded from (`seed`, epoch), so a run resumed
-    at `start_epoch` from a checkpoint sees the same batches as one that never stopped.
-    A non-finite training loss is yielded once as a diverged epoch and ends the loop.
-    `loss` (ROW_LOSSES) is the training loss; evaluation measures every row whatever it is.
+    Every epoch shuffles with a generator seeded from (`seed`, fold, epoch), so a run
+    resumed at `start_epoch` from a checkpoint sees the same batches as one that never
+    stopped. A non-finite training loss is yielded once as a diverged epoch and ends the
+    loop. `loss` (STEP_LOSSES) is the training loss; evaluation measures every step
+    whatever it is. `epoch_folds`: the folds that share an epoch's series (default: these;
+    the confirmation trains one of a search's folds at a time).
     """
+    patch = folds[0].model.config.patch
     for epoch in range(start_epoch, epochs + 1):
         started = time.perf_counter()
-        shuffle = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        mean_loss = train_epoch(model, optimizer, *train, batch_size, shuffle, loss)
+        losses = []
+        for k, fold in enumerate(folds):
+            shuffle = torch.Generator().manual_seed(fold_seed(seed, k) * 100_003 + epoch)
+            samples = epoch_samples(len(fold.train), epoch_folds or len(folds))
+            losses.append(
+                train_epoch(
+                    fold.model, fold.optimizer, fold.train, batch_size, shuffle, loss, samples
+                )
+            )
+        mean_loss = sum(losses) / len(losses)
         if not math.isfinite(mean_loss):
             yield EpochResult(epoch, mean_loss, None, time.perf_counter() - started)
             return
-        result = evaluate(model, *val)
+        result = evaluate_out_of_fold(folds, patch)
         yield EpochResult(epoch, mean_loss, result, time.perf_counter() - started)
+
+
+def evaluate_out_of_fold(folds: Sequence[Fold], patch: int) -> Evaluation:
+    """Each fold's model on its own validation series, judged as one set."""
+    probs = [predict_proba(fold.model, fold.val) for fold in folds]
+    width = max(p.shape[1] for p in probs)
+    probs = torch.cat([F.pad(p, (0, 0, 0, width - p.shape[1]), value=0.0) for p in probs])
+    labels = torch.cat([fold.val.labels for fold in folds])
+    lengths = torch.cat([fold.val.lengths for fold in folds])
+    return evaluate_probs(probs, labels, lengths, patch)
 
 
 def timed(step, device: torch.device | str) -> float:
