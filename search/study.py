@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import metrics as m
 from search.errors import UserError
-from search.space import distributions
+from search.space import SearchSpace
 
 STUDY_DB = "study.db"  # the default storage, inside the run folder
 RUN_ATTR = "run"  # user attribute: the run that added the trial
@@ -75,12 +75,14 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
-def signature(dataset: str, loss: str, objective: str) -> dict:
-    """What a study's values mean: trials of two studies compare only if these agree."""
-    space = {
-        name: optuna.distributions.distribution_to_json(d) for name, d in distributions().items()
+def signature(dataset: str, loss: str, objective: str, space: SearchSpace) -> dict:
+    """What a study's values mean: trials of two studies compare only if these agree.
+    `dataset` names the data and what its files hold (`driver._data_identity`)."""
+    dists = {
+        name: optuna.distributions.distribution_to_json(d)
+        for name, d in space.distributions().items()
     }
-    return {"dataset": dataset, "loss": loss, "objective": objective, "space": space}
+    return {"dataset": dataset, "loss": loss, "objective": objective, "space": dists}
 
 
 def directions(objective: str) -> list[str]:
@@ -317,12 +319,9 @@ def fail_unclaimed(study: optuna.Study, run: str, tune_ids: set[str]) -> int:
     return len(unclaimed)
 
 
-def ref_of_run(run_dir: str | Path, info: dict) -> StudyRef | None:
-    """The study a run folder's run.json names (None for runs made before runs kept one):
-    its `study.db`, or a database."""
-    kept = info.get("study")
-    if not kept:
-        return None
+def ref_of_run(run_dir: str | Path, info: dict) -> StudyRef:
+    """The study a run folder's run.json names: its `study.db`, or a database."""
+    kept = info["study"]
     if kept.get("storage") is None:
         return StudyRef.in_run_folder(run_dir, kept["name"])
     return StudyRef(kept["storage"], kept["name"])

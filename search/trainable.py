@@ -1,11 +1,11 @@
 """The Ray Tune trainable: the only code that calls `tune.report` or touches checkpoints.
 
-A thin adapter around `models.train.fit`: it builds a model from the trial's `config`
-(hyperparameters only), iterates the epoch loop on tensors that arrived through the
-object store, and turns each epoch's result into a Tune report with a checkpoint (model
-and optimizer state). Tune keeps two of them per trial: the best epoch's, for selection
-and reports, and always the latest, so a trial restarted after a failure redoes at most
-the epoch it was in.
+A thin adapter around `models.train.fit`: it builds one model per fold from the trial's
+`config` (hyperparameters only), iterates the epoch loop on tensors that arrived through
+the object store, and turns each epoch's result into a Tune report with a checkpoint (the
+models' and optimizers' state). Tune keeps two of them per trial: the best epoch's, for
+selection and reports, and always the latest, so a trial restarted after a failure redoes
+at most the epoch it was in.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import ray
 import torch
 from ray import tune
 
-from models.train import build, fit
+from models.train import Evaluation, Fold, build, fit, fold_seed
 from search import metrics as m
-from search.data import Split
+from search.data import Dataset, FoldIndex, Scaling, Split
 from search.run_folder import CHECKPOINT_FILE, checkpoint_state, load_checkpoint
 
 
@@ -31,15 +31,34 @@ class TrialSettings:
     max_epochs: int
     seed: int
     threads: int
-    loss: str = "last"  # models.train.ROW_LOSSES
+    loss: str = "last"  # models.train.STEP_LOSSES
+    metric: str = m.VAL_ACC  # the primary objective, kept with each checkpoint
 
 
 @dataclass(frozen=True)
 class TrialData:
     """What a trial trains and selects on. The test split never travels to trials."""
 
-    train: Split
-    val: Split
+    pool: Split
+    folds: tuple[FoldIndex, ...]
+    classes: int
+    scaling: Scaling
+
+    @classmethod
+    def of(cls, data: Dataset) -> TrialData:
+        return cls(data.pool, data.folds, len(data.classes), data.scaling)
+
+    def fold_runs(self, config: dict, seed: int, device: torch.device) -> list[Fold]:
+        """One model, optimizer and pair of splits per fold, initialised from `seed`."""
+        runs = []
+        for k, (train_index, val_index) in enumerate(self.folds):
+            train = self.pool[train_index]
+            shape = self.scaling.shape_for(train, self.classes)
+            model, optimizer = build(config, shape, fold_seed(seed, k), device)
+            runs.append(
+                Fold(model, optimizer, train.tensors(device), self.pool[val_index].tensors(device))
+            )
+        return runs
 
 
 def trial_device() -> torch.device:
@@ -54,27 +73,43 @@ def trial_device() -> torch.device:
     return torch.device("cpu")
 
 
+def epoch_report(val: Evaluation) -> dict:
+    """One epoch's validation figures, under their metric names."""
+    return {
+        m.VAL_LOSS: val.loss,
+        m.VAL_ACC: val.acc,
+        m.VAL_ACC_BY_STEP: val.acc_by_step,
+        m.VAL_ACC_BY_SHARE: val.acc_by_share,
+        m.VAL_AREA: val.area,
+        m.VAL_STEPS_TO_50: val.first_step_reaching(0.5),
+        m.VAL_STEPS_TO_90: val.first_step_reaching(0.9),
+        m.VAL_HM: val.early.hm,
+        m.VAL_EARLY_ACC: val.early.accuracy,
+        m.VAL_EARLINESS: val.early.earliness,
+        m.VAL_THRESHOLD: val.early.threshold,
+    }
+
+
 def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> None:
     torch.set_num_threads(settings.threads)
     device = trial_device()
-    model, optimizer = build(config, settings.seed, device)
-    train, val = data.train.tensors(device), data.val.tensors(device)
+    folds = data.fold_runs(config, settings.seed, device)
 
     first_epoch, spent = 1, 0.0
     if (checkpoint := tune.get_checkpoint()) is not None:  # the latest epoch's
         with checkpoint.as_directory() as folder:
             state = load_checkpoint(Path(folder) / CHECKPOINT_FILE, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        for fold, model, optimizer in zip(
+            folds, state["models"], state["optimizers"], strict=True
+        ):
+            fold.model.load_state_dict(model)
+            fold.optimizer.load_state_dict(optimizer)
         first_epoch = state[m.EPOCH] + 1
-        spent = state.get(m.TRAIN_SECONDS, 0.0)  # absent from checkpoints made before it
+        spent = state[m.TRAIN_SECONDS]
 
     node = ray.get_runtime_context().get_node_id()
     epochs = fit(
-        model,
-        optimizer,
-        train,
-        val,
+        folds,
         batch_size=int(config["batch_size"]),
         epochs=settings.max_epochs,
         seed=settings.seed,
@@ -89,28 +124,30 @@ def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> Non
             m.NODE: node,
             m.DEVICE: device.type,
             m.TRAIN_LOSS: result.train_loss,
-            m.PARAM_COUNT: model.parameter_count,
+            m.PARAM_COUNT: folds[0].model.parameter_count,
         }
         if result.diverged:
-            # Divergence ends the trial. Zero accuracy tells TPE and ASHA this region is
+            # Divergence ends the trial. Zero figures tell TPE and ASHA this region is
             # bad; analysis reads the flag and skips the trial.
-            tune.report({**report, m.VAL_ACC: 0.0, m.VAL_AUC_ROWS: 0.0, m.DIVERGED: True})
+            zero = {m.VAL_ACC: 0.0, m.VAL_AREA: 0.0, m.VAL_HM: 0.0, m.RANK_SCORE: 0.0}
+            tune.report({**report, **zero, m.DIVERGED: True})
             return
-        val_result = result.val
+        report.update(epoch_report(result.val))
         report.update(
             {
-                m.VAL_LOSS: val_result.loss,
-                m.VAL_ACC: val_result.acc,
-                m.VAL_ACC_BY_STEP: val_result.acc_by_step,
-                m.VAL_AUC_ROWS: val_result.auc_rows,
-                m.VAL_ROWS_TO_50: val_result.first_row_reaching(0.5),
-                m.VAL_ROWS_TO_90: val_result.first_row_reaching(0.9),
+                m.RANK_SCORE: m.rank_score(report[settings.metric], result.val.loss),
                 m.EPOCH_SECONDS: result.seconds,
                 m.DIVERGED: False,
             }
         )
         with tempfile.TemporaryDirectory() as folder:
-            state = checkpoint_state(model, optimizer, result.epoch, val_result.acc, spent)
+            state = checkpoint_state(
+                [f.model for f in folds],
+                [f.optimizer for f in folds],
+                result.epoch,
+                report[settings.metric],
+                spent,
+            )
             torch.save(state, Path(folder) / CHECKPOINT_FILE)
             # report() copies the folder into the run's storage before returning.
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))

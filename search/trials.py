@@ -13,11 +13,12 @@ from search import metrics as m
 from search.run_folder import (
     ANYTIME_COLUMNS,
     CHECKPOINT_FILE,
+    EARLY_COLUMNS,
     TRIAL_COLUMNS,
     TrialStatus,
     trial_status,
 )
-from search.space import PARAMS, SEED_LABEL, is_seed
+from search.space import SEED_LABEL, hyperparameters, is_seed
 from search.storage import RunLocation
 
 
@@ -40,7 +41,7 @@ def trials_table(
 def _trial_row(trial, result, run: RunLocation, max_epochs: int, metric: str) -> dict:
     config, last = trial.config, result.metrics or {}
     history = result.metrics_dataframe
-    row = {k: config.get(k) for k in PARAMS}
+    row = hyperparameters(config)
     row["trial_id"] = trial.trial_id
     row["label"] = SEED_LABEL if is_seed(config) else ""
     row["epochs"] = int(last.get(m.EPOCH, 0))
@@ -66,9 +67,10 @@ def _trial_row(trial, result, run: RunLocation, max_epochs: int, metric: str) ->
     epoch = int(metrics[m.EPOCH])
     reports = history[history[m.EPOCH] == epoch].iloc[-1]
     row["best_epoch"] = epoch
-    for figure in (m.VAL_ACC, m.VAL_LOSS, *ANYTIME_COLUMNS):
+    for figure in (m.VAL_ACC, m.VAL_LOSS, *ANYTIME_COLUMNS, *EARLY_COLUMNS):
         row[figure] = _number(reports.get(figure))
-    row[m.VAL_ACC_BY_STEP] = json.dumps(_as_list(reports[m.VAL_ACC_BY_STEP]))
+    for curve in (m.VAL_ACC_BY_STEP, m.VAL_ACC_BY_SHARE):
+        row[curve] = json.dumps(_as_list(reports[curve]))
     row["checkpoint"] = run.relative(posixpath.join(checkpoint.path, CHECKPOINT_FILE))
     return row
 

@@ -20,7 +20,7 @@ from search.config import SearchConfig
 from search.data import Dataset
 from search.run_folder import trial_dir
 from search.searcher import EpochOptunaSearch, tpe_sampler
-from search.space import SEED_CONFIG, sample
+from search.space import SearchSpace
 from search.storage import RunLocation
 from search.study import StudyRef, WarmCurve
 from search.trainable import TrialData, TrialSettings, train_lstm
@@ -29,6 +29,7 @@ from search.trainable import TrialData, TrialSettings, train_lstm
 def build_tuner(
     config: SearchConfig,
     data: Dataset,
+    space: SearchSpace,
     storage_path: str,
     callbacks: list[tune.Callback],
     max_concurrent: int,
@@ -49,9 +50,9 @@ def build_tuner(
     objectives = m.objective_metrics(config.objective)
     primary, mode = objectives[0]
     searcher = EpochOptunaSearch(
-        space=sample,
+        space=space,
         objectives=objectives,
-        points_to_evaluate=[SEED_CONFIG, *extra_points],
+        points_to_evaluate=[space.seed_config, *extra_points],
         sampler=tpe_sampler(sampler_seed),
         max_epochs=config.max_epochs,
         unit_seconds=unit_seconds,
@@ -65,8 +66,9 @@ def build_tuner(
     return tune.Tuner(
         trainable(config, data),
         tune_config=tune.TuneConfig(
-            # ASHA stops trials on the primary objective; the searcher sees them all.
-            metric=primary,
+            # ASHA stops trials on the primary objective (always maximised), ties broken
+            # by the validation loss; the searcher sees every objective.
+            metric=m.RANK_SCORE,
             mode=mode,
             # At most `max_concurrent` running, bounded by what fits: TPE then proposes
             # each trial knowing all but the running ones, and Tune queues as many as
@@ -191,11 +193,11 @@ def trainable(config: SearchConfig, data: Dataset):
         seed=config.seed,
         threads=max(1, math.floor(config.cpus_per_trial)),
         loss=config.loss,
+        metric=m.primary_metric(config.objective),
     )
     # with_parameters puts the training data in the object store once; every trial, on
     # any node, gets it from there instead of re-reading files or carrying it in `config`.
-    trial_data = TrialData(train=data.train, val=data.val)
-    bound = tune.with_parameters(train_lstm, data=trial_data, settings=settings)
+    bound = tune.with_parameters(train_lstm, data=TrialData.of(data), settings=settings)
     return tune.with_resources(bound, {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})
 
 

@@ -123,6 +123,8 @@ def tiny_run(tmp_path_factory):
                 "tiny",
                 "--seed",
                 "1",
+                "--cv-folds",  # 600 digits would get cross-validation: one split here
+                "0",
             ],
             cwd=REPO,
             capture_output=True,

@@ -7,6 +7,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from search.config import SearchConfig, parse_args
@@ -30,8 +31,23 @@ def test_defaults_match_the_documented_ones():
     assert config.storage_path == "./runs"
     assert config.cpus_per_trial == 1 and config.gpus_per_trial == 0
     assert config.address is None and config.max_concurrent is None
-    assert config.time_budget is None and (config.confirm_top, config.confirm_folds) == (3, 2)
+    # Confirmation folds: 2, or under cross-validation every fold (decided by the data).
+    assert config.time_budget is None and (config.confirm_top, config.confirm_folds) == (3, None)
     assert (config.loss, config.objective) == ("last", "accuracy")  # the tutorial's
+    assert config.cv_folds is None  # chosen by the data's size
+
+
+def test_objectives_that_read_early_train_on_every_step_unless_told():
+    assert parse_args(["--objective", "early"]).loss == "uniform"
+    assert parse_args(["--objective", "anytime"]).loss == "all"
+    assert parse_args(["--objective", "early", "--loss", "last"]).loss == "last"
+    assert parse_args(["--objective", "accuracy+size"]).loss == "last"
+
+
+def test_a_dataset_file_is_kept_as_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert parse_args(["--dataset", "my.npz"]).dataset == str(tmp_path / "my.npz")
+    assert parse_args(["--dataset", "ucr:GunPoint"]).dataset == "ucr:GunPoint"
 
 
 def test_help_explains_every_flag():
@@ -71,6 +87,11 @@ def bad_inputs(tmp_path):
     (tmp_path / "a-file").write_text("x")
     (tmp_path / "bad.json").write_text("[{")
     (tmp_path / "keys.json").write_text('[{"lr": 0.001}]')
+    np.savez(tmp_path / "nan.npz", X=np.array([[0.0, np.nan]] * 10), y=np.arange(10) % 2)
+    np.savez(tmp_path / "one-class.npz", X=np.zeros((10, 3)), y=np.zeros(10))
+    np.savez(tmp_path / "flat.npz", X=np.zeros((10, 3, 2, 1)), y=np.arange(10) % 2)
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    (tmp_path / "Junk_TRAIN.ts").write_text("@data\n1,2:a\n")
     storage = ["--storage-path", str(runs)]
     return {
         "zero trials": ["--trials", "0"],
@@ -84,6 +105,15 @@ def bad_inputs(tmp_path):
         "data dir is a file": ["--dataset", "mnist", "--data-dir", str(tmp_path / "a-file")],
         "corrupt data": ["--dataset", "mnist", "--data-dir", str(corrupt)],
         "data dir for mnist-5k": ["--data-dir", str(corrupt)],
+        "npz with a missing value": ["--dataset", str(tmp_path / "nan.npz"), *storage],
+        "npz of one class": ["--dataset", str(tmp_path / "one-class.npz"), *storage],
+        "npz of the wrong shape": ["--dataset", str(tmp_path / "flat.npz"), *storage],
+        "npz that is not one": ["--dataset", str(tmp_path / "junk.npz"), *storage],
+        "npz that is not there": ["--dataset", str(tmp_path / "none.npz"), *storage],
+        "unreadable ts file": ["--dataset", str(tmp_path / "Junk_TRAIN.ts"), *storage],
+        "archive set unknown": ["--dataset", "ucr:NoSuchSet", *storage],
+        "archive set not shipped": ["--dataset", "ucr:Coffee", *storage],
+        "one fold": ["--cv-folds", "1"],
         "run name with slash": ["--name", "a/b"],
         "hidden run name": ["--name", ".x"],
         "existing run": ["--name", "taken", *storage],

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from models.lstm import Ensemble, LSTMConfig, RowLSTM
+from models.lstm import Ensemble, LSTMConfig, SequenceLSTM, SeriesShape
 from search import metrics as m
-from search.confirm import FoldResult, confirmed_figures, train_on_fold
+from search.confirm import FoldResult, _one_fold, confirmed_figures, train_on_fold
 from search.data import confirmation_folds, load_dataset
 from search.errors import UserError
 from search.run_folder import BEST_CONFIG, load_best, load_model, ranked, read_trials, write_best
@@ -19,8 +19,20 @@ from search.space import SEED_CONFIG
 from search.storage import RunLocation
 
 
+def fold(right: int, total: int, early_right: int | None = None, read: float = 0.5):
+    early_right = right if early_right is None else early_right
+    return FoldResult(
+        total,
+        1.0,
+        [True] * right + [False] * (total - right),
+        [0.5] * total,
+        [True] * early_right + [False] * (total - early_right),
+        [read] * total,
+    )
+
+
 def test_confirmed_accuracy_pools_the_folds_with_a_wilson_interval():
-    figures = confirmed_figures([FoldResult(45, 50, 1.0), FoldResult(45, 50, 1.0)])
+    figures = confirmed_figures([fold(45, 50), fold(45, 50)])
     assert figures[m.CONFIRMED_ACC] == 0.9
     # Wilson 95% interval for 90 of 100 (e.g. Agresti & Coull 1998): 0.826 to 0.945.
     assert figures[m.CONFIRMED_LOW] == pytest.approx(0.8256, abs=1e-4)
@@ -28,25 +40,50 @@ def test_confirmed_accuracy_pools_the_folds_with_a_wilson_interval():
     assert json.loads(figures[m.CONFIRMED_FOLD_ACCS]) == [0.9, 0.9]
 
 
+def test_the_confirmed_early_figures_pool_the_rule_s_decisions():
+    figures = confirmed_figures([fold(45, 50, early_right=40, read=0.2), fold(45, 50, 40, 0.4)])
+    assert figures[m.CONFIRMED_EARLY_ACC] == 0.8
+    assert figures[m.CONFIRMED_EARLINESS] == pytest.approx(0.3)
+    hm = 2 * 0.8 * 0.7 / 1.5
+    assert figures[m.CONFIRMED_HM] == pytest.approx(hm)
+    assert figures[m.CONFIRMED_HM_LOW] < hm < figures[m.CONFIRMED_HM_HIGH]
+    # A diverged fold decided nothing right and read its series whole.
+    diverged = confirmed_figures([fold(45, 50, 40, 0.2), FoldResult(50, 1.0)])
+    assert diverged[m.CONFIRMED_EARLY_ACC] == 0.4
+    assert diverged[m.CONFIRMED_EARLINESS] == pytest.approx(0.6)
+
+
 def test_folds_are_disjoint_stratified_and_the_size_of_the_validation_split(idx_folder):
-    data = load_dataset("mnist", idx_folder, seed=0)  # 180 train + 20 validation digits
-    pool, held = confirmation_folds(data, 3, seed=0)
-    assert len(pool) == len(data.train) + len(data.val)
-    assert [len(h) for h in held] == [len(data.val)] * 3
-    assert len(set(torch.cat(held).tolist())) == 3 * len(data.val)  # no digit twice
-    for h in held:
-        assert torch.bincount(pool.labels[h], minlength=10).tolist() == [2] * 10
+    data = load_dataset("mnist", idx_folder, seed=0, cv_folds=0)  # 180 train + 20 val
+    held = confirmation_folds(data, 3, seed=0)
+    assert [len(val) for _, val in held] == [len(data.val)] * 3
+    everything = torch.cat([val for _, val in held])
+    assert len(set(everything.tolist())) == 3 * len(data.val)  # no digit twice
+    for train, val in held:
+        assert torch.bincount(data.pool.labels[val], minlength=10).tolist() == [2] * 10
+        assert len(train) + len(val) == len(data.pool)
     with pytest.raises(UserError, match="--confirm-folds 11"):
         confirmation_folds(data, 11, seed=0)
+    assert len(confirmation_folds(data, None, seed=0)) == 2
+
+
+def test_under_cross_validation_the_confirmation_uses_every_fold(idx_folder):
+    data = load_dataset("mnist", idx_folder, seed=0)  # 200 digits: 5 folds
+    held = confirmation_folds(data, None, seed=0)
+    assert len(held) == 5
+    # Other folds than the search's, each the size of the search's.
+    assert [len(v) for _, v in held] == [len(v) for _, v in data.folds]
+    assert any(not torch.equal(a[1], b[1]) for a, b in zip(held, data.folds, strict=True))
 
 
 def test_a_fold_trains_afresh_and_counts_its_held_out_digits(idx_folder):
-    data = load_dataset("mnist", idx_folder, seed=0)
-    pool, held = confirmation_folds(data, 1, seed=0)
+    data = load_dataset("mnist", idx_folder, seed=0, cv_folds=0)
+    held = confirmation_folds(data, 1, seed=0)
     config = {**SEED_CONFIG, "hidden_size": 32, "lr": 3e-3, "batch_size": 32}
-    result = train_on_fold(config, epochs=10, pool=pool, held=held[0], seed=1, threads=1)
-    assert result.total == len(held[0])
+    result = train_on_fold(config, 10, _one_fold(data, held[0]), 0.9, seed=1, threads=1)
+    assert result.total == len(held[0][1])
     assert result.correct >= 0.9 * result.total  # the toy digits are easy: it learnt
+    assert len(result.early_read) == result.total and max(result.early_read) <= 1.0
 
 
 def test_confirmed_trials_rank_first_and_best_holds_the_winner(fake_run, tmp_path):
@@ -63,8 +100,8 @@ def test_confirmed_trials_rank_first_and_best_holds_the_winner(fake_run, tmp_pat
     assert json.loads((run_dir / BEST_CONFIG).read_text())["confirmed_acc"] == 0.85
     winner = table.set_index("trial_id").loc[by_val[1]]
     expected = load_model(run_dir / winner["checkpoint"])
-    digits = torch.rand(4, 28, 28)
-    assert torch.equal(load_best(run_dir)(digits), expected(digits))
+    digits = torch.rand(4, 28, 28) * 255
+    assert torch.equal(load_best(run_dir).model(digits), expected(digits))
 
 
 def test_no_winner_no_best_folder(fake_run, tmp_path):
@@ -73,10 +110,11 @@ def test_no_winner_no_best_folder(fake_run, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_old_trials_tables_read_without_the_confirmed_columns(fake_run, tmp_path):
+def test_a_trials_table_without_a_column_is_refused_in_one_line(fake_run, tmp_path):
     old = pd.read_csv(fake_run / "trials.csv").drop(columns=[m.CONFIRMED_ACC])
     old.to_csv(tmp_path / "trials.csv", index=False)
-    assert read_trials(tmp_path / "trials.csv")[m.CONFIRMED_ACC].isna().all()
+    with pytest.raises(UserError, match="lacks confirmed_acc"):
+        read_trials(tmp_path / "trials.csv")
 
 
 def test_best_joins_the_fold_models_into_one_ensemble(fake_run, tmp_path):
@@ -85,17 +123,19 @@ def test_best_joins_the_fold_models_into_one_ensemble(fake_run, tmp_path):
     table = read_trials(run_dir / "trials.csv")
     winner = ranked(table).iloc[0]
     original = load_model(run_dir / winner["checkpoint"])
-    config = {k: winner[k] for k in ("num_layers", "hidden_size", "dropout", "forget_bias")}
-    folds = [RowLSTM(LSTMConfig.from_dict(config)) for _ in range(2)]  # fresh initialisations
+    keys = ("num_layers", "hidden_size", "dropout", "forget_bias", "patch")
+    config = LSTMConfig.from_dict({k: winner[k] for k in keys})
+    shape = SeriesShape(28, 10, (0.0,) * 28, (255.0,) * 28)
+    folds = [SequenceLSTM(config, shape) for _ in range(2)]  # fresh initialisations
     about = write_best(
         RunLocation.open(tmp_path, "run"),
         table,
         {winner["trial_id"]: [f.state_dict() for f in folds]},
     )
     assert about["members"] == 3
-    model = load_best(run_dir)
+    model = load_best(run_dir).model
     assert isinstance(model, Ensemble) and len(model.members) == 3
-    digits = torch.rand(4, 28, 28)
+    digits = torch.rand(4, 28, 28) * 255
     members = [original, *(f.eval() for f in folds)]
     expected = torch.stack([m(digits).softmax(-1) for m in members]).mean(0)  # (B, T, C)
     assert torch.allclose(model(digits).exp(), expected, atol=1e-6)

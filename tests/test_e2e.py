@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -57,20 +58,26 @@ def test_trials_csv(tiny_run):
         assert row["node"] and row["seconds"] > 0
         state = torch.load(run_dir / row["checkpoint"], weights_only=True)
         assert state["epoch"] == row["best_epoch"]
-        assert set(state) >= {"model", "optimizer", "model_config"}
+        assert set(state) >= {"models", "optimizers", "model_config", "shape"}
+        assert len(state["models"]) == 1  # one validation split: one model per trial
         assert state["model_config"]["hidden_size"] == row["hidden_size"]
+        # The early classifier's rule and figures, chosen on the validation digits.
+        assert 0 <= row[m.VAL_EARLINESS] <= 1 and 0 <= row[m.VAL_HM] <= 1
+        assert row[m.VAL_THRESHOLD] >= 0
 
 
 def test_run_info_lets_analysis_work_alone(tiny_run):
     _, run_dir = tiny_run
     info = json.loads((run_dir / RUN_JSON).read_text())
-    assert info["dataset"] == "mnist"
+    assert info["dataset"] == "mnist" and info["format_version"] == 2
     assert info["split_sizes"] == {"train": 540, "val": 60, "test": 100}
+    assert info["data"]["classes"] == list(range(10)) and info["data"]["image"]
+    assert info["space"] == {"patches": [1], "length": 28}
     assert info["seed"] == 1
     assert info["packages"]["torch"] == torch.__version__.split("+")[0]
     assert info["trial_counts"] and info["wall_seconds"] > 0
     test = read_test_split(run_dir)
-    assert test.images.shape == (100, 28, 28) and test.images.dtype == torch.uint8
+    assert test.values.shape == (100, 28, 28) and test.values.dtype == torch.uint8
     assert torch.bincount(test.labels).tolist() == [10] * 10
 
 
@@ -95,5 +102,7 @@ def test_the_best_are_confirmed_and_the_winner_lands_in_best(tiny_run):
     assert best["trial_id"] == ranked(table).iloc[0]["trial_id"]
     assert best["members"] == 1 + 2  # its search trial and its two confirmation folds
     assert json.loads((run_dir / RUN_JSON).read_text())["confirm_seconds"] > 0
-    model = load_best(run_dir)
-    assert model(torch.rand(2, 28, 28)).shape == (2, 28, 10)
+    winner = load_best(run_dir)
+    assert winner.model(torch.rand(2, 28, 28) * 255).shape == (2, 28, 10)
+    assert set(winner.predict(np.random.randint(0, 256, (3, 28, 28)))) <= set(range(10))
+    assert winner.rule is not None and winner.rule.threshold == best[m.VAL_THRESHOLD]

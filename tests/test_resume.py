@@ -368,7 +368,7 @@ def test_a_tiny_multi_objective_every_row_search(tmp_path):
     assert code == 0, err[-3000:]
     table = pd.read_csv(run_dir / TRIALS_CSV, keep_default_na=False)
     assert len(table) == 4 and set(table["status"]) <= {"completed", "stopped"}
-    assert (table["val_auc_rows"].between(0, 1)).all() and (table["params"] > 0).all()
+    assert (table["val_area"].between(0, 1)).all() and (table["params"] > 0).all()
     # Optuna's study has both objectives; a completed trial holds its best epoch's pair.
     study = optuna_study(run_dir)
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
@@ -382,7 +382,7 @@ def test_a_tiny_multi_objective_every_row_search(tmp_path):
     assert (info["flags"]["loss"], info["flags"]["objective"]) == ("all", "accuracy+size")
     for reports in epochs_reported(run_dir).values():
         for r in reports:
-            assert 0 <= r["val_auc_rows"] <= 1 and r["val_rows_to_50"] in (None, *range(1, 29))
+            assert 0 <= r["val_area"] <= 1 and r["val_steps_to_50"] in (None, *range(1, 29))
     # A report is built from it, with its Pareto front.
     assert (
         subprocess.run(

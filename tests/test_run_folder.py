@@ -96,3 +96,34 @@ def test_a_report_needs_no_ray(fake_run, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert Path(done.stdout.strip()) == run_dir / REPORT_DIR / "index.html"
     assert (run_dir / REPORT_DIR / "index.html").stat().st_size > 0
+
+
+def test_run_folders_of_another_format_are_refused_in_one_line():
+    from search.errors import UserError
+    from search.run_folder import FORMAT_VERSION, check_format
+
+    check_format({"format_version": FORMAT_VERSION}, "runs/x")  # this version's: fine
+    for info, made in (({}, "an older version"), ({"format_version": 99}, "a newer one")):
+        with pytest.raises(UserError, match=made) as caught:
+            check_format(info, "runs/x")
+        assert "\n" not in str(caught.value)
+
+
+def test_a_checkpoint_of_folds_loads_as_one_ensemble(tmp_path):
+    import torch
+
+    from models.lstm import Ensemble, LSTMConfig, SequenceLSTM, SeriesShape
+    from search.run_folder import checkpoint_state, load_model
+
+    config = LSTMConfig(hidden_size=8, patch=2)
+    shapes = [SeriesShape(3, 2, (float(k),) * 3, (1.0 + k,) * 3) for k in range(3)]
+    models = [SequenceLSTM(config, shape) for shape in shapes]  # each its own scaling
+    optimizers = [torch.optim.Adam(model.parameters()) for model in models]
+    torch.save(checkpoint_state(models, optimizers, 4, 0.9), tmp_path / "c.pt")
+    loaded = load_model(tmp_path / "c.pt")
+    assert isinstance(loaded, Ensemble) and len(loaded.members) == 3
+    for member, model in zip(loaded.members, models, strict=True):
+        assert torch.equal(member.shift, model.shift)  # each fold's scaling, not the first's
+    x = torch.randn(2, 9, 3)
+    expected = torch.stack([m.eval()(x).softmax(-1) for m in models]).mean(0)
+    assert torch.allclose(loaded(x).exp(), expected, atol=1e-6)

@@ -12,7 +12,9 @@ from search import metrics as m
 from search.budget import Deadline, ResumableSearch
 from search.config import duration_seconds
 from search.searcher import EpochOptunaSearch, tpe_sampler
-from search.space import sample
+from search.space import SearchSpace
+
+sample = SearchSpace()
 
 MAX_EPOCHS = 3
 
@@ -132,9 +134,9 @@ def test_several_objectives_are_told_at_the_primary_metrics_best_epoch():
 def test_the_anytime_objective_values_trials_by_their_area():
     s = searcher(objective="anytime")
     assert s.suggest("a") is not None
-    s.on_trial_result("a", epoch(1, 0.9, val_auc_rows=0.3))
-    s.on_trial_result("a", epoch(2, 0.8, val_auc_rows=0.5))
-    s.on_trial_complete("a", epoch(3, 0.95, val_auc_rows=0.4))
+    s.on_trial_result("a", epoch(1, 0.9, val_area=0.3))
+    s.on_trial_result("a", epoch(2, 0.8, val_area=0.5))
+    s.on_trial_complete("a", epoch(3, 0.95, val_area=0.4))
     trial = study_trial(s, 0)
     assert trial.value == 0.5 and trial.intermediate_values == {1: 0.3, 2: 0.5, 3: 0.4}
 

@@ -1,16 +1,20 @@
 import math
 
 import optuna
+import pytest
 
-from search.space import BATCH_SIZES, PARAMS, SEED_CONFIG, is_seed, sample
+from search.errors import UserError
+from search.space import BATCH_SIZES, SEED_CONFIG, SearchSpace, is_seed, read_points
+
+sample = SearchSpace()  # MNIST's: 28 rows, one per step
 
 
-def draw(n: int, seed: int = 0) -> list[dict]:
+def draw(n: int, seed: int = 0, space: SearchSpace = sample) -> list[dict]:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     configs = []
     for _ in range(n):
         trial = study.ask()
-        sample(trial)
+        space(trial)
         configs.append(trial.params)
         study.tell(trial, 0.0)
     return configs
@@ -18,7 +22,7 @@ def draw(n: int, seed: int = 0) -> list[dict]:
 
 def test_samples_stay_in_bounds_and_cover_them():
     configs = draw(300)
-    assert all(set(c) == set(PARAMS) for c in configs)
+    assert all(set(c) == set(SEED_CONFIG) for c in configs)  # no patch on short series
     layers = {c["num_layers"] for c in configs}
     assert layers == {1, 2, 3}
     hidden = [c["hidden_size"] for c in configs]
@@ -54,3 +58,30 @@ def test_seed_config_is_the_tutorial_and_lies_in_the_space():
 def test_is_seed_only_for_the_exact_tutorial_config():
     assert not any(is_seed(c) for c in draw(50))
     assert not is_seed({**SEED_CONFIG, "lr": math.nextafter(1e-3, 1)})
+
+
+def test_long_series_search_the_patch_among_the_allowed_ones():
+    space = SearchSpace.for_length(150)
+    configs = draw(200, space=space)
+    assert {c["patch"] for c in configs} == set(space.patches) == {1, 2, 4, 8, 16}
+    # The tutorial's configuration reads GunPoint's 150 points in 38 steps of 4.
+    assert space.seed_config == {**SEED_CONFIG, "patch": 4}
+    study = optuna.create_study()
+    study.enqueue_trial(space.seed_config)
+    trial = study.ask()
+    space(trial)
+    assert trial.params == space.seed_config and is_seed(trial.params)
+    assert SearchSpace.from_dict(space.to_dict()) == space
+
+
+def test_enqueued_points_must_fit_the_space(tmp_path):
+    space = SearchSpace.for_length(150)
+    path = tmp_path / "points.json"
+    path.write_text(
+        '[{"num_layers": 1, "hidden_size": 64, "dropout": 0, "forget_bias": 1, '
+        '"lr": 0.001, "batch_size": 32, "patch": 3}]'
+    )
+    with pytest.raises(UserError, match="patch 3 is not one of"):
+        read_points(path, space)
+    with pytest.raises(UserError, match="needs exactly the keys"):
+        read_points(path, SearchSpace())  # MNIST's space has no patch

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
@@ -22,8 +23,9 @@ from analysis import results
 from search import metrics as m
 from search import study as st
 from search.errors import UserError
+from search.run_folder import FORMAT_VERSION
 from search.searcher import EpochOptunaSearch, reconnect_study_to, tpe_sampler
-from search.space import SEED_CONFIG, sample
+from search.space import SEED_CONFIG, SearchSpace
 from tests.conftest import REPO
 from tests.postgres import free_port
 from tests.test_resume import base_args, run_search, wait_for
@@ -32,8 +34,11 @@ from tests.test_searcher import MAX_EPOCHS, epoch, run_trial
 RUN = "run-a@2026-11-30T00:00:00+00:00"
 
 
+sample = SearchSpace()  # MNIST's
+
+
 def signature(**changes) -> dict:
-    return {**st.signature("mnist-5k", "last", "accuracy"), **changes}
+    return {**st.signature("mnist-5k", "last", "accuracy", sample), **changes}
 
 
 def stored_searcher(
@@ -65,6 +70,28 @@ def test_a_study_of_another_search_is_refused_in_one_line(ref):
     space = signature()["space"] | {"lr": "{}"}
     with pytest.raises(UserError, match="another search space \\(differs in lr\\)"):
         st.prepare(ref, signature(space=space))
+    # Long series search a patch too: a study of another length's space is another search.
+    long = st.signature("mnist-5k", "last", "accuracy", SearchSpace.for_length(150))
+    with pytest.raises(UserError, match="differs in patch"):
+        st.prepare(ref, long)
+
+
+def test_studies_of_other_data_are_refused_even_under_one_name(ref, tmp_path):
+    """Two .npz files of the same name hold other series: their fingerprints differ."""
+    from search.data import load_dataset
+    from search.driver import _data_identity
+
+    paths = []
+    for i, folder in enumerate(("a", "b")):
+        (tmp_path / folder).mkdir()
+        x = np.random.default_rng(i).standard_normal((20, 5))
+        np.savez(tmp_path / folder / "mine.npz", X=x, y=np.arange(20) % 2)
+        paths.append(str(tmp_path / folder / "mine.npz"))
+    first, second = (_data_identity(load_dataset(p)) for p in paths)
+    assert first != second and first.startswith(paths[0] + "@npz:")
+    st.prepare(ref, st.signature(first, "last", "accuracy", sample))
+    with pytest.raises(UserError, match="made for another search: dataset"):
+        st.prepare(ref, st.signature(second, "last", "accuracy", sample))
 
 
 @pytest.mark.parametrize(
@@ -193,7 +220,9 @@ def test_the_reports_history_and_importances_come_from_the_study(ref, tmp_path):
     points, source = results._measured_points(run)
     assert sorted(v for _, v in points) == [0.45, 0.7, 0.8]
     assert source.endswith("3 measured trials, 1 of them this run's")
-    no_study = results.Run(tmp_path, {}, pd.DataFrame(), pd.DataFrame(), test=None)
+    # A study this machine cannot open (here: its file is gone): no history, no crash.
+    gone = {"study": {"storage": None, "name": "b", "run": "run-b"}}
+    no_study = results.Run(tmp_path / "elsewhere", gone, pd.DataFrame(), pd.DataFrame(), None)
     assert results.study_history(no_study).empty
 
 
@@ -228,7 +257,8 @@ def test_the_dashboard_follows_a_live_sqlite_study_through_snapshots(ref, tmp_pa
     s = stored_searcher(ref)
     run_trial(s, "t1", [0.5, 0.6, 0.7])
     study = {"storage": None, "name": ref.name, "run": RUN}
-    (tmp_path / "run.json").write_text(json.dumps({"study": study}))
+    info = {"format_version": FORMAT_VERSION, "study": study}
+    (tmp_path / "run.json").write_text(json.dumps(info))
     with dashboard(tmp_path) as page:
         assert page.endswith("/dashboard/studies/1")
         api = page.replace("/dashboard/studies/1", "/api/studies/1?after=0")

@@ -13,7 +13,7 @@ import pytest
 
 from search import study as st
 from search.run_folder import TRIALS_CSV
-from search.space import PARAMS, SEED_CONFIG
+from search.space import SEED_CONFIG, SearchSpace
 from tests.conftest import REPO
 from tests.test_report_browser import Browser, chromium  # noqa: F401 (a fixture)
 from tests.test_resume import (
@@ -29,6 +29,7 @@ from tests.test_resume import (
 from tests.test_study import dashboard
 
 pytestmark = pytest.mark.e2e
+PARAMS = SearchSpace().params  # MNIST's: no patch
 
 SECRET = "hunter2"  # trust authentication: any password works, and must land nowhere
 
@@ -103,8 +104,10 @@ def test_two_searches_share_one_study_then_warm_start_a_third(tmp_path, postgres
 def test_searches_starting_at_once_on_an_empty_database_share_one_study(postgres):
     url = postgres.create_database("race")
     script = (
-        "import sys; from search import study as st; "
-        "st.prepare(st.StudyRef(sys.argv[1], 'one'), st.signature('mnist-5k', 'last', 'accuracy'))"
+        "import sys; from search import study as st; from search.space import SearchSpace; "
+        "space = SearchSpace(); "
+        "st.prepare(st.StudyRef(sys.argv[1], 'one'), "
+        "st.signature('mnist-5k', 'last', 'accuracy', space))"
     )
     racers = [
         subprocess.Popen([sys.executable, "-c", script, url], cwd=REPO, stderr=subprocess.PIPE)
@@ -117,7 +120,9 @@ def test_searches_starting_at_once_on_an_empty_database_share_one_study(postgres
 
 def test_a_study_of_another_search_is_refused_before_anything_is_written(tmp_path, postgres):
     url = postgres.create_database("other")
-    st.prepare(st.StudyRef(url, "every-row"), st.signature("mnist-5k", "all", "accuracy"))
+    st.prepare(
+        st.StudyRef(url, "every-row"), st.signature("mnist-5k", "all", "accuracy", SearchSpace())
+    )
     args = base_args(tmp_path, "x", "--study-storage", url, "--study-name", "every-row")
     code, _, err = run_search(*args)
     assert code == 2 and err.count("\n") == 1
