@@ -9,6 +9,7 @@ leak, no display backend needed.
 from __future__ import annotations
 
 import functools
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib as mpl
@@ -25,7 +26,6 @@ from matplotlib.ticker import (
     PercentFormatter,
 )
 
-from models.lstm import ROWS
 from search import metrics as m
 from search.run_folder import TrialStatus
 from search.space import PARAMS, log_scaled
@@ -56,8 +56,9 @@ PARAM_TITLES = {
     "forget_bias": "forget-gate bias",
     "lr": "learning rate",
     "batch_size": "batch size",
+    "patch": "patch (time points per step)",
 }
-DISCRETE_PARAMS = {"num_layers", "batch_size"}
+DISCRETE_PARAMS = {"num_layers", "batch_size", "patch"}
 
 
 def _themed(plot):
@@ -131,28 +132,32 @@ def timestep_accuracy(
     thresholds: Sequence[float] = (),
     ylabel: str = "test accuracy",
     tag_meaning: str = "rank",
+    steps_word: str = "steps",
+    xlabel: str = "steps read",
 ) -> Figure:
-    """One line per configuration: accuracy after reading 1, 2, ... 28 rows.
+    """One line per configuration: accuracy after reading 1, 2, ... S steps (`steps_word`:
+    "rows" for images).
 
-    `by_step` has columns label, timestep, accuracy. Left: all rows. Right: a close-up
-    of the last rows, where good configurations differ by a few points, with each line
-    tagged at its end. A configuration's marker sits where it first reaches the highest
-    threshold, to show which one recognises digits earliest.
+    `by_step` has columns label, step, accuracy; configurations may read different
+    numbers of steps. Left: all steps. Right: a close-up of the last steps, where good
+    configurations differ by a few points, with each line tagged at its end. A
+    configuration's marker sits where it first reaches the highest threshold, to show
+    which one recognises the class earliest.
     """
     n = by_step["label"].nunique()
     fig = Figure(figsize=(14, 6.3 + 0.3 * n), layout="constrained")
     full, zoom = fig.subplots(1, 2, width_ratios=[1.6, 1])
     curves = {
-        label: curve.sort_values("timestep")
-        for label, curve in by_step.groupby("label", sort=False)
+        label: curve.sort_values("step") for label, curve in by_step.groupby("label", sort=False)
     }
-    last = int(by_step["timestep"].max())
+    last = int(by_step["step"].max())
     finals = [c["accuracy"].iloc[-1] for c in curves.values()]
     low = max(0.0, min(finals) - 0.08)  # the close-up shows the band of final accuracies
-    best = by_step.groupby("timestep")["accuracy"].max()
+    best = by_step.groupby("step")["accuracy"].max()
     start = int(best[best >= low].index.min()) - 1 if (best >= low).any() else last - 5
     start = max(1, min(start, last - 3))
     top = min(1.0, max(by_step["accuracy"].max() + 0.015, low + 0.05))
+    span = max(last - start, 3)  # the close-up's width in steps: tag offsets scale with it
 
     for ax in (full, zoom):
         for threshold in thresholds:
@@ -161,7 +166,7 @@ def timestep_accuracy(
             s = style[label]
             reached = np.flatnonzero(curve["accuracy"].to_numpy() >= max(thresholds, default=2))
             ax.plot(
-                curve["timestep"],
+                curve["step"],
                 curve["accuracy"],
                 color=s["color"],
                 linestyle=s["linestyle"],
@@ -172,11 +177,12 @@ def timestep_accuracy(
                 label=label,
             )
         _percent_axis(ax)
-        ax.set_xlabel("image rows read (timestep), top to bottom")
+        ax.set_xlabel(xlabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=14 if ax is full else 8))
     for threshold in thresholds:
         full.annotate(
             f"{threshold:.0%}",
-            (1.5, threshold),
+            (1 + 0.02 * last, threshold),
             xytext=(0, 3),
             textcoords="offset points",
             color="0.35",
@@ -184,20 +190,22 @@ def timestep_accuracy(
         )
     full.set_xlim(0.5, last + 0.5)
     full.set_ylim(0, 1.02)
-    full.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=14))
     full.set_ylabel(ylabel)
-    full.set_title("All 28 rows", loc="left")
+    full.set_title(f"All {last} {steps_word}", loc="left")
     full.axvspan(start - 0.2, last + 0.2, color="0.93", zorder=0)
 
-    zoom.set_xlim(start - 0.3, last + 1.6)
+    zoom.set_xlim(start - 0.3, last + 0.45 * span + 0.5)
     zoom.set_ylim(low, top)
-    zoom.set_xticks(range(start, last + 1))
-    zoom.set_title(f"Close-up: rows {start}-{last} (shaded on the left)", loc="left")
-    _end_tags(zoom, curves, style, last, (low, top))
+    zoom.set_title(f"Close-up: {steps_word} {start}-{last} (shaded on the left)", loc="left")
+    ends = {
+        label: (float(c["step"].iloc[-1]), c["accuracy"].iloc[-1]) for label, c in curves.items()
+    }
+    _end_tags(zoom, ends, style, last + 0.08 * span, (low, top))
 
     fig.suptitle(title, fontsize=14, x=0.01, ha="left")
+    step = steps_word.removesuffix("s")
     marker_note = (
-        f"; marker = first row at which it reaches {max(thresholds):.0%}" if thresholds else ""
+        f"; marker = first {step} at which it reaches {max(thresholds):.0%}" if thresholds else ""
     )
     handles, labels = full.get_legend_handles_labels()
     fig.legend(
@@ -210,24 +218,25 @@ def timestep_accuracy(
     return fig
 
 
-def _end_tags(ax, curves: dict, style: dict, last: int, ylim: tuple[float, float]) -> None:
-    """Tag each line's end with its short name, nudged apart so tags never overlap."""
-    ends = sorted(
-        (c["accuracy"].iloc[-1], label) for label, c in curves.items() if style[label]["short"]
-    )
+def _end_tags(
+    ax, ends: dict[str, tuple[float, float]], style: dict, x_tag: float, ylim: tuple[float, float]
+) -> None:
+    """Tag each line's end (x, y) with its short name at `x_tag`, nudged apart so tags
+    never overlap."""
+    ordered = sorted((y, x, label) for label, (x, y) in ends.items() if style[label]["short"])
     gap = (ylim[1] - ylim[0]) * 0.055
     placed: list[float] = []
-    for y, _ in ends:
+    for y, _, _ in ordered:
         placed.append(max(y, placed[-1] + gap) if placed else y)
     overflow = placed[-1] - (ylim[1] - gap / 2) if placed else 0
     if overflow > 0:
         placed = [p - overflow for p in placed]
-    for (y, label), y_tag in zip(ends, placed, strict=True):
+    for (y, x, label), y_tag in zip(ordered, placed, strict=True):
         s = style[label]
         ax.annotate(
             s["short"],
-            (last, y),
-            xytext=(last + 0.25, y_tag),
+            (x, y),
+            xytext=(x_tag, y_tag),
             textcoords="data",
             color=s["color"],
             fontweight="bold",
@@ -238,17 +247,141 @@ def _end_tags(ax, curves: dict, style: dict, last: int, ylim: tuple[float, float
 
 
 @_themed
-def recognition_points(points: pd.DataFrame, style: dict[str, dict]) -> Figure:
-    """For each configuration, the rows it needs before test accuracy reaches 50% / 90%;
-    a level never reached within the rows read sits in a separate "never" column."""
-    columns = [c for c in points.columns if c.startswith("rows_to_")]
-    never = ROWS + 2.5
+def accuracy_by_share(
+    by_share: pd.DataFrame,
+    style: dict[str, dict],
+    title: str,
+    ylabel: str = "test accuracy",
+    tag_meaning: str = "rank",
+) -> Figure:
+    """One line per configuration: accuracy after reading 5%, 10%, ... 100% of each
+    series (its own time points), so that series of unequal lengths, and models that read
+    different numbers of time points per step, compare. `by_share` has label, share,
+    accuracy."""
+    n = by_share["label"].nunique()
+    fig = Figure(figsize=(12, 6 + 0.3 * n), layout="constrained")
+    ax = fig.subplots()
+    ends = {}
+    for label, curve in by_share.groupby("label", sort=False):
+        curve = curve.sort_values("share")
+        s = style[label]
+        ax.plot(
+            curve["share"],
+            curve["accuracy"],
+            color=s["color"],
+            linestyle=s["linestyle"],
+            linewidth=2.0,
+            marker=s["marker"],
+            markevery=[len(curve) - 1],  # the final accuracy: the whole series read
+            ms=9,
+            label=label,
+        )
+        ends[label] = (float(curve["share"].iloc[-1]), curve["accuracy"].iloc[-1])
+    _percent_axis(ax, "x")
+    _percent_axis(ax)
+    ax.set_xlim(0, 1.12)
+    ax.set_ylim(0, 1.02)
+    ax.set_xticks(np.linspace(0, 1, 11))
+    _end_tags(ax, ends, style, 1.04, (0, 1.02))
+    ax.set_xlabel("share of each series read (its own time points)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, loc="left", fontsize=13)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        frameon=False,
+        title=f"configuration (line-end tag = {tag_meaning}; marker = the whole series)",
+    )
+    return fig
+
+
+HM_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9)  # the trade-off figure's lines of equal HM
+
+
+@_themed
+def tradeoff(curves: pd.DataFrame, style: dict[str, dict], title: str) -> Figure:
+    """The early classifier's trade-off: accuracy against earliness of the stopping rule
+    at every threshold, one line per configuration, its chosen threshold marked; grey
+    lines join the points of equal harmonic mean (HM).
+
+    `curves` has label, threshold, accuracy, earliness, chosen (the threshold chosen on
+    validation)."""
+    n = curves["label"].nunique()
+    fig = Figure(figsize=(11, 7 + 0.3 * n), layout="constrained")
+    ax = fig.subplots()
+    for h in HM_LEVELS:
+        # HM = 2·a·τ/(a + τ) with τ = 1 − earliness, solved for the accuracy a.
+        timeliness = np.linspace(h / 2 + 1e-4, 1.0, 300)
+        accuracy = h * timeliness / (2 * timeliness - h)
+        keep = accuracy <= 1.0
+        ax.plot(1 - timeliness[keep], accuracy[keep], color="0.78", lw=1, ls=":", zorder=0)
+        ax.annotate(
+            f"HM {h:.1f}",
+            (1 - h / (2 - h), 1.0),  # where the line meets accuracy 100%
+            xytext=(2, -2),
+            textcoords="offset points",
+            color="0.5",
+            fontsize=9,
+            va="top",
+        )
+    for label, curve in curves.groupby("label", sort=False):
+        curve = curve.sort_values("threshold")  # a higher threshold decides later
+        s = style[label]
+        ax.plot(
+            curve["earliness"],
+            curve["accuracy"],
+            color=s["color"],
+            linestyle=s["linestyle"],
+            lw=1.8,
+            marker=".",  # one dot per threshold tried
+            ms=5,
+            label=label,
+        )
+        chosen = curve[curve["chosen"].astype(bool)]
+        ax.scatter(
+            chosen["earliness"],
+            chosen["accuracy"],
+            marker=s["marker"],
+            s=150,
+            color=s["color"],
+            edgecolor="black",
+            linewidth=1,
+            zorder=4,
+        )
+    _percent_axis(ax, "x")
+    _percent_axis(ax)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.03)
+    ax.set_xlabel("earliness: share of each series read before the decision (less = earlier)")
+    ax.set_ylabel("test accuracy of the decisions")
+    ax.set_title(title, loc="left", fontsize=13)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        frameon=False,
+        title="configuration (large marker: its threshold, chosen on validation)",
+    )
+    return fig
+
+
+@_themed
+def recognition_points(
+    points: pd.DataFrame, style: dict[str, dict], steps: int, steps_word: str = "steps"
+) -> Figure:
+    """For each configuration, the steps it reads before test accuracy reaches 50% / 90%
+    (of `steps` at most); a level never reached sits in a separate "never" column."""
+    columns = [c for c in points.columns if c.startswith("steps_to_")]
+    never = steps * 1.09 + 1.5
     fig = Figure(figsize=(13, 1.9 + 0.55 * len(points)), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(points))[::-1]
-    ax.axvline(ROWS + 1, color="0.6", lw=1)
+    ax.axvline((steps + never) / 2, color="0.6", lw=1)
     for column, fill in zip(columns, ("none", "full"), strict=False):
-        pct = column.removeprefix("rows_to_").removesuffix("pct")
+        pct = column.removeprefix("steps_to_").removesuffix("pct")
         for yi, (_, row) in zip(y, points.iterrows(), strict=True):
             x = row[column] if pd.notna(row[column]) else never
             offset = 0.18 if fill == "full" and pd.isna(row[column]) else 0.0
@@ -269,14 +402,25 @@ def recognition_points(points: pd.DataFrame, style: dict[str, dict]) -> Figure:
     ax.set_yticks(y, points["label"], fontsize=9.5)
     for tick, (_, row) in zip(ax.get_yticklabels(), points.iterrows(), strict=True):
         tick.set_color(style[row["label"]]["color"])
-    ticks = list(range(2, ROWS + 1, 2))
+    ticks = [int(t) for t in MaxNLocator(integer=True, nbins=14).tick_values(1, steps)]
+    ticks = [t for t in ticks if 1 <= t <= steps]
     ax.set_xticks([*ticks, never], [*map(str, ticks), "never"])
-    ax.set_xlim(0.5, never + 1)
+    ax.set_xlim(0.5, never + 0.05 * steps + 0.5)
     ax.set_ylim(-0.7, len(points) - 0.3)
-    ax.set_xlabel("rows read before test accuracy first reaches the level (fewer = earlier)")
-    ax.set_title("Recognition point: rows needed to reach 50% and 90%", loc="left", fontsize=13)
+    ax.set_xlabel(
+        f"{steps_word} read before test accuracy first reaches the level (fewer = earlier)"
+    )
+    ax.set_title(
+        f"Recognition point: {steps_word} needed to reach 50% and 90%", loc="left", fontsize=13
+    )
     fig.legend(loc="outside lower center", ncols=2, frameon=False)
     return fig
+
+
+def _short_name(name, limit: int = 10) -> str:
+    """A class label short enough for a bar: long ones cut, with an ellipsis."""
+    text = str(name)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @_themed
@@ -286,13 +430,14 @@ def digit_reading(
     """The tutorial's picture: after each of the 28 rows (a 7x4 grid), the rows seen so
     far and the model's class probabilities, the true class in the model's `colour`.
 
-    `probs` holds one example: timestep, class, probability, true_class. All 28 panels
-    share one Axes in pixel units (a panel is the 28x28 digit, then its 10 bars): 56
+    `probs` holds one example: step, class, class_name, probability, true_class. All 28
+    panels share one Axes in pixel units (a panel is the 28x28 digit, then its bars): 56
     separate Axes would take seconds to lay out.
     """
     true_class = int(probs["true_class"].iloc[0])
-    steps = int(probs["timestep"].max())
-    table = probs.pivot(index="timestep", columns="class", values="probability")
+    names = probs.drop_duplicates("class").set_index("class")["class_name"].map(_short_name)
+    steps = int(probs["step"].max())
+    table = probs.pivot(index="step", columns="class", values="probability")
     classes = table.columns.to_numpy()
     size = image.shape[0]  # 28 pixels; bar heights are scaled to it (probability 1 = 28)
     bar_step, bar_width = 3.6, 2.9
@@ -345,7 +490,7 @@ def digit_reading(
             ax.text(
                 x + bar_width / 2,
                 base + 1,
-                str(k),
+                names[k],
                 ha="center",
                 va="top",
                 fontsize=7,
@@ -356,7 +501,7 @@ def digit_reading(
         ax.text(
             left + bar_step * len(classes),
             y0 - 1.2,
-            f"says {top} ({verdict})",
+            f"says {names[top]} ({verdict})",
             fontsize=8.5,
             ha="right",
             va="bottom",
@@ -366,39 +511,186 @@ def digit_reading(
     ax.set_ylim(height, 0)
     ax.set_aspect("equal")
     ax.axis("off")
+    true_name = names[true_class]
     fig.suptitle(
-        f"Best model reading test digit of class {true_class} one row at a time: class "
-        f"probabilities (bars 0-9; gridlines at 50% and 100%) after each row; the true "
-        f"class {true_class} is coloured\n{model_name}",
+        f"Best model reading test digit of class {true_name} one row at a time: class "
+        f"probabilities (bars; gridlines at 50% and 100%) after each row; the true "
+        f"class {true_name} is coloured\n{model_name}",
+        fontsize=12,
+    )
+    return fig
+
+
+MAX_PANELS = 28  # the series picture shows at most this many steps, evenly spaced
+MAX_CHANNELS = 6  # and draws at most this many channels
+# Channels in dark colours, none the orange that marks the last time point read.
+CHANNEL_COLOURS = ("#222222", "#0072b2", "#009e73", "#cc79a7", "#56b4e9", "#8c564b")
+UNREAD = "#d4d4d4"
+
+
+def shown_steps(steps: int, most: int = MAX_PANELS) -> list[int]:
+    """Every step of a series of `steps` steps, or `most` of them evenly spaced, the last
+    always among them."""
+    if steps <= most:
+        return list(range(1, steps + 1))
+    return sorted({int(round(s)) for s in np.linspace(1, steps, most)})
+
+
+@_themed
+def series_reading(
+    probs: pd.DataFrame,
+    values: np.ndarray,
+    patch: int,
+    model_name: str,
+    colour: str = CONFIG_COLOURS[0],
+    step_word: str = "step",
+) -> Figure:
+    """The series version of the tutorial's picture: for some of its steps (all, up to
+    MAX_PANELS), the series up to that step (each channel a line, the unread part light
+    grey) beside the model's class probabilities after it, the true class in `colour`.
+
+    `probs` holds one example: step, class, class_name, probability, true_class;
+    `values` (L, F) is the series over its own L time points, read `patch` per step.
+    Like `digit_reading`, every panel is drawn on one Axes in panel units.
+    """
+    true_class = int(probs["true_class"].iloc[0])
+    names = probs.drop_duplicates("class").set_index("class")["class_name"]
+    table = probs.pivot(index="step", columns="class", values="probability")
+    classes = table.columns.to_numpy()
+    steps = shown_steps(int(table.index.max()))
+    length, features = values.shape
+    drawn = values[:, :MAX_CHANNELS]  # (L, F')
+    low, high = drawn.min(0), drawn.max(0)  # each channel scaled to its own range
+    scaled = (drawn - low) / np.where(high > low, high - low, 1.0)  # (L, F') in [0, 1]
+
+    plot_w, plot_h = 30.0, 18.0
+    bars_w = 26.0
+    bar_step = bars_w / len(classes)
+    labelled = len(classes) <= 20  # more bars than that: no room for a name under each
+    rotate = labelled and any(len(str(n)) > 2 for n in names)
+    label_h = 9.0 if rotate else 3.5
+    panel_w, panel_h = plot_w + 3 + bars_w + 4, plot_h + label_h + 6
+    cols = min(5, len(steps))
+    rows = int(np.ceil(len(steps) / cols))
+    width, height = cols * panel_w, rows * panel_h
+    fig = Figure(figsize=(17, 17 * height / width + 1.2), layout="constrained")
+    ax = fig.subplots()
+    xs_series = plot_w * np.arange(length) / max(length - 1, 1)
+    for i, t in enumerate(steps):
+        r, c = divmod(i, cols)
+        x0, y0 = c * panel_w, r * panel_h + 4
+        read = min(t * patch, length)  # time points read after step t
+        ax.add_patch(
+            mpl.patches.Rectangle((x0, y0), plot_w, plot_h, fill=False, ec="0.85", lw=0.8)
+        )
+        for f in range(scaled.shape[1]):
+            ys = y0 + 1 + (plot_h - 2) * (1 - scaled[:, f])  # panel units grow downward
+            ax.plot(x0 + xs_series[read - 1 :], ys[read - 1 :], color=UNREAD, lw=1.0)
+            ax.plot(x0 + xs_series[:read], ys[:read], color=CHANNEL_COLOURS[f], lw=1.2)
+        edge = x0 + xs_series[read - 1]
+        ax.plot([edge, edge], [y0, y0 + plot_h], color="#d55e00", lw=1.1)
+        ax.text(x0, y0 - 0.8, f"{step_word} {t}", fontsize=9.5, va="bottom")
+
+        p = table.loc[t].to_numpy()
+        left = x0 + plot_w + 3
+        base = y0 + plot_h
+        for level in (0.5, 1.0):
+            ax.plot([left - 0.5, left + bars_w], [base - level * plot_h] * 2, color="0.85", lw=0.8)
+        ax.plot([left - 0.5, left + bars_w], [base, base], color="0.3", lw=0.8)
+        xs = left + bar_step * np.arange(len(classes))
+        ax.bar(
+            xs,
+            -p * plot_h,
+            bottom=base,
+            width=bar_step * 0.8,
+            align="edge",
+            color=[colour if k == true_class else "#a8a8a8" for k in classes],
+        )
+        if labelled:
+            for x, k in zip(xs, classes, strict=True):
+                ax.text(
+                    x + bar_step * 0.4,
+                    base + 0.8,
+                    _short_name(names[k]),
+                    ha="center",
+                    va="top",
+                    rotation=90 if rotate else 0,
+                    fontsize=6.5,
+                    fontweight="bold" if k == true_class else "normal",
+                )
+        top = int(classes[np.argmax(p)])
+        ax.text(
+            left + bars_w,
+            y0 - 0.8,
+            f"says {_short_name(names[top], 14)}",
+            fontsize=8,
+            ha="right",
+            va="bottom",
+            color="black" if top == true_class else "#b2182b",
+        )
+    ax.set_xlim(-1, width)
+    ax.set_ylim(height, 0)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    shown = "every" if len(steps) == table.index.max() else f"{len(steps)} evenly spaced"
+    channels = (
+        f"{features} channel{'s' * (features != 1)}"
+        if features <= MAX_CHANNELS
+        else f"the first {MAX_CHANNELS} of {features} channels"
+    )
+    handles = [
+        Line2D([], [], color=CHANNEL_COLOURS[f], lw=2, label=f"channel {f + 1}")
+        for f in range(scaled.shape[1])
+    ]
+    handles.append(Line2D([], [], color=UNREAD, lw=2, label="not read yet"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    about = (
+        f"Best model reading a test series of class {names[true_class]} ({length} time "
+        f"points, {patch} per {step_word}), at {shown} {step_word}: the series read so far "
+        f"({channels}, each scaled to its own range) beside the class probabilities after "
+        f"that {step_word} (gridlines at 50% and 100%); the true class is coloured"
+    )
+    fig.suptitle(
+        textwrap.fill(about, 150) + f"\n{model_name}",
         fontsize=12,
     )
     return fig
 
 
 @_themed
-def hyperparameter_effects(table: pd.DataFrame, style: dict[str, dict]) -> Figure:
-    """Validation accuracy against each hyperparameter, one point per trial.
+def hyperparameter_effects(
+    table: pd.DataFrame,
+    style: dict[str, dict],
+    params: Sequence[str] = PARAMS,
+    metric: str = m.VAL_ACC,
+    ylabel: str = "validation accuracy (best epoch)",
+) -> Figure:
+    """Validation `metric` against each searched hyperparameter (`params`), one point per
+    trial.
 
     Shown configurations keep their colours; the rest are grey. Marker shape is the
     trial's outcome: ASHA-stopped trials were judged at fewer epochs.
     """
-    fig = Figure(figsize=(14, 8.5), layout="constrained")
-    axes = fig.subplots(2, 3, sharey=True).ravel()
+    cols = 3 if len(params) <= 6 else 4
+    rows = int(np.ceil(len(params) / cols))
+    fig = Figure(figsize=(4.7 * cols, 4.25 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, sharey=True, squeeze=False).ravel()
+    for ax in axes[len(params) :]:
+        ax.set_visible(False)
     rng = np.random.default_rng(0)
     markers = {TrialStatus.COMPLETED: "o", TrialStatus.STOPPED: "X"}
-    for ax, param in zip(axes, PARAMS, strict=True):
+    for ax, param in zip(axes, params, strict=False):
         x = table[param].astype(float).to_numpy()
-        if param in DISCRETE_PARAMS:  # spread points that share a value
-            spread = 0.08 if param == "num_layers" else 0.04
-            x = x * (1 + rng.uniform(-spread, spread, len(x))) if param == "batch_size" else x
-            if param == "num_layers":
-                x = x + rng.uniform(-spread * 2, spread * 2, len(x))
+        if param == "num_layers":  # spread points that share a value
+            x = x + rng.uniform(-0.16, 0.16, len(x))
+        elif param in DISCRETE_PARAMS:  # powers of two and the like: spread by a factor
+            x = x * (1 + rng.uniform(-0.04, 0.04, len(x)))
         data = table.assign(_x=x)
         others = data[data["label"] == ""]
         sns.scatterplot(
             data=others,
             x="_x",
-            y=m.VAL_ACC,
+            y=metric,
             style="status",
             markers=markers,
             color=OTHER_COLOUR,
@@ -409,7 +701,7 @@ def hyperparameter_effects(table: pd.DataFrame, style: dict[str, dict]) -> Figur
         for _, row in data[data["label"] != ""].iterrows():
             ax.scatter(
                 row["_x"],
-                row[m.VAL_ACC],
+                row[metric],
                 marker=markers.get(row["status"], "o"),
                 s=110,
                 color=style[row["label"]]["color"],
@@ -427,15 +719,17 @@ def hyperparameter_effects(table: pd.DataFrame, style: dict[str, dict]) -> Figur
             )
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
+        elif param not in DISCRETE_PARAMS:  # few ticks: the panels are narrow
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         if param == "num_layers":
             ax.set_xticks([1, 2, 3])
-        if param == "batch_size":
-            ax.set_xscale("log")
+        if param in ("batch_size", "patch"):  # discrete, on a log axis: patch base 2
+            ax.set_xscale("log", base=2 if param == "patch" else 10)
             values = sorted(table[param].unique())
             ax.set_xticks(values, [str(int(v)) for v in values])
             ax.minorticks_off()
         ax.set_xlabel(PARAM_TITLES[param])
-        ax.set_ylabel("validation accuracy (best epoch)")
+        ax.set_ylabel(ylabel)
         _percent_axis(ax)
     handles = [
         Line2D([], [], marker=markers[status], ls="", color="0.35", ms=9, label=text)
@@ -450,17 +744,19 @@ def hyperparameter_effects(table: pd.DataFrame, style: dict[str, dict]) -> Figur
     fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
     fig.suptitle(
         "What each hyperparameter does: one point per trial; coloured points are the "
-        "configurations of the accuracy-versus-timestep figure (same colours)",
+        "configurations of the accuracy-versus-step figure (same colours)",
         fontsize=12,
     )
     return fig
 
 
 AXIS_TITLES = {
-    m.VAL_ACC: "validation accuracy after row 28 (best epoch)",
-    m.VAL_AUC_ROWS: "validation area: mean accuracy over rows 1-28",
+    m.VAL_ACC: "validation accuracy after the whole series (best epoch)",
+    m.VAL_AREA: "validation area: mean share of each series' steps read right",
+    m.VAL_HM: "validation HM of early accuracy and earliness",
     m.PARAM_COUNT: "parameters (log scale)",
 }
+SHARE_METRICS = (m.VAL_ACC, m.VAL_AREA, m.VAL_HM)  # figures in [0, 1], drawn as percentages
 
 
 @_themed
@@ -496,7 +792,7 @@ def pareto_front(
     for metric, axis in ((x, "x"), (y, "y")):
         if metric == m.PARAM_COUNT:
             getattr(ax, f"set_{axis}scale")("log")
-        elif metric in (m.VAL_ACC, m.VAL_AUC_ROWS):
+        elif metric in SHARE_METRICS:
             _percent_axis(ax, axis)
     ax.set_xlabel(AXIS_TITLES.get(x, x))
     ax.set_ylabel(AXIS_TITLES.get(y, y))
@@ -538,18 +834,23 @@ def _wall_axis(seconds: pd.Series) -> tuple[pd.Series, str]:
 
 
 @_themed
-def best_so_far(by_trial: pd.DataFrame, by_time: pd.DataFrame) -> Figure:
-    """Best validation accuracy found so far, against trial number and wall time."""
+def best_so_far(
+    by_trial: pd.DataFrame,
+    by_time: pd.DataFrame,
+    metric: str = m.VAL_ACC,
+    ylabel: str = "validation accuracy",
+) -> Figure:
+    """Best validation `metric` found so far, against trial number and wall time."""
     fig = Figure(figsize=(14, 5.5), layout="constrained")
     left, right = fig.subplots(1, 2, sharey=True)
-    _trials_and_best(left, by_trial, "trial_number", m.VAL_ACC, "status", STATUS_COLOURS)
+    _trials_and_best(left, by_trial, "trial_number", metric, "status", STATUS_COLOURS)
     left.set_xlabel("trial number (order started)")
-    left.set_ylabel("validation accuracy")
+    left.set_ylabel(ylabel)
     left.legend(loc="lower right")
     left.set_title("Best so far, by trial", loc="left")
 
     x, xlabel = _wall_axis(by_time["wall_seconds"])
-    right.scatter(x, by_time[m.VAL_ACC], s=12, color=OTHER_COLOUR, label="one epoch of a trial")
+    right.scatter(x, by_time[metric], s=12, color=OTHER_COLOUR, label="one epoch of a trial")
     right.step(x, by_time["best_so_far"], where="post", color="black", lw=2, label="best so far")
     right.set_xlabel(xlabel)
     right.legend(loc="lower right")
@@ -607,7 +908,7 @@ def learning_curves(curves: pd.DataFrame, style: dict[str, dict]) -> Figure:
         loss_ax.plot(curve[m.EPOCH], curve[m.TRAIN_LOSS], **kw)
     acc_ax.set_ylabel("validation accuracy")
     _percent_axis(acc_ax)
-    loss_ax.set_ylabel("training loss (cross-entropy, last row)")
+    loss_ax.set_ylabel("training loss (cross-entropy, as --loss weighs the steps)")
     loss_ax.set_yscale("log")
     loss_ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     loss_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))

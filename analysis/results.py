@@ -22,8 +22,9 @@ import pandas as pd
 import torch
 from optuna.trial import TrialState
 
-from models.lstm import RowLSTM
-from models.train import evaluate, predict_proba, to_inputs
+from models.early import THRESHOLDS, EarlyResult, outcomes
+from models.lstm import Ensemble, SequenceLSTM, steps_of
+from models.train import SHARES, Evaluation, SeriesTensors, evaluate_probs, predict_proba
 from search import metrics as m
 from search import study as st
 from search.data import Split
@@ -34,6 +35,7 @@ from search.run_folder import (
     TEST_SPLIT,
     TRIALS_CSV,
     TrialStatus,
+    check_format,
     load_model,
     ranked,
     read_run_info,
@@ -43,23 +45,59 @@ from search.run_folder import (
     run_objective,
     trial_dir,
 )
-from search.space import PARAMS, SEED_LABEL, distributions, format_param
+from search.space import PARAMS, SEED_LABEL, SearchSpace, format_param
 
 log = logging.getLogger(__name__)
 
-THRESHOLDS = (0.5, 0.9)  # recognition points: first row at which test accuracy reaches these
-# What the report measures of each shown configuration on the run's test split.
-TEST_COLUMNS = ["test_acc", "test_loss", "test_auc_rows", "test_rows_to_50", "test_rows_to_90"]
+LEVELS = (0.5, 0.9)  # recognition points: first step at which test accuracy reaches these
+# What the report measures of each shown configuration on the run's test split. The
+# early classifier's figures are its stopping rule's, at the threshold the search chose
+# on validation series (trials.csv's val_threshold), never one fitted on test.
+TEST_COLUMNS = [
+    "test_acc",
+    "test_loss",
+    "test_area",
+    "test_steps_to_50",
+    "test_steps_to_90",
+    "test_early_acc",
+    "test_earliness",
+    "test_hm",
+]
 EPOCH_COLUMNS = [
     "trial_id",
     m.EPOCH,
     m.VAL_ACC,
     m.VAL_LOSS,
+    m.VAL_AREA,
+    m.VAL_HM,
     m.TRAIN_LOSS,
     m.DIVERGED,
     "time_total_s",
     "wall_seconds",
 ]
+# The long frames behind the curves.
+BY_STEP_COLUMNS = ["label", "trial_id", "step", "accuracy"]
+BY_SHARE_COLUMNS = ["label", "trial_id", "share", "accuracy"]
+TRADEOFF_COLUMNS = ["label", "trial_id", "threshold", "accuracy", "earliness", "hm", "chosen"]
+
+
+@dataclass(frozen=True)
+class Words:
+    """How a report names what a model reads: image rows of digits, or steps of series."""
+
+    step: str  # "row" / "step"
+    steps: str
+    one: str  # "digit" / "series"
+    many: str
+
+
+def words(image: bool) -> Words:
+    """The words for image data (MNIST: a digit read row by row) or any other series."""
+    return (
+        Words("row", "rows", "digit", "digits")
+        if image
+        else Words("step", "steps", "series", "series")
+    )
 
 
 @dataclass
@@ -87,15 +125,45 @@ class Run:
         """The run's objectives, (metric, mode) pairs; two for a multi-objective search."""
         return m.objective_metrics(run_objective(self.info))
 
+    @property
+    def data(self) -> dict:
+        """What run.json says of the data: classes, features, length, image, selection."""
+        return self.info["data"]
+
+    @property
+    def classes(self) -> list:
+        """The class labels as the data wrote them (ints or strings), in class-index order."""
+        return list(self.data["classes"])
+
+    @property
+    def image(self) -> bool:
+        """Each series is a grey image read row by row (MNIST)."""
+        return bool(self.data["image"])
+
+    @property
+    def words(self) -> Words:
+        return words(self.image)
+
+    @property
+    def step_word(self) -> str:
+        """What one step of the model is called: "row" for images, else "step"."""
+        return self.words.step
+
+    @functools.cached_property
+    def space(self) -> SearchSpace:
+        return SearchSpace.from_dict(self.info["space"])
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The hyperparameters the run searched, in display order."""
+        return self.space.params
+
     @functools.cached_property
     def study(self) -> tuple[optuna.Study | None, str]:
-        """The search's Optuna study (opened once), or None and why not: runs made before
-        runs kept one, or a database this machine cannot reach."""
-        ref = st.ref_of_run(self.path, self.info)
-        if ref is None:
-            return None, "the run kept no Optuna study"
+        """The search's Optuna study (opened once), or None and why not: its file is
+        missing, or its database cannot be reached from this machine."""
         try:
-            return st.load(ref), ""
+            return st.load(st.ref_of_run(self.path, self.info)), ""
         except UserError as exc:
             return None, str(exc)
 
@@ -111,6 +179,7 @@ def load_run(run_dir: Path) -> Run:
         info = read_run_info(run_dir)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{run_dir / RUN_JSON} is not valid JSON: {exc}") from exc
+    check_format(info, str(run_dir))
     if not (run_dir / TRIALS_CSV).is_file():
         raise UserError(
             f"{run_dir} has no {TRIALS_CSV}: the search did not finish (or is still running)"
@@ -138,9 +207,8 @@ def load_run(run_dir: Path) -> Run:
             notes.append(f"{TEST_SPLIT} could not be read ({type(exc).__name__}: {exc}).")
     else:
         notes.append(
-            f"The run folder has no {TEST_SPLIT} (runs made before the search saved its "
-            "test split), so test accuracy and the accuracy-versus-timestep curves are "
-            "not available."
+            f"The run folder has no {TEST_SPLIT}, so the test figures (accuracy, the "
+            "curves by step and by share, the early classifier) are not available."
         )
     if not (trials["label"] == SEED_LABEL).any():
         notes.append("The tutorial's configuration (`seed`) is not among the trials.")
@@ -168,7 +236,8 @@ def read_epochs(run_dir: Path, trial_ids) -> pd.DataFrame:
             rows.append(row)
     epochs = pd.DataFrame(rows, columns=EPOCH_COLUMNS)
     epochs[m.DIVERGED] = epochs[m.DIVERGED].fillna(False).astype(bool)
-    for column in (m.VAL_ACC, m.VAL_LOSS, m.TRAIN_LOSS, "time_total_s", "wall_seconds"):
+    numbers = (m.VAL_ACC, m.VAL_LOSS, m.VAL_AREA, m.VAL_HM, m.TRAIN_LOSS)
+    for column in (*numbers, "time_total_s", "wall_seconds"):
         epochs[column] = pd.to_numeric(epochs[column], errors="coerce")
     if started is None and not epochs.empty:
         started = float((epochs["wall_seconds"] - epochs["time_total_s"]).min())
@@ -211,18 +280,20 @@ def config_short(row) -> str:
     return f"{rank} {SEED_LABEL}" if row["label"] == SEED_LABEL else rank
 
 
-def config_label(row) -> str:
-    """A configuration as a reader sees it: rank, tutorial or not, its hyperparameters."""
+def config_label(row, params: tuple[str, ...] = PARAMS) -> str:
+    """A configuration as a reader sees it: rank, tutorial or not, its hyperparameters
+    (`params`: those the run searched; `patch` only where it was)."""
     who = config_short(row)
     if row["label"] == SEED_LABEL:
         who += " (the tutorial's)"
-    shown = {name: format_param(name, row[name]) for name in PARAMS}
-    return (
+    shown = {name: format_param(name, row[name]) for name in params}
+    text = (
         f"{who}: {shown['num_layers']} layer{'s' if row['num_layers'] > 1 else ''}"
         f" × {shown['hidden_size']}, dropout {shown['dropout']},"
         f" forget bias {shown['forget_bias']}, lr {shown['lr']},"
         f" batch {shown['batch_size']}"
     )
+    return text + (f", patch {shown['patch']}" if "patch" in shown else "")
 
 
 PARAM_HEADERS = {
@@ -232,14 +303,15 @@ PARAM_HEADERS = {
     "forget_bias": "forget bias",
     "lr": "lr",
     "batch_size": "batch",
+    "patch": "patch",
 }
 
 
-def param_columns(table: pd.DataFrame) -> dict[str, pd.Series]:
+def param_columns(table: pd.DataFrame, params: tuple[str, ...] = PARAMS) -> dict[str, pd.Series]:
     """The hyperparameter columns of a table shown to a reader, under short headers."""
     return {
         PARAM_HEADERS[name]: table[name].map(lambda v, name=name: format_param(name, v))
-        for name in PARAMS
+        for name in params
     }
 
 
@@ -250,17 +322,18 @@ def selected(run: Run, top_k: int) -> pd.DataFrame:
     front = pareto_front(run)
     seed = run.trials[run.trials["label"] == SEED_LABEL]
     chosen = pd.concat([best, front, seed]).drop_duplicates("trial_id")
-    return _named(chosen).assign(on_front=chosen["trial_id"].isin(front["trial_id"]).to_numpy())
+    on_front = chosen["trial_id"].isin(front["trial_id"]).to_numpy()
+    return _named(chosen, run.params).assign(on_front=on_front)
 
 
 def ranked_top(run: Run, top_k: int) -> pd.DataFrame:
     """The run's best `top_k` configurations by its own ranking, named as in `selected`."""
-    return _named(ranked(run.trials, run.metric).head(top_k))
+    return _named(ranked(run.trials, run.metric).head(top_k), run.params)
 
 
-def _named(chosen: pd.DataFrame) -> pd.DataFrame:
+def _named(chosen: pd.DataFrame, params: tuple[str, ...]) -> pd.DataFrame:
     chosen = chosen.assign(
-        name=[config_label(row) for _, row in chosen.iterrows()],
+        name=[config_label(row, params) for _, row in chosen.iterrows()],
         short=[config_short(row) for _, row in chosen.iterrows()],
     )
     return chosen.reset_index(drop=True)
@@ -271,18 +344,45 @@ def _named(chosen: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class HeldOutResults:
-    """Test accuracy of the chosen configurations, from their best checkpoints."""
+    """What the chosen configurations' best checkpoints do on the run's test split."""
 
-    accuracy: pd.DataFrame  # trial_id and TEST_COLUMNS
-    by_step: pd.DataFrame  # label, trial_id, timestep, accuracy (timestep_accuracy.csv)
+    scores: pd.DataFrame  # trial_id and TEST_COLUMNS
+    by_step: pd.DataFrame  # BY_STEP_COLUMNS: accuracy after each step
+    by_share: pd.DataFrame  # BY_SHARE_COLUMNS: accuracy after each share of the series
+    tradeoff: pd.DataFrame  # TRADEOFF_COLUMNS: the stopping rule at every threshold
     notes: list[str]
+
+
+@dataclass(frozen=True)
+class TestFigures:
+    """One model on the test series."""
+
+    result: Evaluation  # its `early` is fitted on test: never shown, use `rule`
+    rule: EarlyResult | None  # the stopping rule at the validation threshold
+    curve: list[EarlyResult]  # the rule at every threshold: the trade-off curve
 
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _try_load(run: Run, row, on) -> tuple[RowLSTM | None, str | None]:
+def measure(
+    model: SequenceLSTM | Ensemble, test: SeriesTensors, threshold: float | None
+) -> TestFigures:
+    """`model`'s figures on `test`, its early classifier judged at `threshold` (the one
+    chosen on validation; None or NaN: the trial recorded none)."""
+    probs = predict_proba(model, test)  # (N, S, C)
+    patch = model.config.patch
+    result = evaluate_probs(probs, test.labels, test.lengths, patch)
+    known = threshold is not None and not math.isnan(threshold)
+    grid = tuple(sorted({*THRESHOLDS, float(threshold)})) if known else THRESHOLDS
+    steps = steps_of(test.lengths, patch)  # (N,)
+    curve = outcomes(probs, test.labels, steps, test.lengths, patch, grid)
+    rule = next((r for r in curve if r.threshold == threshold), None) if known else None
+    return TestFigures(result, rule, curve)
+
+
+def _try_load(run: Run, row, on) -> tuple[SequenceLSTM | Ensemble | None, str | None]:
     """(model, None), or (None, a sentence saying what is missing)."""
     who = f"trial {row['trial_id']} ({row['name']})"
     if not row["checkpoint"]:
@@ -298,64 +398,88 @@ def _try_load(run: Run, row, on) -> tuple[RowLSTM | None, str | None]:
 
 def evaluate_on_test(run: Run, chosen: pd.DataFrame) -> HeldOutResults:
     """Evaluate each chosen trial's best checkpoint on the run's test split."""
-    accuracy = pd.DataFrame(columns=["trial_id", *TEST_COLUMNS])
-    by_step = pd.DataFrame(columns=["label", "trial_id", "timestep", "accuracy"])
+    held_out = HeldOutResults(
+        pd.DataFrame(columns=["trial_id", *TEST_COLUMNS]),
+        pd.DataFrame(columns=BY_STEP_COLUMNS),
+        pd.DataFrame(columns=BY_SHARE_COLUMNS),
+        pd.DataFrame(columns=TRADEOFF_COLUMNS),
+        [],
+    )
     if run.test is None:
-        return HeldOutResults(accuracy, by_step, [])
+        return held_out
     on = device()
-    x, y = run.test.tensors(on)
-    scores, curves, notes = [], [], []
+    test = run.test.tensors(on)
+    scores, by_step, by_share, tradeoff = [], [], [], []
     for _, row in chosen.iterrows():
         model, problem = _try_load(run, row, on)
         if model is None:
-            notes.append(problem)
+            held_out.notes.append(problem)
             continue
-        result = evaluate(model, x, y)
+        figures = measure(model, test, row.get(m.VAL_THRESHOLD))
+        result, rule = figures.result, figures.rule
         scores.append(
             {
                 "trial_id": row["trial_id"],
                 "test_acc": result.acc,
                 "test_loss": result.loss,
-                "test_auc_rows": result.auc_rows,
+                "test_area": result.area,
                 **{
-                    f"test_rows_to_{round(100 * t)}": result.first_row_reaching(t)
-                    for t in THRESHOLDS
+                    f"test_steps_to_{round(100 * level)}": result.first_step_reaching(level)
+                    for level in LEVELS
                 },
+                "test_early_acc": rule.accuracy if rule else math.nan,
+                "test_earliness": rule.earliness if rule else math.nan,
+                "test_hm": rule.hm if rule else math.nan,
             }
         )
-        curves += [
-            {"label": row["name"], "trial_id": row["trial_id"], "timestep": t, "accuracy": acc}
-            for t, acc in enumerate(result.acc_by_step, start=1)
+        who = {"label": row["name"], "trial_id": row["trial_id"]}
+        by_step += [
+            {**who, "step": t, "accuracy": acc} for t, acc in enumerate(result.acc_by_step, 1)
+        ]
+        by_share += [
+            {**who, "share": share, "accuracy": acc}
+            for share, acc in zip(SHARES, result.acc_by_share, strict=True)
+        ]
+        tradeoff += [
+            {
+                **who,
+                "threshold": r.threshold,
+                "accuracy": r.accuracy,
+                "earliness": r.earliness,
+                "hm": r.hm,
+                "chosen": rule is not None and r.threshold == rule.threshold,
+            }
+            for r in figures.curve
         ]
     if scores:
-        accuracy = pd.DataFrame(scores)
-        by_step = pd.DataFrame(curves)
-    return HeldOutResults(accuracy, by_step, notes)
+        held_out.scores = pd.DataFrame(scores, columns=["trial_id", *TEST_COLUMNS])
+        held_out.by_step = pd.DataFrame(by_step, columns=BY_STEP_COLUMNS)
+        held_out.by_share = pd.DataFrame(by_share, columns=BY_SHARE_COLUMNS)
+        held_out.tradeoff = pd.DataFrame(tradeoff, columns=TRADEOFF_COLUMNS)
+    return held_out
 
 
-def recognition_points(by_step: pd.DataFrame, thresholds=THRESHOLDS) -> pd.DataFrame:
-    """For each configuration, the first row after which test accuracy reaches each
-    threshold (NaN: never within the 28 rows)."""
+def recognition_points(by_step: pd.DataFrame, levels=LEVELS) -> pd.DataFrame:
+    """For each configuration, the first step after which test accuracy reaches each
+    level (NaN: never), and its accuracy after its last step (the final accuracy)."""
     rows = []
     for (label, trial_id), curve in by_step.groupby(["label", "trial_id"], sort=False):
         row = {"label": label, "trial_id": trial_id}
-        for threshold in thresholds:
-            reached = curve.loc[curve["accuracy"] >= threshold, "timestep"]
-            row[f"rows_to_{round(threshold * 100)}pct"] = (
-                reached.min() if len(reached) else math.nan
-            )
-        row["final_accuracy"] = curve.sort_values("timestep")["accuracy"].iloc[-1]
+        for level in levels:
+            reached = curve.loc[curve["accuracy"] >= level, "step"]
+            row[f"steps_to_{round(level * 100)}pct"] = reached.min() if len(reached) else math.nan
+        row["final_accuracy"] = curve.sort_values("step")["accuracy"].iloc[-1]
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def example_digits(test: Split, count: int = 3) -> list[int]:
-    """Indices of `count` test digits of different classes: the first of classes spread
-    over 0-9, so the same digits appear in every report of the same test split."""
+def example_series(test: Split, classes: int, count: int = 3) -> list[int]:
+    """Indices of `count` test series of different classes: the first of classes spread
+    over the class indices, so the same series appear in every report of a test split."""
     labels = test.labels.tolist()
-    wanted = np.linspace(0, 9, count).round().astype(int).tolist() if count > 1 else [0]
+    wanted = np.linspace(0, classes - 1, count).round().astype(int) if count > 1 else [0]
     picks = []
-    for cls in wanted:
+    for cls in dict.fromkeys(int(c) for c in wanted):
         if cls in labels:
             picks.append(labels.index(cls))
     for i in range(len(labels)):  # a test split missing some classes: fill from the start
@@ -366,22 +490,35 @@ def example_digits(test: Split, count: int = 3) -> list[int]:
     return picks[:count]
 
 
-def digit_probabilities(model: RowLSTM, test: Split, indices: list[int]) -> pd.DataFrame:
-    """Class probabilities after each row for some test digits (long form):
-    example, test_index, true_class, timestep, class, probability."""
+def series_probabilities(
+    model: SequenceLSTM | Ensemble, test: Split, indices: list[int], classes: list
+) -> pd.DataFrame:
+    """Class probabilities after each of its own steps for some test series (long form):
+    example, test_index, true_class, true_name, step, class, class_name, probability.
+    `class` is the class index, `class_name` the label as the data wrote it."""
     on = next(model.parameters()).device
-    probs = predict_proba(model, to_inputs(test.images[indices], on)).cpu().numpy()  # (N, T, C)
-    n, steps, classes = probs.shape
-    example, t, c = np.meshgrid(range(n), range(steps), range(classes), indexing="ij")
-    index = np.asarray(indices)[example.ravel()]
+    part = test[torch.tensor(indices, dtype=torch.long)].tensors(on)
+    probs = predict_proba(model, part).cpu().numpy()  # (N, S, C)
+    own = steps_of(part.lengths, model.config.patch).cpu().numpy()  # (N,)
+    n, steps, c = probs.shape
+    example, t, k = (
+        a.ravel() for a in np.meshgrid(range(n), range(steps), range(c), indexing="ij")
+    )
+    inside = t < own[example]  # a shorter series' steps past its end read only padding
+    example, t, k = example[inside], t[inside], k[inside]
+    index = np.asarray(indices)[example]
+    true = test.labels[index].numpy()
+    names = np.asarray([str(name) for name in classes], dtype=object)
     return pd.DataFrame(
         {
-            "example": example.ravel(),
+            "example": example,
             "test_index": index,
-            "true_class": test.labels[index].numpy(),
-            "timestep": t.ravel() + 1,
-            "class": c.ravel(),
-            "probability": probs.ravel(),
+            "true_class": true,
+            "true_name": names[true],
+            "step": t + 1,
+            "class": k,
+            "class_name": names[k],
+            "probability": probs.reshape(-1)[np.flatnonzero(inside)],
         }
     )
 
@@ -409,33 +546,37 @@ def pareto_front(run: Run) -> pd.DataFrame:
     return usable[usable["trial_id"].isin(front)]
 
 
-def best_so_far_by_trial(run: Run) -> pd.DataFrame:
-    """Each trial's best validation accuracy in start order, and the best up to it."""
+def best_so_far_by_trial(run: Run, metric: str | None = None) -> pd.DataFrame:
+    """Each trial's best validation `metric` (default: the run's primary objective) in
+    start order, and the best up to it."""
+    metric = metric or run.metric
     table = run.trials.sort_values("trial_number")
     table = table.assign(counted=table.index.isin(ranked(run.trials, run.metric).index))
-    acc = table[m.VAL_ACC].where(table["counted"])
+    value = table[metric].where(table["counted"])
     return pd.DataFrame(
         {
             "trial_number": table["trial_number"],
             "trial_id": table["trial_id"],
             "status": table["status"],
-            m.VAL_ACC: acc,
-            "best_so_far": acc.cummax().ffill(),
+            metric: value,
+            "best_so_far": value.cummax().ffill(),
         }
     ).reset_index(drop=True)
 
 
-def best_so_far_by_time(run: Run) -> pd.DataFrame:
-    """Best validation accuracy reported by any trial up to each moment of the run."""
+def best_so_far_by_time(run: Run, metric: str | None = None) -> pd.DataFrame:
+    """Best validation `metric` (default: the run's primary objective) reported by any
+    trial up to each moment of the run."""
+    metric = metric or run.metric
     bad = set(run.trials.loc[run.trials["status"] == TrialStatus.DIVERGED, "trial_id"])
-    events = run.epochs[~run.epochs["trial_id"].isin(bad) & run.epochs[m.VAL_ACC].notna()]
+    events = run.epochs[~run.epochs["trial_id"].isin(bad) & run.epochs[metric].notna()]
     events = events[~events[m.DIVERGED]].sort_values("wall_seconds")
     return pd.DataFrame(
         {
             "wall_seconds": events["wall_seconds"],
             "trial_id": events["trial_id"],
-            m.VAL_ACC: events[m.VAL_ACC],
-            "best_so_far": events[m.VAL_ACC].cummax(),
+            metric: events[metric],
+            "best_so_far": events[metric].cummax(),
         }
     ).reset_index(drop=True)
 
@@ -454,14 +595,14 @@ def learning_curves(run: Run, chosen: pd.DataFrame) -> pd.DataFrame:
 
 
 def hyperparameters(run: Run, chosen: pd.DataFrame) -> pd.DataFrame:
-    """The ranked trials' hyperparameters and validation accuracy; `label` names the
-    chosen ones (blank for the rest)."""
+    """The ranked trials' searched hyperparameters, validation accuracy and primary
+    objective; `label` names the chosen ones (blank for the rest)."""
     names = chosen.set_index("trial_id")["name"]
     table = ranked(run.trials, run.metric)
     table = table.assign(label=table["trial_id"].map(names).fillna(""))
-    return table[["trial_id", "label", "status", *PARAMS, "epochs", m.VAL_ACC]].reset_index(
-        drop=True
-    )
+    figures = list(dict.fromkeys([m.VAL_ACC, run.metric]))
+    columns = ["trial_id", "label", "status", *run.params, "epochs", *figures]
+    return table[columns].reset_index(drop=True)
 
 
 def epochs_reached(run: Run) -> pd.DataFrame:
@@ -475,8 +616,8 @@ def importances(run: Run, seed: int = 0) -> tuple[pd.DataFrame, str, str]:
 
     They come from the search's own Optuna study: every trial it measured, including
     warm-start trials and, in a shared study, other searches' trials. A pruned trial
-    counts with its best reported epoch, as in trials.csv. (Runs made before runs kept
-    their study: from trials.csv.) Returns (param, importance) rows, a sentence saying
+    counts with its best reported epoch, as in trials.csv. (A study that cannot be
+    opened here: from trials.csv.) Returns (param, importance) rows, a sentence saying
     where they come from, and one saying why they are empty if they are.
     """
     points, source = _measured_points(run)
@@ -487,11 +628,13 @@ def importances(run: Run, seed: int = 0) -> tuple[pd.DataFrame, str, str]:
             ("Too few finished trials with different accuracies to estimate importances."),
         )
     with st.optuna_quiet():
-        space = distributions()
+        space = run.space.distributions()
         study = optuna.create_study(direction="maximize")
         for params, value in points:
             study.add_trial(
-                optuna.trial.create_trial(params=params, distributions=space, value=value)
+                optuna.trial.create_trial(
+                    params=params, distributions={k: space[k] for k in params}, value=value
+                )
             )
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
         found = optuna.importance.get_param_importances(study, evaluator=evaluator)
@@ -538,9 +681,9 @@ def _measured_points(run: Run) -> tuple[list[tuple[dict, float]], str]:
     and in words where they come from."""
     study, why_not = run.study
     if study is None:
-        space = distributions()
+        space = run.space.distributions()
         points = [
-            ({k: _plain(row[k], space[k]) for k in PARAMS}, float(row[run.metric]))
+            ({k: _plain(row[k], space[k]) for k in run.params}, float(row[run.metric]))
             for _, row in ranked(run.trials, run.metric).iterrows()
         ]
         return points, f"a study rebuilt from {TRIALS_CSV} ({why_not})"
@@ -561,11 +704,20 @@ def _plain(value, distribution):
 
 def environment(info: dict) -> pd.DataFrame:
     """What a reader needs to reproduce the run, as (item, value) rows."""
+    data = info["data"]
     rows = [
         ("command", info.get("command", "")),
         ("seed", info.get("seed", "")),
-        ("dataset", info.get("dataset", "")),
-        ("split sizes", _join(info.get("split_sizes", {}))),
+        ("dataset", info["dataset"]),
+        ("data: fingerprint", data["fingerprint"]),
+        ("data: classes", ", ".join(map(str, data["classes"]))),
+        ("data: values per time point", data["features"]),
+        ("data: longest series (time points)", data["length"]),
+        ("data: equal lengths", data["equal_length"]),
+        ("data: images read row by row", data["image"]),
+        ("data: selection", data["selection"]),
+        ("split sizes", _join(info["split_sizes"])),
+        ("search space: patches", ", ".join(map(str, info["space"]["patches"]))),
         ("started", info.get("started", "")),
         ("finished", info.get("finished", "")),
         ("wall time (s)", info.get("wall_seconds", "")),

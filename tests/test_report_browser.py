@@ -1,6 +1,7 @@
 """The report in a real headless browser: it loads with no console error, and every image
-decodes to a non-zero size. Drives Debian's `chromium` over the DevTools protocol on a
-pipe (stdlib only, nothing to download)."""
+decodes to a non-zero size, for digits (a real tiny search's report) and for series of
+unequal lengths (a run built by hand). Drives Debian's `chromium` over the DevTools
+protocol on a pipe (stdlib only, nothing to download)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from analysis import report
+from tests.fake_run import build_run
 
 pytestmark = pytest.mark.e2e
 
@@ -174,7 +176,17 @@ def test_the_checker_sees_errors_and_broken_images(chromium, tmp_path):
 
 def test_report_loads_cleanly_in_chromium(chromium, tiny_run, tmp_path):
     run_dir = shutil.copytree(tiny_run[1], tmp_path / "run")
+    assert_loads_cleanly(report.write_report(run_dir))
+
+
+def test_a_series_report_loads_cleanly_in_chromium(chromium, tmp_path):
+    run_dir = build_run(tmp_path, "series", objective="early", loss="all", kind="series")
     out = report.write_report(run_dir)
+    assert (out / "series_1.png").is_file()  # the series picture, not the digits'
+    assert_loads_cleanly(out)
+
+
+def assert_loads_cleanly(out: Path) -> None:
     errors, images = load(out / "index.html")
     assert errors == []
     assert len(images) == len(list(out.glob("*.png"))) > 0
