@@ -72,6 +72,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"use the full MNIST IDX files in DIR (default {SHARED_MNIST}) instead of "
         "the 5k digits; benchmark 6 then grows the data from this source",
     )
+    p.add_argument("--sets", nargs="+", help="benchmark 15's archive sets (default: all five)")
+    p.add_argument(
+        "--no-peers",
+        dest="peers",
+        action="store_false",
+        default=None,
+        help="benchmark 15: our search only, not the plain Optuna peer",
+    )
     p.add_argument("--workdir", help="where run folders go (default: a temporary folder)")
     p.add_argument(
         "--no-write", action="store_true", help="print only; leave docs/benchmarks.* alone"

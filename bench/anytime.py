@@ -72,12 +72,12 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
 
 def measure(t10k_dir: str, run_dirs: dict[str, str]) -> dict:
     """In a child process: each run's winner on t10k, and the size run's front."""
-    images, labels = load_t10k(t10k_dir)
+    t10k = load_t10k(t10k_dir)
 
     def judge(model) -> dict:
-        return figures(evaluate(model, images, labels))
+        return figures(evaluate(model, t10k))
 
-    out = {name: judge(load_best(Path(path))) for name, path in run_dirs.items()}
+    out = {name: judge(load_best(Path(path)).model) for name, path in run_dirs.items()}
     run = load_run(Path(run_dirs["size"]))
     out["front"] = [
         {
@@ -95,9 +95,9 @@ def figures(result: Evaluation) -> dict:
     """FIGURES of one evaluation on the t10k digits."""
     return {
         "t10k_acc": result.acc,
-        "t10k_auc": result.auc_rows,
-        "rows_to_50": result.first_row_reaching(0.5),
-        "rows_to_90": result.first_row_reaching(0.9),
+        "t10k_auc": result.area,
+        "rows_to_50": result.first_step_reaching(0.5),
+        "rows_to_90": result.first_step_reaching(0.9),
     }
 
 

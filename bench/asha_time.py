@@ -60,7 +60,7 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
 def measure(t10k_dir: str, run_dir: str) -> dict:
     """In a child process: the winner scored on t10k (as benchmark 7 scores it), and the
     trial-seconds spent on networks deeper than one layer."""
-    judged = judge_best(Path(run_dir), *load_t10k(t10k_dir))
+    judged = judge_best(Path(run_dir), load_t10k(t10k_dir))
     trials = read_trials(Path(run_dir) / TRIALS_CSV)
     deep = trials.loc[trials["num_layers"] > 1, "seconds"].sum()
     return {

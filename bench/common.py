@@ -18,10 +18,10 @@ import torch
 from tabulate import DataRow, TableFormat
 
 from bench.systems import SearchSpec
-from models.train import to_inputs
+from models.train import SeriesTensors
 from search.config import SearchConfig
-from search.data import find_idx_files, read_idx
 from search.errors import UserError
+from search.sources import find_idx_files, read_idx
 
 log = logging.getLogger("bench")
 # The full MNIST, where a machine has it: `--full-mnist`'s default, benchmark 7's judge.
@@ -51,6 +51,9 @@ class BenchConfig:
     # Benchmark 13: the search's --time-budget on full MNIST (None: skipped, as at the quick
     # size, where the search alone would take longer than every other benchmark together).
     full_mnist_budget_s: float | None = None
+    # Benchmark 15: the archive sets it runs (None: all five) and whether the peer runs too.
+    sets: list[str] | None = None
+    peers: bool = True
     workdir: str = ""
 
 
@@ -65,10 +68,12 @@ def has_t10k(c: BenchConfig, title: str) -> bool:
     return True
 
 
-def load_t10k(t10k_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """MNIST's t10k digits as (inputs (10000, 28, 28) float in [0, 1], labels (10000,))."""
+def load_t10k(t10k_dir: str) -> SeriesTensors:
+    """MNIST's t10k digits as a split: values (10000, 28, 28) uint8, lengths, labels."""
     files = find_idx_files(Path(t10k_dir))
-    return to_inputs(read_idx(files["test_images"])), read_idx(files["test_labels"])
+    images = torch.from_numpy(read_idx(files["test_images"]))
+    labels = torch.from_numpy(read_idx(files["test_labels"]).astype("int64"))
+    return SeriesTensors(images, torch.full((len(images),), 28), labels)
 
 
 class Searches:

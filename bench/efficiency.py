@@ -170,8 +170,9 @@ def render(r: dict) -> str:
 
 def describe(config: dict) -> str:
     """A configuration in one line, each value as `search.space.format_param` writes it."""
-    p = {name: format_param(name, config[name]) for name in PARAMS}
+    p = {name: format_param(name, config.get(name)) for name in PARAMS}
+    patch = f", patch {p['patch']}" if config.get("patch", 1) != 1 else ""
     return (
         f"{p['num_layers']}x{p['hidden_size']}, drop {p['dropout']}, fb {p['forget_bias']}, "
-        f"lr {p['lr']}, batch {p['batch_size']}"
+        f"lr {p['lr']}, batch {p['batch_size']}{patch}"
     )

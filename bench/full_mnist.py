@@ -62,7 +62,7 @@ def measure(t10k_dir: str, run_dir: str) -> dict:
     flags = info["flags"]
     return {
         "command": info["command"],
-        "t10k": evaluate(load_best(run), *load_t10k(t10k_dir)).acc,
+        "t10k": evaluate(load_best(run).model, load_t10k(t10k_dir)).acc,
         "reported": about.get(m.CONFIRMED_ACC, about[m.VAL_ACC]),
         "reported_low": about.get(m.CONFIRMED_LOW),
         "reported_high": about.get(m.CONFIRMED_HIGH),

@@ -41,14 +41,14 @@ GPU_SHARE = 0.25
 def epoch_seconds(config: dict, data, device: str, epochs: int, seed: int = 0) -> float:
     """Median seconds of a training epoch plus its evaluation on `device`; on CUDA after
     one epoch of warm-up (kernel selection, the allocator), which the CPU does not need."""
-    model, optimizer = build(config, seed, device)
-    (x, y), (vx, vy) = data.train.tensors(device), data.val.tensors(device)
+    model, optimizer = build(config, data.shape_for(data.train), seed, device)
+    train, val = data.train.tensors(device), data.val.tensors(device)
     warm_up = 1 if device == "cuda" else 0
 
     def one_epoch(epoch: int) -> None:
         shuffle = torch.Generator().manual_seed(epoch)
-        train_epoch(model, optimizer, x, y, int(config["batch_size"]), shuffle)
-        evaluate(model, vx, vy)
+        train_epoch(model, optimizer, train, int(config["batch_size"]), shuffle)
+        evaluate(model, val)
 
     laps = [timed(partial(one_epoch, epoch), device) for epoch in range(warm_up + epochs)]
     return statistics.median(laps[warm_up:])

@@ -55,7 +55,8 @@ def fit_exponent(xs: list[float], ys: list[float]) -> float:
 def subset_folder(c: BenchConfig, n: int, seed: int) -> Path:
     """MNIST IDX files holding `n` training digits (10% become validation) and n/10 test
     digits, drawn with `seed` from the full MNIST (with --full-mnist) or the 5k digits."""
-    from search.data import find_idx_files, load_dataset, read_idx
+    from search.data import load_dataset
+    from search.sources import find_idx_files, read_idx
 
     folder = Path(c.workdir) / f"digits-{n}"
     if folder.exists():
@@ -63,12 +64,12 @@ def subset_folder(c: BenchConfig, n: int, seed: int) -> Path:
     rng = np.random.default_rng(seed)
     if c.data_dir:
         files = find_idx_files(Path(c.data_dir))
-        train = (read_idx(files["train_images"]).numpy(), read_idx(files["train_labels"]).numpy())
-        test = (read_idx(files["test_images"]).numpy(), read_idx(files["test_labels"]).numpy())
+        train = (read_idx(files["train_images"]), read_idx(files["train_labels"]))
+        test = (read_idx(files["test_images"]), read_idx(files["test_labels"]))
     else:  # the 5k digits, re-pooled; the split below draws train and test from them
         d = load_dataset("mnist-5k", seed=seed)
-        images = np.concatenate([s.images.numpy() for s in (d.train, d.val, d.test)])
-        labels = np.concatenate([s.labels.numpy() for s in (d.train, d.val, d.test)])
+        images = np.concatenate([s.values.numpy() for s in (d.pool, d.test)])
+        labels = np.concatenate([s.labels.numpy() for s in (d.pool, d.test)])
         order = rng.permutation(len(labels))
         train, test = ((images[i], labels[i]) for i in (order[:n], order[n:]))
     n_test = max(n // 10, 100)

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from bench.common import BenchConfig, Searches, goal, run_child, table
-from models.train import EVAL_BATCH, build, evaluate, to_inputs, train_epoch
+from models.lstm import SeriesShape
+from models.train import EVAL_BATCH, build, evaluate, train_epoch
 from search.data import Dataset, Split, load_dataset
 from search.space import SEED_CONFIG
 
@@ -31,6 +32,7 @@ LOOP_CONFIGS = {
     "small (16 wide, batch 256)": {**SEED_CONFIG, "hidden_size": 16, "batch_size": 256},
 }
 USUAL_EVAL_BATCH = 1000  # pytorch/examples' --test-batch-size
+UNSCALED = SeriesShape(28, 10, (0.0,) * 28, (1.0,) * 28)  # inputs already in [0, 1]
 
 
 class PILDigits(TorchDataset):
@@ -39,7 +41,7 @@ class PILDigits(TorchDataset):
     def __init__(self, split: Split) -> None:
         from torchvision import transforms
 
-        self.images, self.labels = split.images.numpy(), split.labels.tolist()
+        self.images, self.labels = split.values.numpy(), split.labels.tolist()
         self.transform = transforms.ToTensor()
 
     def __len__(self) -> int:
@@ -82,14 +84,14 @@ def one_epoch(config: dict, seed: int, epoch: int, data: Dataset, batches: list)
         yield
         seconds[name] = time.perf_counter() - started
 
-    model, optimizer = build(config, seed)
-    with timed("ours"):  # our loop converts the split once per trial; that is counted
-        x = to_inputs(train.images)
-        train_epoch(model, optimizer, x, train.labels, batch, torch.Generator().manual_seed(epoch))
+    model, optimizer = build(config, data.shape_for(train), seed)
+    with timed("ours"):  # our model scales the uint8 pixels batch by batch; that is counted
+        train_epoch(model, optimizer, train.tensors(), batch, torch.Generator().manual_seed(epoch))
     with timed("ours_eval"):
-        evaluate(model, to_inputs(val.images), val.labels)
+        evaluate(model, val.tensors())
 
-    model, optimizer = build(config, seed)
+    # The usual loop's ToTensor already scales pixels into [0, 1]: a model that keeps them.
+    model, optimizer = build(config, UNSCALED, seed)
     shuffle = torch.Generator().manual_seed(epoch)
     loader = DataLoader(PILDigits(train), batch_size=batch, shuffle=True, generator=shuffle)
     with timed("usual"):  # (B, 1, 28, 28) -> (B, 28, 28): the rows are the sequence
@@ -99,7 +101,7 @@ def one_epoch(config: dict, seed: int, epoch: int, data: Dataset, batches: list)
 
     # The ceiling for any loop: the model's own steps over batches made before the clock
     # starts (no shuffle, no indexing, no conversion).
-    model, optimizer = build(config, seed)
+    model, optimizer = build(config, UNSCALED, seed)
     with timed("model"):
         train_steps(model, optimizer, batches)
     return seconds
@@ -113,7 +115,7 @@ def measure(
     torch.set_num_threads(1)
     data = load_dataset(dataset, data_dir, seed=seed)
     n_train, n_val = len(data.train), len(data.val)
-    train_x, train_y = to_inputs(data.train.images), data.train.labels
+    train_x, train_y = data.train.values.float() / 255.0, data.train.labels
     results = {}
     for label, config in LOOP_CONFIGS.items():
         b = int(config["batch_size"])

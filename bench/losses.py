@@ -1,6 +1,6 @@
 """Benchmark 9: which rows the training loss looks at (`--loss`), on one configuration.
 
-The tutorial's configuration trained with each loss of `models.train.ROW_LOSSES` (same
+The tutorial's configuration trained with each loss of `models.train.STEP_LOSSES` (same
 data, seed and epochs: the loss is the only difference) and judged on MNIST's t10k
 digits: final accuracy, area under the accuracy-by-row curve, and the first rows at
 which accuracy reaches 50% and 90%. Cheap next to a search, it is how `--loss all`'s
@@ -25,7 +25,8 @@ from bench.common import (
     summary,
     table,
 )
-from models.train import ROW_LOSSES, build, evaluate, fit
+from bench.systems import train_trial
+from models.train import STEP_LOSSES, evaluate
 from search.data import load_dataset
 from search.space import SEED_CONFIG
 
@@ -50,7 +51,7 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
         rows += [{"seed": seed, "loss": loss, **r} for loss, r in run_child(job, c).items()]
     by = {
         loss: {k: summary([r[k] for r in rows if r["loss"] == loss]) for k in FIGURES}
-        for loss in ROW_LOSSES
+        for loss in STEP_LOSSES
     }
     sizes = {"epochs": epochs, "dataset": c.data_dir or c.dataset, "seeds": c.seeds}
     return {"sizes": sizes, "rows": rows, "by_loss": by}
@@ -61,20 +62,16 @@ def measure(
 ) -> dict[str, dict]:
     """In a child process: the tutorial's configuration trained with each loss, judged."""
     torch.set_num_threads(1)  # as a search's trial runs
-    images, labels = load_t10k(t10k_dir)
+    t10k = load_t10k(t10k_dir)
     data = load_dataset(dataset, data_dir, seed=seed)
     out = {}
-    for loss in ROW_LOSSES:
-        model, optimizer = build(SEED_CONFIG, seed)
+    for loss in STEP_LOSSES:
         started = time.perf_counter()
-        batch = int(SEED_CONFIG["batch_size"])
-        train, val = data.train.tensors(), data.val.tensors()
-        for _ in fit(
-            model, optimizer, train, val, batch_size=batch, epochs=epochs, seed=seed, loss=loss
-        ):
+        model, trained = train_trial(SEED_CONFIG, data, epochs, seed, loss)
+        for _ in trained:
             pass
         seconds = time.perf_counter() - started
-        out[loss] = figures(evaluate(model, images, labels)) | {"seconds": seconds}
+        out[loss] = figures(evaluate(model, t10k)) | {"seconds": seconds}
     return out
 
 

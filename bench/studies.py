@@ -126,14 +126,14 @@ def _replay(curves: list[list[float]], max_epochs: int, db: Path | None, tmp: Pa
     from search import metrics as m
     from search import study as st
     from search.searcher import EpochOptunaSearch, tpe_sampler
-    from search.space import SEED_CONFIG, sample
+    from search.space import SEED_CONFIG, SearchSpace
 
     ref = st.StudyRef(st.sqlite_url(db), "bench") if db else None
     started = time.perf_counter()
     if ref:
-        st.prepare(ref, st.signature("mnist-5k", "last", "accuracy"))
+        st.prepare(ref, st.signature("mnist-5k", "last", "accuracy", SearchSpace()))
     searcher = EpochOptunaSearch(
-        space=sample,
+        space=SearchSpace(),
         objectives=m.objective_metrics("accuracy"),
         sampler=tpe_sampler(0),
         max_epochs=max_epochs,

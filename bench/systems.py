@@ -37,12 +37,14 @@ import optuna
 import torch
 from torch import nn
 
-from models.train import build, evaluate, fit
+from models.lstm import Ensemble
+from models.train import evaluate, fit
 from search import metrics as m
 from search.config import SearchConfig
 from search.data import Dataset, load_dataset
-from search.run_folder import RESULT_JSON
-from search.space import PARAMS, SEED_CONFIG, sample
+from search.run_folder import RESULT_JSON, checkpoint_state
+from search.space import PARAMS, SearchSpace
+from search.trainable import TrialData
 
 SYSTEMS = ("ours", "optuna", "stock")  # benchmark 1's; benchmark 7 adds "expert"
 LAST_ACC = ("last", "accuracy")  # search.run's default --loss and --objective
@@ -97,19 +99,23 @@ def run_search(spec: SearchSpec) -> dict:
     return result
 
 
-def train_trial(config: dict, data: Dataset, max_epochs: int, seed: int):
-    """The model `config` describes and an iterator over its epochs of `models.train.fit`
-    (`EpochResult`s), as the search's trainable runs them on a CPU. The epochs end before
-    a diverged one: a baseline's trial stops there without reporting it."""
-    model, optimizer = build(config, seed)
-    train, val = data.train.tensors(), data.val.tensors()
-    batch_size = int(config["batch_size"])
-    epochs = fit(model, optimizer, train, val, batch_size=batch_size, epochs=max_epochs, seed=seed)
+def train_trial(config: dict, data: Dataset, max_epochs: int, seed: int, loss: str = "last"):
+    """The model `config` describes (its folds' models as one Ensemble under
+    cross-validation) and an iterator over its epochs of `models.train.fit`
+    (`EpochResult`s, judged out of fold), as the search's trainable runs them on a CPU.
+    The epochs end before a diverged one: a baseline's trial stops there without
+    reporting it."""
+    folds = TrialData.of(data).fold_runs(config, seed, torch.device("cpu"))
+    epochs = fit(
+        folds, batch_size=int(config["batch_size"]), epochs=max_epochs, seed=seed, loss=loss
+    )
+    members = [fold.model for fold in folds]
+    model = members[0] if len(members) == 1 else Ensemble(members)
     return model, itertools.takewhile(lambda epoch: not epoch.diverged, epochs)
 
 
 def test_accuracy(model: nn.Module, data: Dataset) -> float:
-    return evaluate(model, *data.test.tensors()).acc
+    return evaluate(model, data.test.tensors()).acc
 
 
 def _load(spec: SearchSpec) -> Dataset:
@@ -232,9 +238,11 @@ def _run_optuna(spec: SearchSpec, started: float, expert: bool = False) -> dict:
     busy = 0.0
     lock = threading.Lock()  # the expert's trials run in threads
 
+    space = SearchSpace.for_length(data.length)
+
     def objective(trial: optuna.Trial) -> float:
         nonlocal busy
-        sample(trial)
+        space(trial)
         model, epochs = train_trial(trial.params, data, spec.max_epochs, spec.seed)
         trial_best = 0.0
         curve: dict = {"val_acc": [], "seconds": []}
@@ -261,7 +269,7 @@ def _run_optuna(spec: SearchSpec, started: float, expert: bool = False) -> dict:
         sampler=optuna.samplers.TPESampler(seed=spec.seed),
         pruner=optuna.pruners.HyperbandPruner() if expert else None,
     )
-    study.enqueue_trial(SEED_CONFIG)
+    study.enqueue_trial(space.seed_config)
     study.optimize(objective, n_trials=spec.trials, n_jobs=jobs)
     return {
         "wall_s": time.time() - started,
@@ -282,7 +290,8 @@ def save_selected(model: nn.Module, spec: SearchSpec) -> str:
     name = f"{spec.system}-s{spec.seed}-t{spec.trials}-e{spec.max_epochs}.pt"
     path = (Path(spec.workdir) / "runs" / name).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), "model_config": model.config.to_dict()}, path)
+    members = list(model.members) if isinstance(model, Ensemble) else [model]
+    torch.save(checkpoint_state(members, [], 0, 0.0), path)
     return str(path)
 
 
@@ -294,7 +303,8 @@ def stock_trainable(config: dict, spec: SearchSpec) -> None:
     epoch reported with a checkpoint."""
     from ray import tune
 
-    model, epochs = train_trial(config, _load(spec), spec.max_epochs, spec.seed)
+    data = _load(spec)
+    model, epochs = train_trial(config, data, spec.max_epochs, spec.seed)
     for epoch in epochs:
         with tempfile.TemporaryDirectory() as folder:
             state = {"model": model.state_dict(), "config": config}
@@ -316,6 +326,8 @@ def _run_stock(spec: SearchSpec, started: float) -> dict:
 
     storage = (Path(spec.workdir) / "runs").resolve()
     name = f"stock-s{spec.seed}-t{spec.trials}-e{spec.max_epochs}"
+    data = _load(spec)
+    space = SearchSpace.for_length(data.length)
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
     try:
         tuner = tune.Tuner(
@@ -324,10 +336,10 @@ def _run_stock(spec: SearchSpec, started: float) -> dict:
                 metric=m.VAL_ACC,
                 mode=m.MODE,
                 search_alg=OptunaSearch(
-                    space=sample,
+                    space=space,
                     metric=m.VAL_ACC,
                     mode=m.MODE,
-                    points_to_evaluate=[SEED_CONFIG],
+                    points_to_evaluate=[space.seed_config],
                     seed=spec.seed,
                 ),
                 # As in Ray's "Tune PyTorch" tutorial: grace 1, halving at every rung.
@@ -342,7 +354,7 @@ def _run_stock(spec: SearchSpec, started: float) -> dict:
     finally:
         ray.shutdown()
     wall = time.time() - started
-    model, _ = build(saved["config"], spec.seed)
+    model, _ = train_trial(saved["config"], data, 0, spec.seed)
     model.load_state_dict(saved["model"])
     measures = _tune_folder_measures(storage / name, started)
     accs = [acc for _, acc in measures["events"]]  # every epoch it reported: none diverged
@@ -350,7 +362,7 @@ def _run_stock(spec: SearchSpec, started: float) -> dict:
         "wall_s": wall,
         "best_val_acc": max(accs),
         "best_config": saved["config"],
-        "test_acc": test_accuracy(model, _load(spec)),
+        "test_acc": test_accuracy(model, data),
         "epochs": len(accs),
         "selected_model": save_selected(model, spec),
     }

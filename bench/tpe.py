@@ -82,7 +82,7 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
 
 def measure(t10k_dir: str, run_dir: str) -> dict:
     """In a child process: the winner scored on t10k, as benchmark 7 scores it."""
-    return judge_best(Path(run_dir), *load_t10k(t10k_dir))
+    return judge_best(Path(run_dir), load_t10k(t10k_dir))
 
 
 def seed_row(seed: int, variant: str, settings: dict, r: dict, judged: dict, date: str) -> dict:

@@ -39,7 +39,7 @@ from bench.efficiency import describe
 from bench.replay import TIME_AXES, replay_settings, sequential_curves
 from bench.systems import LABELS
 from bench.utilisation import share
-from models.train import evaluate
+from models.train import SeriesTensors, evaluate
 from search import metrics as m
 from search.run_folder import BEST_CONFIG, TRIALS_CSV, load_best, load_model, ranked, read_trials
 
@@ -76,16 +76,16 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
 def measure(t10k_dir: str, run_dir: str, peers: dict[str, str]) -> dict:
     """In a child process: ours' winner (`best/`), ours' top trials by val_acc and the
     peers' selected weights, each scored on the t10k digits."""
-    images, labels = load_t10k(t10k_dir)
+    t10k = load_t10k(t10k_dir)
 
     def score(model) -> float:
-        return evaluate(model, images, labels).acc
+        return evaluate(model, t10k).acc
 
     run = Path(run_dir)
     # By validation accuracy alone (then loss), as the search saw them before confirming.
     top = ranked(read_trials(run / TRIALS_CSV).drop(columns=m.CONFIRMED_ACC)).head(TOP_N)
     return {
-        "ours": judge_best(run, images, labels),
+        "ours": judge_best(run, t10k),
         "top10": [
             {
                 "trial_id": row["trial_id"],
@@ -98,12 +98,12 @@ def measure(t10k_dir: str, run_dir: str, peers: dict[str, str]) -> dict:
     }
 
 
-def judge_best(run: Path, images, labels) -> dict:
-    """A run folder's `best/` scored on (images, labels), what the run reported for it
+def judge_best(run: Path, judge: SeriesTensors) -> dict:
+    """A run folder's `best/` scored on the split `judge`, what the run reported for it
     (its confirmed accuracy, else its val_acc) and its trial."""
     about = json.loads((run / BEST_CONFIG).read_text())
     return {
-        "t10k": evaluate(load_best(run), images, labels).acc,
+        "t10k": evaluate(load_best(run).model, judge).acc,
         "reported": about.get(m.CONFIRMED_ACC, about[m.VAL_ACC]),
         "trial_id": about["trial_id"],
     }

@@ -13,6 +13,7 @@ import torch
 from bench import (
     anytime,
     asha_time,
+    datasets,
     early_stopping,
     efficiency,
     full_mnist,
@@ -22,17 +23,18 @@ from bench import (
     losses,
     overhead,
     report,
+    sequence_defaults,
     studies,
     tpe,
     utilisation,
     winner,
 )
-from bench.common import BenchConfig, summary, table
+from bench.common import BenchConfig, load_t10k, summary, table
 from bench.replay import Curve, replay, sequential_curves
 from bench.systems import SearchSpec, run_search, train_trial
-from models.train import ROW_LOSSES, evaluate, to_inputs
+from models.train import STEP_LOSSES, evaluate
 from search import metrics as m
-from search.data import find_idx_files, load_dataset, read_idx
+from search.data import load_dataset
 from search.run_folder import (
     TRIALS_CSV,
     load_best,
@@ -42,7 +44,7 @@ from search.run_folder import (
     write_best,
 )
 from search.searcher import TPE_SETTINGS
-from search.space import SEED_CONFIG
+from search.space import SEED_CONFIG, SearchSpace
 from search.storage import RunLocation
 from tests.conftest import write_idx_folder
 
@@ -263,9 +265,10 @@ def test_expert_optuna_script_on_tiny_data(tmp_path):
 
 
 def test_a_baseline_trial_ends_before_a_diverged_epoch(tmp_path, monkeypatch):
-    data = load_dataset("mnist", write_idx_folder(tmp_path / "digits", n_train=120, n_test=40))
+    folder = write_idx_folder(tmp_path / "digits", n_train=120, n_test=40)
+    data = load_dataset("mnist", folder, cv_folds=0)
     losses = iter([0.5, float("nan"), 0.4])  # epoch 2 diverges
-    monkeypatch.setattr("models.train.train_epoch", lambda *args: next(losses))
+    monkeypatch.setattr("models.train.train_epoch", lambda *args, **kwargs: next(losses))
     _, epochs = train_trial(SEED_CONFIG, data, max_epochs=3, seed=0)
     assert [(e.epoch, e.train_loss) for e in epochs] == [(1, 0.5)]
 
@@ -494,12 +497,10 @@ def test_anytime_judge_scores_winners_and_the_front(fake_run, fake_pareto_run, t
     t10k = write_idx_folder(tmp_path / "mnist", n_train=10, n_test=50)
     judged = anytime.measure(str(t10k), {k: str(v) for k, v in runs.items()})
     assert judged["last"] == judged["every_row"]  # the same weights, judged alike
-    files = find_idx_files(t10k)
-    images, labels = to_inputs(read_idx(files["test_images"])), read_idx(files["test_labels"])
-    expected = evaluate(load_best(runs["size"]), images, labels)
+    expected = evaluate(load_best(runs["size"]).model, load_t10k(str(t10k)))
     assert (judged["size"]["t10k_acc"], judged["size"]["t10k_auc"]) == (
         expected.acc,
-        pytest.approx(expected.auc_rows),
+        pytest.approx(expected.area),
     )
     assert len(judged["front"]) >= 2
     assert {f["trial_id"] for f in judged["front"]} <= set(
@@ -510,11 +511,11 @@ def test_anytime_judge_scores_winners_and_the_front(fake_run, fake_pareto_run, t
 def test_losses_benchmark_trains_each_loss_and_judges_it(tmp_path):
     folder = write_idx_folder(tmp_path / "digits", n_train=200, n_test=40)
     result = losses.measure(str(folder), "mnist", str(folder), epochs=1, seed=0)
-    assert list(result) == list(ROW_LOSSES)
+    assert list(result) == list(STEP_LOSSES)
     for figures in result.values():
         assert 0.0 <= figures["t10k_auc"] <= 1.0 and figures["seconds"] > 0
     # The same data, seed and epochs: only the loss differs, and so do the models.
-    assert len({f["t10k_auc"] for f in result.values()}) == len(ROW_LOSSES)
+    assert len({f["t10k_auc"] for f in result.values()}) == len(STEP_LOSSES)
 
 
 def studies_row(seed: int, warm_reached_s: float | None, sqlite_s: float = 3.0) -> dict:
@@ -566,7 +567,8 @@ def test_studies_tells_retrained_from_proposed_trials(fake_run, tmp_path):
     info["study"] = {"storage": None, "name": "warm", "run": "r"}
     (run_dir / "run.json").write_text(json.dumps(info))
     study = st.prepare(
-        st.StudyRef.in_run_folder(run_dir, "warm"), st.signature("d", "l", "accuracy")
+        st.StudyRef.in_run_folder(run_dir, "warm"),
+        st.signature("d", "l", "accuracy", SearchSpace()),
     )
     for number in range(len(table)):  # the first two: retrainings of a source's best
         attrs = {"remeasures": True} if number < 2 else {}
@@ -731,3 +733,114 @@ def test_full_mnist_records_a_run_folder_and_judges_its_winner(fake_run, tmp_pat
 def test_full_mnist_is_skipped_at_the_quick_size(capsys):
     assert full_mnist.run(BenchConfig(), searches=None) is None
     assert "skipped at this size" in capsys.readouterr().out
+
+
+def sets_row(seed: int, name: str, acc: float, reported: float, wall: float, **extra) -> dict:
+    ours = {"test_acc": acc, "reported": reported, "wall_s": wall, "config": dict(SEED_CONFIG)}
+    ours |= {"hm": 0.7, "early_acc": 0.8, "earliness": 0.3, "threshold": 0.8}
+    return {"seed": seed, "set": name, "ours": ours, **extra}
+
+
+def test_the_datasets_benchmark_judges_sets_against_the_published_figures():
+    refs = datasets.published()
+    assert set(refs) == set(datasets.SETS)
+    assert refs["GunPoint"]["dtw_accuracy"] == pytest.approx(0.907, abs=1e-3)
+    # The best published figure is the default split's, not a mean over resamples.
+    assert refs["ArrowHead"]["best_accuracy"] == pytest.approx(0.8971)
+    early = {"hm": 0.84, "early_acc": 0.9, "earliness": 0.2, "test_acc": 0.95, "wall_s": 90.0}
+    rows = []
+    for seed in (0, 1, 2):
+        rows += [
+            sets_row(seed, "GunPoint", 0.985, 0.99, 200, early=early),
+            sets_row(seed, "ItalyPowerDemand", 0.96, 0.97, 150, early={**early, "hm": 0.7}),
+            sets_row(seed, "ArrowHead", 0.80, 0.84, 400),  # the slow one, 9.7 points short
+            sets_row(
+                seed,
+                "BasicMotions",
+                1.0,
+                1.0,
+                100,
+                optuna={"test_acc": 0.95, "wall_s": 900.0, "reported": 0.97},
+            ),
+            sets_row(seed, "JapaneseVowels", 0.975, 0.975, 250),
+        ]
+    result = datasets.summarise(rows, {"trials": 50, "max_epochs": 12, "cpus": 2})
+    met = {g["goal"].split(":")[0]: g["met"] for g in result["goals"]}
+    assert result["per_set"]["ArrowHead"]["wall_s"] == 400
+    # Above DTW everywhere (0.80 > 0.703); gaps 2, 1, 9.7, 0, 2 points: median 2.0.
+    goals = result["goals"]
+    assert (
+        goals[0]["met"] is True
+        and goals[1]["met"] is True
+        and "1.5 points" in goals[1]["measured"]
+    )
+    assert [g["met"] for g in goals if "early classification" in g["goal"]] == [True, False]
+    assert goals[-1]["met"] is False and "ArrowHead (400 s)" in goals[-1]["measured"]  # time
+    assert met  # every goal has a verdict
+    text = datasets.render(result)
+    assert "| BasicMotions |" in text and "0.950 (900)" in text
+    # Merging replaces a (seed, set) row and keeps the others.
+    again = datasets.summarise([sets_row(0, "GunPoint", 0.5, 0.99, 200)], result["sizes"])
+    merged = datasets.merge(result, again)
+    assert len(merged["per_seed"]) == len(rows)
+    assert merged["per_set"]["GunPoint"]["test_acc_range"][0] == 0.5
+    # Under three seeds a goal says n/a rather than met.
+    few = datasets.summarise(rows[:5], {"trials": 50, "max_epochs": 12, "cpus": 2})
+    assert {g["met"] for g in few["goals"]} == {None}
+
+
+def test_the_datasets_judge_reads_best_and_its_stopping_rule(fake_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(fake_run, run_dir)
+    write_best(RunLocation.open(tmp_path, "run"), read_trials(run_dir / TRIALS_CSV))
+    t10k = write_idx_folder(tmp_path / "mnist", n_train=10, n_test=50)
+    judged = datasets.measure(str(run_dir), None, "mnist-5k", 0, str(t10k))["ours"]
+    expected = evaluate(load_best(run_dir).model, load_t10k(str(t10k)))
+    assert judged["test_acc"] == pytest.approx(expected.acc)
+    assert 0 <= judged["earliness"] <= 1 and 0 <= judged["hm"] <= 1
+
+
+def test_the_sequence_defaults_benchmark_renders_its_measurements(monkeypatch, tmp_path):
+    def child(job, config):
+        if job["what"] == "patches":
+            return [
+                {
+                    "set": job["name"],
+                    "patch": p,
+                    "loss": "last",
+                    "lr": 1e-3,
+                    "steps": 150 // p,
+                    "epoch_s": 10.0 / p,
+                    "cv_acc": 0.9,
+                    "test_acc": 0.8 + p / 100,
+                    "val_hm": 0.5,
+                    "test_hm": 0.4,
+                    "threshold": 0.9,
+                }
+                for p in job["options"]
+            ]
+        return [
+            {
+                "set": job["name"],
+                "patch": job["options"][0],
+                "loss": loss,
+                "lr": lr,
+                "steps": 24,
+                "epoch_s": 1.0,
+                "cv_acc": 0.9,
+                "test_acc": 0.95,
+                "val_hm": 0.8,
+                "test_hm": 0.7,
+                "threshold": 0.7,
+            }
+            for loss in sequence_defaults.LOSSES
+            for lr in sequence_defaults.LRS
+        ]
+
+    monkeypatch.setattr(sequence_defaults, "run_child", child)
+    result = sequence_defaults.run(BenchConfig(workdir=str(tmp_path)), searches=None)
+    assert len(result["patches"]) == sum(len(p) for p in sequence_defaults.PATCH_SETS.values())
+    assert len(result["losses"]) == 2 * len(sequence_defaults.LOSSES) * len(sequence_defaults.LRS)
+    text = sequence_defaults.render(result)
+    assert "| ArrowHead | 32 | 4 | 0.31 | 0.900 | 1.120 |" in text
+    assert "| ItalyPowerDemand | uniform | 0.003 | 0.950 | 0.800 | 0.700 |" in text

@@ -1,0 +1,345 @@
+"""Benchmark 15: any labelled sequences, judged against the time-series literature.
+
+The default search (`python -m search.run --dataset ucr:NAME`, 50 trials, 12-epoch cap) on
+five sets of the UCR/UEA archives that `aeon` ships, each archive's official test split
+the judge (no selection ever sees it), beside a plain Optuna peer (TPE, no pruning, every
+trial to the cap, the same data, space, cross-validation and seeds) and the published
+figures in `bench/published.csv` (each with its source). MNIST rides along: the default
+main job's winner, judged on MNIST's t10k digits where they are at hand.
+
+Per set and seed: the winner's (`best/`) test accuracy, its early classifier (the stopping
+rule in `best/`) on test: accuracy, earliness and their harmonic mean, the accuracy the
+search reported for it (confirmed) and the gap to test, and the search's wall time. On the
+sets with a published early-classification figure, the search a user runs for an early
+classifier (`--objective early`, which trains on every step alike) runs too, and its
+winner's rule is judged the same way: the default search trains for the final answer
+(`--loss last`), and its early answers are weak (see the closing note). A seed
+of all five sets takes about half an hour for ours and longer for the peer, so seeds
+(and sets, `--sets`) merge into the entry: `python -m bench --scale full --only datasets
+--seeds N`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+from bench.common import (
+    BenchConfig,
+    Searches,
+    fmt,
+    goal,
+    has_t10k,
+    load_t10k,
+    run_child,
+    search_sizes,
+    seeds_held,
+    table,
+)
+from bench.systems import LABELS
+
+TITLE = "15. Any labelled sequences: the archives' sets against the published tables"
+SETS = ("GunPoint", "ItalyPowerDemand", "ArrowHead", "BasicMotions", "JapaneseVowels")
+MNIST = "mnist-5k"  # judged on MNIST's t10k digits: "MNIST is unchanged"
+MNIST_GOAL = 0.955
+EARLY_GOALS = {"GunPoint": 0.83, "ItalyPowerDemand": 0.81}  # SR2-CF1's HM (Mori et al.)
+EARLY_SEARCH = {"objective": "early", "loss": "uniform"}  # what --objective early runs
+HONESTY_GOAL_PTS = 2.0
+GAP_GOAL_PTS = 2.0
+TIME_GOAL_S = 300.0
+PUBLISHED = Path(__file__).with_name("published.csv")
+MIN_SEEDS = 3
+
+
+def published() -> dict[str, dict]:
+    """Per set: 1-NN DTW's accuracy, the best published model's on the archive's default
+    train/test split (and which), SR2-CF1's early figures, as `bench/published.csv` gives
+    them with their sources."""
+    out: dict[str, dict] = {}
+    with PUBLISHED.open() as f:
+        for row in csv.DictReader(f):
+            figures = out.setdefault(row["dataset"], {"best": []})
+            value = float(row["value"])
+            if row["figure"] == "best_accuracy" and row["split"] == "default":
+                figures["best"].append((value, row["model"]))
+            elif row["figure"] == "best_accuracy":  # a mean over resamples: another figure
+                continue
+            else:
+                figures[row["figure"]] = value
+    for figures in out.values():
+        top = max(v for v, _ in figures["best"])
+        figures["best_accuracy"] = top
+        figures["best_models"] = sorted({m for v, m in figures["best"] if v == top})
+    return out
+
+
+def run(c: BenchConfig, searches: Searches) -> dict | None:
+    epochs = c.winner_max_epochs or c.max_epochs
+    sets = [*(c.sets or SETS), *([MNIST] if has_t10k(c, "MNIST's row of " + TITLE) else [])]
+    rows = []
+    for seed in c.seeds:
+        for name in sets:
+            dataset = name if name == MNIST else f"ucr:{name}"
+            over = {"dataset": dataset, "data_dir": None, "max_epochs": epochs}
+            ours = searches.get("ours", seed, **over)
+            peer = searches.get("optuna", seed, **over) if c.peers and name != MNIST else None
+            job = {
+                "kind": "datasets",
+                "run_dir": ours["run_dir"],
+                "peer": peer["selected_model"] if peer else None,
+                "dataset": dataset,
+                "seed": seed,
+                "t10k_dir": c.t10k_dir if name == MNIST else None,
+            }
+            judged = run_child(job, c)
+            row = {"seed": seed, "set": name, "ours": judged["ours"] | {"wall_s": ours["wall_s"]}}
+            if name in EARLY_GOALS:
+                early = searches.get("ours", seed, **over, **EARLY_SEARCH)
+                job |= {"run_dir": early["run_dir"], "peer": None}
+                row["early"] = run_child(job, c)["ours"] | {"wall_s": early["wall_s"]}
+            if peer is not None:
+                row["optuna"] = judged["peer"] | {
+                    "wall_s": peer["wall_s"],
+                    "reported": peer["best_val_acc"],
+                }
+            rows.append(row)
+    return summarise(rows, search_sizes(c, epochs) | {"dataset": "archive sets"})
+
+
+def measure(run_dir: str, peer: str | None, dataset: str, seed: int, t10k_dir: str | None):
+    """In a child process: ours' `best/` and the peer's selection on the set's test split
+    (MNIST: t10k): accuracy, and ours' early classifier (its stopping rule) there."""
+    import torch
+
+    from models.lstm import steps_of
+    from models.train import evaluate, predict_proba
+    from search.data import load_dataset
+    from search.run_folder import BEST_CONFIG, load_best, load_model
+
+    test = load_t10k(t10k_dir) if t10k_dir else load_dataset(dataset, seed=seed).test.tensors()
+    winner = load_best(run_dir)
+    about = json.loads((Path(run_dir) / BEST_CONFIG).read_text())
+    probs = predict_proba(winner.model, test)
+    steps = steps_of(test.lengths, winner.model.config.patch)
+    final = probs[torch.arange(len(steps)), steps - 1].argmax(-1)
+    ours = {
+        "test_acc": float((final == test.labels).double().mean()),
+        "reported": about.get("confirmed_acc", about["val_acc"]),
+        "config": about["hyperparameters"],
+    }
+    if winner.rule is not None:
+        from models.early import harmonic_mean
+
+        classes, at = winner.rule.decide(probs, steps)
+        read = torch.minimum(at[0] * winner.model.config.patch, test.lengths) / test.lengths
+        acc, earliness = float((classes[0] == test.labels).double().mean()), float(read.mean())
+        ours |= {
+            "early_acc": acc,
+            "earliness": earliness,
+            "hm": harmonic_mean(acc, earliness),
+            "threshold": winner.rule.threshold,
+        }
+    out = {"ours": ours}
+    if peer is not None:
+        out["peer"] = {"test_acc": evaluate(load_model(Path(peer)), test).acc}
+    return out
+
+
+def merge(old: dict, new: dict) -> dict:
+    """`new`'s (seed, set) rows added to `old`'s (a rerun replaces its row)."""
+    if {**old["sizes"], "seeds": None} != {**new["sizes"], "seeds": None}:
+        return new
+    fresh = {(r["seed"], r["set"]) for r in new["per_seed"]}
+    kept = [r for r in old["per_seed"] if (r["seed"], r["set"]) not in fresh]
+    return summarise(kept + new["per_seed"], new["sizes"])
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def summarise(rows: list[dict], sizes: dict) -> dict:
+    rows = sorted(rows, key=lambda r: (r["seed"], [*SETS, MNIST].index(r["set"])))
+    refs = published()
+    seeds = sorted({r["seed"] for r in rows})
+    per_set = {}
+    for name in dict.fromkeys(r["set"] for r in rows):
+        mine = [r for r in rows if r["set"] == name]
+        ours = [r["ours"] for r in mine]
+        peers = [r["optuna"] for r in mine if "optuna" in r]
+        ref = refs.get(name, {})
+        acc = _median([o["test_acc"] for o in ours])
+        per_set[name] = {
+            "seeds": [r["seed"] for r in mine],
+            "test_acc": acc,
+            "test_acc_range": [min(o["test_acc"] for o in ours), max(o["test_acc"] for o in ours)],
+            "gap_pts": 100 * abs(_median([o["reported"] - o["test_acc"] for o in ours]) or 0),
+            "honesty_pts": _median([100 * abs(o["reported"] - o["test_acc"]) for o in ours]),
+            "hm": _median([o["hm"] for o in ours if "hm" in o]),
+            "early_acc": _median([o["early_acc"] for o in ours if "early_acc" in o]),
+            "earliness": _median([o["earliness"] for o in ours if "earliness" in o]),
+            "early_search": _early_figures([r["early"] for r in mine if "early" in r]),
+            "wall_s": _median([o["wall_s"] for o in ours]),
+            "peer_test_acc": _median([p["test_acc"] for p in peers]),
+            "peer_wall_s": _median([p["wall_s"] for p in peers]),
+            "peer_honesty_pts": _median([100 * abs(p["reported"] - p["test_acc"]) for p in peers]),
+            "dtw": ref.get("dtw_accuracy"),
+            "best_published": ref.get("best_accuracy"),
+            "best_models": ref.get("best_models", []),
+            "early_published_hm": ref.get("early_hm"),
+        }
+    return {
+        "sizes": sizes | {"seeds": seeds},
+        "per_seed": rows,
+        "per_set": per_set,
+        "goals": goals(per_set),
+    }
+
+
+def _early_figures(runs: list[dict]) -> dict | None:
+    """Medians of the `--objective early` searches' figures on test (None: not run)."""
+    if not runs:
+        return None
+    keys = ("hm", "early_acc", "earliness", "test_acc", "wall_s")
+    return {k: _median([r[k] for r in runs]) for k in keys} | {"seeds": len(runs)}
+
+
+def goals(per_set: dict) -> list[dict]:
+    archive = {k: v for k, v in per_set.items() if k in SETS}
+    enough = bool(archive) and all(len(v["seeds"]) >= MIN_SEEDS for v in archive.values())
+
+    def met(ok: bool) -> bool | None:
+        return ok if enough else None
+
+    below_dtw = [
+        k for k, v in archive.items() if v["dtw"] is not None and v["test_acc"] < v["dtw"]
+    ]
+    gaps = [100 * (v["best_published"] - v["test_acc"]) for v in archive.values()]
+    gap = _median(gaps)
+    honesty = _median([v["honesty_pts"] for v in archive.values()])
+    slow = {k: v["wall_s"] for k, v in archive.items() if v["wall_s"] > TIME_GOAL_S}
+    out = [
+        goal(
+            "winner's test accuracy at least 1-NN DTW's on every set (median over seeds)",
+            "below on " + ", ".join(below_dtw) if below_dtw else "at or above on every set",
+            met(not below_dtw),
+        ),
+        goal(
+            f"median gap to the best published model at most {GAP_GOAL_PTS:g} points",
+            f"{fmt(gap, '.1f')} points (per set: "
+            + ", ".join(f"{k} {g:+.1f}" for k, g in zip(archive, gaps, strict=True))
+            + ")",
+            met(gap is not None and gap <= GAP_GOAL_PTS),
+        ),
+    ]
+    for name, target in EARLY_GOALS.items():
+        if name in archive and archive[name]["early_search"]:
+            hm = archive[name]["early_search"]["hm"]
+            default = archive[name]["hm"]
+            out.append(
+                goal(
+                    f"early classification on {name}: HM at least {target}",
+                    f"{fmt(hm, '.3f')} with --objective early (the default search's "
+                    f"winner: {fmt(default, '.3f')})",
+                    met(hm is not None and hm >= target),
+                )
+            )
+    out += [
+        goal(
+            f"accuracy reported within {HONESTY_GOAL_PTS:g} points of test (median over sets)",
+            f"{fmt(honesty, '.2f')} points",
+            met(honesty is not None and honesty <= HONESTY_GOAL_PTS),
+        ),
+        goal(
+            f"the default search takes at most {TIME_GOAL_S / 60:g} minutes per set",
+            "slower on " + ", ".join(f"{k} ({s:.0f} s)" for k, s in slow.items())
+            if slow
+            else "every set within it",
+            met(not slow),
+        ),
+    ]
+    if MNIST in per_set:
+        acc = per_set[MNIST]["test_acc"]
+        out.append(
+            goal(
+                f"MNIST unchanged: the default main job's winner at least {MNIST_GOAL} on t10k",
+                f"{acc:.4f}",
+                acc >= MNIST_GOAL if len(per_set[MNIST]["seeds"]) >= MIN_SEEDS else None,
+            )
+        )
+    return out
+
+
+def render(r: dict) -> str:
+    s = r["sizes"]
+    rows = []
+    for name, v in r["per_set"].items():
+        low, high = v["test_acc_range"]
+        rows.append(
+            {
+                "set": name,
+                "ours: test acc [range]": f"{v['test_acc']:.3f} [{low:.3f}–{high:.3f}]",
+                "reported − test (pts)": fmt(v["honesty_pts"], ".1f"),
+                "early: acc / earliness (HM)": _early_text(v),
+                "wall s": f"{v['wall_s']:.0f}",
+                f"{LABELS['optuna']}: test acc (wall s)": "not run"
+                if v["peer_test_acc"] is None
+                else f"{v['peer_test_acc']:.3f} ({v['peer_wall_s']:.0f})",
+                "1-NN DTW": fmt(v["dtw"], ".3f"),
+                "best published": "n/a"
+                if v["best_published"] is None
+                else f"{v['best_published']:.3f} ({', '.join(v['best_models'])})",
+                "SR2-CF1 HM": fmt(v["early_published_hm"], ".2f"),
+            }
+        )
+    per_seed = [
+        {
+            "seed": row["seed"],
+            "set": row["set"],
+            "test acc": f"{row['ours']['test_acc']:.3f}",
+            "reported": f"{row['ours']['reported']:.3f}",
+            "HM": fmt(row["ours"].get("hm"), ".3f"),
+            "HM, --objective early (wall s)": "not run"
+            if "early" not in row
+            else f"{row['early']['hm']:.3f} ({row['early']['wall_s']:.0f})",
+            "wall s": f"{row['ours']['wall_s']:.0f}",
+            "winner": _config(row["ours"]["config"]),
+            "peer test acc": fmt(row.get("optuna", {}).get("test_acc"), ".3f", "not run"),
+        }
+        for row in r["per_seed"]
+    ]
+    return "\n\n".join(
+        [
+            f"The default search ({s['trials']} trials, {s['max_epochs']}-epoch cap, "
+            f"{s['cpus']} cores) per set and seed, judged on each archive's official test "
+            "split (MNIST: t10k); medians over seeds, [min–max]. Early: the stopping rule "
+            "in `best/` (chosen on validation) applied to test. Published figures, with "
+            "their sources, in `bench/published.csv` (best published: on the default "
+            "train/test split). " + seeds_held(s["seeds"]),
+            table(rows),
+            "Per seed:",
+            table(per_seed),
+        ]
+    )
+
+
+def _early_text(v: dict) -> str:
+    """The early classifiers' test figures: the default search's winner's, then the
+    `--objective early` search's where it ran."""
+    if v["hm"] is None:
+        return "n/a"
+    text = f"{v['early_acc']:.2f} / {v['earliness']:.1%} ({v['hm']:.3f})"
+    e = v.get("early_search")
+    if e:
+        text += f"; --objective early: {e['early_acc']:.2f} / {e['earliness']:.1%} ({e['hm']:.3f})"
+    return text
+
+
+def _config(config: dict) -> str:
+    patch = f", patch {config['patch']}" if config.get("patch", 1) != 1 else ""
+    return (
+        f"{config['num_layers']}x{config['hidden_size']}, lr {config['lr']:.1e}, "
+        f"batch {config['batch_size']}{patch}"
+    )
