@@ -285,6 +285,7 @@ def test_cross_validation_needs_enough_series_of_each_class(tmp_path):
 def test_the_space_reads_long_series_in_patches():
     assert SearchSpace.for_length(28).patches == (1,)  # MNIST's rows: as the tutorial read
     space = SearchSpace.for_length(251)  # ArrowHead
-    assert space.patches == (1, 2, 4, 8, 16, 32) and "patch" in space.params
+    assert space.patches == (4, 8, 16, 32) and "patch" in space.params  # 63 to 8 steps
     assert space.seed_config["patch"] == 8  # about the tutorial's 28 steps
-    assert SearchSpace.for_length(1460).patches[0] == 8  # at most 256 steps
+    assert SearchSpace.for_length(1460).patches == (32, 64)  # 46 and 23 steps
+    assert SearchSpace.for_length(10_000).patches == (64,)  # longer: the coarsest there is
