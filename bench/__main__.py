@@ -78,7 +78,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         dest="peers",
         action="store_false",
         default=None,
-        help="benchmark 15: our search only, not the plain Optuna peer",
+        help="benchmark 15: our searches only, not the plain Optuna peer",
+    )
+    p.add_argument(
+        "--peers-only",
+        dest="ours",
+        action="store_false",
+        default=None,
+        help="benchmark 15: the plain Optuna peer only (merged beside our searches' rows)",
     )
     p.add_argument("--workdir", help="where run folders go (default: a temporary folder)")
     p.add_argument(

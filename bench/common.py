@@ -51,8 +51,10 @@ class BenchConfig:
     # Benchmark 13: the search's --time-budget on full MNIST (None: skipped, as at the quick
     # size, where the search alone would take longer than every other benchmark together).
     full_mnist_budget_s: float | None = None
-    # Benchmark 15: the archive sets it runs (None: all five) and whether the peer runs too.
+    # Benchmark 15: the archive sets it runs (None: all five), and whether our searches
+    # and the peer's run (each merges into the entry on its own).
     sets: list[str] | None = None
+    ours: bool = True
     peers: bool = True
     workdir: str = ""
 

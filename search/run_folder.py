@@ -382,8 +382,13 @@ def write_trials(table: pd.DataFrame, run: RunLocation) -> None:
 
 
 def read_trials(path: Path) -> pd.DataFrame:
-    # trial ids are hex strings: "00916631" must not become the number 916631.
-    table = pd.read_csv(path, dtype={"trial_id": str, **dict.fromkeys(_TEXT_COLUMNS, str)})
+    # trial ids are hex strings: "00916631" must not become the number 916631; and the
+    # hyperparameters read back exactly as written (pandas' default parser may not).
+    table = pd.read_csv(
+        path,
+        dtype={"trial_id": str, **dict.fromkeys(_TEXT_COLUMNS, str)},
+        float_precision="round_trip",
+    )
     missing = [c for c in TRIAL_COLUMNS if c not in table.columns]
     if missing:
         raise UserError(f"{path} is not a trials table: it lacks {', '.join(missing)}")

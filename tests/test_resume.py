@@ -24,7 +24,7 @@ import pytest
 from ray.tune import ExperimentAnalysis
 
 from search import study as st
-from search.run_folder import RESULT_JSON, TRIALS_CSV, trial_dir
+from search.run_folder import RESULT_JSON, TRIALS_CSV, read_trials, trial_dir
 from search.space import SEED_CONFIG
 from tests.conftest import REPO
 
@@ -366,7 +366,7 @@ def test_a_tiny_multi_objective_every_row_search(tmp_path):
     args += ["--loss", "all", "--objective", "accuracy+size", "--confirm-top", "1"]
     code, out, err = run_search(*args)
     assert code == 0, err[-3000:]
-    table = pd.read_csv(run_dir / TRIALS_CSV, keep_default_na=False)
+    table = read_trials(run_dir / TRIALS_CSV)  # floats exactly as written
     assert len(table) == 4 and set(table["status"]) <= {"completed", "stopped"}
     assert (table["val_area"].between(0, 1)).all() and (table["params"] > 0).all()
     # Optuna's study has both objectives; a completed trial holds its best epoch's pair.

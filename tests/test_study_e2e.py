@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from search import study as st
-from search.run_folder import TRIALS_CSV
+from search.run_folder import TRIALS_CSV, read_trials
 from search.space import SEED_CONFIG, SearchSpace
 from tests.conftest import REPO
 from tests.test_report_browser import Browser, chromium  # noqa: F401 (a fixture)
@@ -93,7 +93,7 @@ def test_two_searches_share_one_study_then_warm_start_a_third(tmp_path, postgres
     copies = [t for t in seeded if "warm_start_from" in t.user_attrs]
     assert {t.user_attrs["warm_start_from"] for t in copies} == {str(run_dir.parent / "a")}
     assert len(copies) == 6 and len(seeded) == 6 + 3  # the third retraining still queued
-    own = pd.read_csv(run_dir / TRIALS_CSV)
+    own = read_trials(run_dir / TRIALS_CSV)  # floats exactly as written
     assert_study_matches(run_dir, own)
     value = {tuple(t.params[k] for k in PARAMS): t.value for t in study.trials}
     third_best = sorted(value.values(), reverse=True)[2]
