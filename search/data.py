@@ -242,6 +242,9 @@ def _test_labels(labels: np.ndarray, classes: tuple, where: str) -> np.ndarray:
 def _checked(part: Part, labels: np.ndarray, where: str, what: str) -> Split:
     """Part -> Split, refusing missing or infinite values within any series' length."""
     values = part.values
+    if (part.lengths < 1).any():
+        i = int(np.argmax(part.lengths < 1))
+        raise UserError(f"{where}{what}: series {i} holds no time point (all of it missing)")
     t = values.shape[1]
     inside = np.arange(t)[None] < part.lengths[:, None]  # (N, T)
     if values.dtype.kind == "f":

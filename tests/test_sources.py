@@ -251,6 +251,10 @@ def test_standardisation_is_fitted_on_training_series_only(tmp_path):
         ({"X": np.array([[1.0, np.nan, 2.0]] * 6), "y": np.arange(6) % 2}, "missing \\(NaN\\)"),
         ({"X": np.array([[1.0, np.inf, 2.0]] * 6), "y": np.arange(6) % 2}, "infinite"),
         ({"X": np.zeros((6, 3)), "y": np.array([0, 0, 0, 0, 0, 1])}, "too few series per class"),
+        (
+            {"X": np.array([[np.nan] * 3] + [[1.0, 2.0, 3.0]] * 9), "y": np.arange(10) % 2},
+            "series 0 holds no time point",
+        ),
         ({"X": np.array([["a", "b"]] * 4), "y": np.arange(4) % 2}, "not numbers"),
     ],
 )
