@@ -19,10 +19,10 @@ from search.metrics import OBJECTIVE_CHOICES
 STEP_LOSSES = ("last", "all", "uniform", "mixed")
 # The loss an objective trains with unless --loss says otherwise. Objectives that ask for
 # answers before a series ends train on every step: the area on steps weighted by t
-# (benchmark 9, MNIST), the early classifier on all steps alike (the tutorial's network on
+# (benchmark 9, MNIST), the early classifier on all steps alike (benchmark 16: 1x64 on
 # GunPoint and ItalyPowerDemand, 5-fold cross-validation, 12 epochs, two learning rates:
-# test HM 0.79-0.82 and 0.77-0.79 with "uniform", 0.73-0.77 and 0.75 with "all", 0.63-0.66
-# and 0.73-0.74 with "last"; see docs/benchmarks.md).
+# test HM 0.79-0.82 and 0.77-0.79 with "uniform", 0.73-0.77 and 0.75 with "all", 0.74-0.78
+# and 0.73-0.75 with "mixed", 0.63-0.66 and 0.73-0.74 with "last").
 OBJECTIVE_LOSSES = {"anytime": "all", "early": "uniform"}
 ASHA_TIMES = ("epochs", "seconds")  # what ASHA's rungs count (search.cost)
 
