@@ -22,12 +22,30 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
+# The full MNIST files of the developers' machines and CI (users' machines lack them).
+SHARED_MNIST = Path(
+    os.environ.get("LSTM_SEARCH_MNIST_DIR", REPO.parent / "shared" / "datasets" / "mnist")
+)
+# CI sets this: a test that skips there has lost what it checks (a server, a browser, the
+# full MNIST files went missing), so any skip fails the run instead of passing quietly.
+NO_SKIPS = os.environ.get("LSTM_SEARCH_NO_SKIPS") == "1"
+_skipped: list[str] = []
 
 
 def pytest_configure(config) -> None:
     # Short, under /tmp: Ray's Unix socket paths inside it must stay under 107 bytes.
     os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray-tests-", dir="/tmp")
+
+
+def pytest_runtest_logreport(report) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if NO_SKIPS and _skipped:
+        print(f"\nLSTM_SEARCH_NO_SKIPS=1, but {len(_skipped)} test(s) skipped: {_skipped}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_unconfigure(config) -> None:

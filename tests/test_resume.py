@@ -260,7 +260,8 @@ def test_asha_on_training_seconds_resumes_with_the_unit_it_started_with(tmp_path
         last = [r for r in trial if r["epoch"] == max(r["epoch"] for r in trial)][-1]
         assert per_epoch == pytest.approx(last["train_seconds"] / last["epoch"] / unit, rel=1e-3)
     warm = base_args(tmp_path, "warm", "--trials", "2", "--max-epochs", "3", "--no-report")
-    code, out, err = run_search(*warm, "--confirm-top", "0", "--warm-start", str(run_dir))
+    # Named as a run under the same --storage-path (test_study_e2e names a folder's path).
+    code, out, err = run_search(*warm, "--confirm-top", "0", "--warm-start", "seconds")
     assert code == 0, err[-3000:]
     info = json.loads((tmp_path / "runs" / "warm" / "run.json").read_text())
     assert info["warm_start"]["copied"] == len(measured) and info["asha_unit_seconds"]

@@ -362,3 +362,37 @@ def test_a_warm_start_on_seconds_refuses_sources_that_never_measured_their_cost(
     run_trial(stored_searcher(ref), "full", [0.5, 0.6, 0.7])  # a search on epochs
     with pytest.raises(UserError, match="--warm-start a: its trials carry no training cost"):
         st.check_costs(st.load(ref), "--warm-start a")
+
+
+def test_warm_start_takes_a_run_folder_a_run_name_or_a_study_name(fake_run, tmp_path):
+    """--warm-start ITEM: a folder's path, a run's name under --storage-path, or else a
+    study's name in --study-storage; each opens the study it names, and nothing else."""
+    from search import driver
+    from search.config import SearchConfig
+    from search.storage import RunLocation
+
+    source = st.load(st.ref_of_run(fake_run, json.loads((fake_run / "run.json").read_text())))
+    sig = source.user_attrs[st.SIGNATURE_ATTR]
+    url = st.sqlite_url(tmp_path / "studies.db")
+    shared = st.prepare(st.StudyRef(url, "shared"), sig)
+    shared.enqueue_trial(SEED_CONFIG)  # one trial, to tell this study from the run's
+
+    def sources(*items: str, **flags) -> list[int]:
+        config = SearchConfig(
+            storage_path=str(fake_run.parent), warm_start=items, asha_time="epochs", **flags
+        )
+        new_run = RunLocation.open(config.storage_path, "new")
+        opened = driver._warm_start_sources(config, new_run, sig)
+        assert [item for item, _ in opened] == list(items)
+        return [len(study.trials) for _, study in opened]
+
+    runs_trials = len(source.trials)
+    assert sources(str(fake_run)) == [runs_trials]  # by path
+    assert sources(fake_run.name) == [runs_trials]  # by name under --storage-path
+    assert sources("shared", study_storage=url) == [1]  # by study name
+    # A run folder wins over a study of the same name; an unknown name is one line.
+    assert sources(fake_run.name, study_storage=url) == [runs_trials]
+    with pytest.raises(UserError, match="--warm-start nobody: no run folder there"):
+        sources("nobody")
+    with pytest.raises(UserError, match="--warm-start nobody: no study 'nobody'"):
+        sources("nobody", study_storage=url)

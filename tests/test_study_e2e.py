@@ -100,6 +100,23 @@ def test_two_searches_share_one_study_then_warm_start_a_third(tmp_path, postgres
     for row in own[list(PARAMS)].itertuples(index=False, name=None):
         assert value[row] >= third_best  # one of the three best, trained again
 
+    # --overwrite replaces run b's folder but not the study it shares: the new search
+    # adds its trial to the six, and nothing of the old folder is left.
+    old_b = tmp_path / "runs" / "b"
+    old_files = {p.relative_to(old_b) for p in old_b.rglob("*") if p.is_file()}
+    (old_b / "notes.txt").write_text("the user's own file, in the old folder")
+    again = base_args(tmp_path, "b", *common, "--overwrite")
+    code, out, err = run_search(*again, "--trials", "1")  # the last --trials counts
+    assert code == 0, err[-3000:]
+    new_files = {p.relative_to(old_b) for p in old_b.rglob("*") if p.is_file()}
+    old_trials = {p.parts[0] for p in old_files if p.parts[0].startswith("trial_")}
+    assert not (old_b / "notes.txt").exists()
+    assert old_trials and old_trials.isdisjoint(p.parts[0] for p in new_files)
+    assert len(st.load(st.StudyRef(url, "mnist")).trials) == 7
+    table = pd.read_csv(old_b / TRIALS_CSV)
+    assert list(table["study_trial"]) == [6]
+    assert_study_matches(old_b, table)
+
 
 def test_searches_starting_at_once_on_an_empty_database_share_one_study(postgres):
     url = postgres.create_database("race")
