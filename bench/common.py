@@ -100,11 +100,16 @@ def run_child(job: dict, config: BenchConfig) -> dict:
     """Run `job` through `python -m bench.child` and return what it measured.
 
     Ray's and Tune's chatter goes to a log file per job, kept with the run folders, and
-    the measurements to a JSON file beside it."""
+    the measurements to a JSON file beside it, with the job itself. A job already done in
+    this workdir (an invocation cut short, run again) is read back, not run again."""
     logs = Path(config.workdir) / "logs"
     logs.mkdir(exist_ok=True)
+    if (done_before := _measured(logs, job)) is not None:
+        log.info("  (measured before: %s)", done_before)
+        return json.loads(done_before.read_text())
     name = f"{len(list(logs.glob('*.log'))):03d}-{job['kind']}-{job.get('system', '')}"
     log_path, out_path = logs / f"{name}.log", logs / f"{name}.json"
+    (logs / f"{name}.job").write_text(json.dumps(job, sort_keys=True))
     with log_path.open("w") as out:
         done = subprocess.run(
             [sys.executable, "-m", "bench.child", json.dumps(job), str(out_path)],
@@ -116,6 +121,16 @@ def run_child(job: dict, config: BenchConfig) -> dict:
         tail = "\n".join(log_path.read_text().splitlines()[-30:])
         raise RuntimeError(f"bench job {job} failed (log {log_path}):\n{tail}")
     return json.loads(out_path.read_text())
+
+
+def _measured(logs: Path, job: dict) -> Path | None:
+    """The measurements of `job` from an earlier invocation in `logs`, if it finished."""
+    wanted = json.dumps(job, sort_keys=True)
+    for job_file in sorted(logs.glob("*.job")):
+        out_path = job_file.with_suffix(".json")
+        if job_file.read_text() == wanted and out_path.is_file():
+            return out_path
+    return None
 
 
 def summary(values: list[float | None]) -> dict:

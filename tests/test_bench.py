@@ -6,6 +6,8 @@ import json
 import math
 import os
 import shutil
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -846,3 +848,26 @@ def test_the_sequence_defaults_benchmark_renders_its_measurements(monkeypatch, t
     text = sequence_defaults.render(result)
     assert "| ArrowHead | 32 | 4 | 0.31 | 0.900 | 1.120 |" in text
     assert "| ItalyPowerDemand | uniform | 0.003 | 0.950 | 0.800 | 0.700 |" in text
+
+
+def test_a_job_measured_before_in_the_workdir_is_read_back_not_run_again(tmp_path, monkeypatch):
+    """An invocation cut short and run again keeps what its finished jobs measured."""
+    from bench import common
+
+    ran = []
+
+    def child(args, **kwargs):  # stands in for `python -m bench.child JOB OUT`
+        ran.append(json.loads(args[3]))
+        Path(args[4]).write_text(json.dumps({"wall_s": float(len(ran))}))
+        return SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(common.subprocess, "run", child)
+    config = BenchConfig(workdir=str(tmp_path))
+    first, other = {"kind": "search", "seed": 0}, {"kind": "search", "seed": 1}
+    assert common.run_child(first, config) == {"wall_s": 1.0}
+    assert common.run_child(other, config) == {"wall_s": 2.0}
+    assert common.run_child(dict(reversed(first.items())), config) == {"wall_s": 1.0}
+    assert ran == [first, other]
+    # A job whose measurements never came (killed) runs again.
+    next((tmp_path / "logs").glob("000-*.json")).unlink()
+    assert common.run_child(first, config) == {"wall_s": 3.0}
