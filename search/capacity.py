@@ -139,19 +139,29 @@ def _alive_nodes() -> list[dict[str, float]]:
 
 
 def _from_cluster_config() -> tuple[list[NodeType], int | None] | None:
-    config = ray._private.state.state.get_cluster_config()
-    if config is None or not config.node_group_configs:
+    # Asked by a task inside the cluster: a driver joined through Ray Client (ray://) has
+    # no connection to the cluster's state of its own.
+    read = ray.remote(num_cpus=0)(_node_groups)
+    groups = ray.get(read.remote(), timeout=60)
+    if not groups:
         return None
     node_types = [
-        NodeType(
-            group.name,
-            {key: float(value) for key, value in group.resources.items()},
-            group.max_count,
-        )
-        for group in config.node_group_configs
-        if HEAD_RESOURCE not in group.resources
+        NodeType(name, resources, max_count)
+        for name, resources, max_count in groups
+        if HEAD_RESOURCE not in resources
     ]
     return node_types, None
+
+
+def _node_groups() -> list[tuple[str, dict[str, float], int]]:
+    """The node groups of the cluster's config, as the GCS keeps it (none: no config)."""
+    config = ray._private.state.state.get_cluster_config()
+    if config is None:
+        return []
+    return [
+        (group.name, {key: float(value) for key, value in group.resources.items()}, group.max_count)
+        for group in config.node_group_configs
+    ]
 
 
 def _from_monitor_on_head(

@@ -220,7 +220,7 @@ class SearchConfig:
     )
     address: str | None = _flag(
         "Ray cluster to join (host:port, ray://host:port or 'auto'); "
-        "default: start a fresh local Ray",
+        "default: the cluster RAY_ADDRESS names where it is set, else a fresh local Ray",
         default=None,
     )
     autoscaler: bool = _flag(

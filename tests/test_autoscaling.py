@@ -8,8 +8,10 @@ AutoscalingCluster` generates), started as `RAY_FAKE_CLUSTER=1 ray start --head
 autoscaler launches are processes of the head's monitor, in the head's process group,
 so killing that group ends them too.
 
-Also a node with a logical GPU: `--gpus-per-trial 0.25` packs four trials on it. No
-CUDA here, so those trials train on the CPU and the run records that.
+Also a node with a logical GPU: `--gpus-per-trial 0.25` packs four trials on it. Where
+the machine has no CUDA, those trials train on the CPU and the run records that; on a
+machine with CUDA, Ray hands them its first GPU and they train there. Heads that stand for
+a node without a GPU say so (`--num-gpus 0`): `ray start` would count a CUDA machine's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from search.run_folder import RUN_JSON, TRIALS_CSV
 from tests.ray_nodes import Node, finish, free_port, search, token_env, wait_for_nodes
@@ -94,6 +97,8 @@ class AutoscalingHead:
             tmp / "head.log",
             f"--autoscaling-config={config}",
             "--include-dashboard=false",
+            "--num-gpus",  # the config's head type has no GPU, on any machine
+            "0",
             "--object-store-memory",
             str(300 * 1024**2),
         )
@@ -139,15 +144,20 @@ def test_a_gpu_no_node_has_yet_is_waited_for(tmp_path):
     assert "waiting for the autoscaler to start one of type gpu_worker" in err
     table, info = run_folder(tmp_path, "gpu")
     assert len(table) == 2 and set(table["status"]) == {"completed"}
-    # No CUDA on this machine: the GPU share trained on the CPU, and the run says so.
-    assert set(table["device"]) == {"cpu"} and info["devices"] == {"cpu": 2}
-    assert "had a GPU share but no CUDA device" in err
+    if torch.cuda.is_available():  # the added node's GPU is the machine's first
+        assert set(table["device"]) == {"cuda"} and info["devices"] == {"cuda": 2}
+        assert "no CUDA device" not in err
+    else:  # the GPU share trained on the CPU, and the run says so
+        assert set(table["device"]) == {"cpu"} and info["devices"] == {"cpu": 2}
+        assert "had a GPU share but no CUDA device" in err
 
 
 def test_without_an_autoscaler_a_missing_gpu_is_refused(tmp_path):
     env = token_env()
     port = free_port()
-    head = Node.head(port, env, tmp_path / "head.log", "--include-dashboard=false")
+    head = Node.head(
+        port, env, tmp_path / "head.log", "--include-dashboard=false", "--num-gpus", "0"
+    )
     try:
         wait_for_nodes(f"127.0.0.1:{port}", env, 1, tmp_path)
         proc = search(f"127.0.0.1:{port}", env, tmp_path, "nogpu", "--gpus-per-trial", "1")
@@ -176,7 +186,9 @@ def test_a_quarter_gpu_each_packs_four_trials_on_one_gpu(tmp_path):
         head.kill()
     assert code == 0, err[-3000:]
     table, info = run_folder(tmp_path, "quarter")
-    assert len(table) == 4 and set(table["device"]) == {"cpu"}
+    # A logical GPU where the machine has no CUDA (trained on the CPU), else its first.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert len(table) == 4 and set(table["device"]) == {device}
     # All four ran at once: each one's training overlaps every other's.
     spans = []
     for trial_id in table["trial_id"]:

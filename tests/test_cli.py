@@ -1,6 +1,7 @@
 """Bad input ends in one line on stderr and exit status 2, before any Ray start."""
 
 import hashlib
+import os
 import socket
 import subprocess
 import sys
@@ -14,10 +15,11 @@ from search.config import SearchConfig, parse_args
 from tests.conftest import REPO, write_idx_folder
 
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 120, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "search.run", *args],
         cwd=REPO,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -141,9 +143,12 @@ def bad_inputs(tmp_path):
 def test_bad_inputs_give_one_line_and_status_2(bad_inputs, tmp_path):
     runs = tmp_path / "runs"
     before = tree_digest(runs)
+    # No CUDA device for the fresh local Ray to count, as on a machine without one: "GPU
+    # asked, none in the cluster" means that ("" hides them all from Ray and torch).
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     # Each case is a fresh interpreter importing torch and Ray: run a few at once.
     with ThreadPoolExecutor(max_workers=3) as pool:
-        outcomes = pool.map(lambda args: run_cli(*args), bad_inputs.values())
+        outcomes = pool.map(lambda args: run_cli(*args, env=env), bad_inputs.values())
         results = dict(zip(bad_inputs, outcomes, strict=True))
     for case, result in results.items():
         lines = result.stderr.strip().splitlines()
