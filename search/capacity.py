@@ -159,7 +159,7 @@ def _node_groups() -> list[tuple[str, dict[str, float], int]]:
     if config is None:
         return []
     return [
-        (group.name, {key: float(value) for key, value in group.resources.items()}, group.max_count)
+        (group.name, {k: float(v) for k, v in group.resources.items()}, group.max_count)
         for group in config.node_group_configs
     ]
 
