@@ -1,10 +1,19 @@
+import json
 import math
 
 import optuna
 import pytest
 
 from search.errors import UserError
-from search.space import BATCH_SIZES, SEED_CONFIG, SearchSpace, is_seed, read_points
+from search.space import (
+    BATCH_SIZES,
+    SEED_CONFIG,
+    SearchSpace,
+    format_param,
+    is_seed,
+    log_scaled,
+    read_points,
+)
 
 sample = SearchSpace()  # MNIST's: 28 rows, one per step
 
@@ -85,3 +94,43 @@ def test_enqueued_points_must_fit_the_space(tmp_path):
         read_points(path, space)
     with pytest.raises(UserError, match="needs exactly the keys"):
         read_points(path, SearchSpace())  # MNIST's space has no patch
+
+
+SEED_POINT = json.dumps(SEED_CONFIG)
+LR_AS_TEXT = json.dumps({**SEED_CONFIG, "lr": "0.001"})
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (None, r"cannot read --enqueue file .*points.json: No such file or directory"),
+        ("[{", r"--enqueue file .*points.json is not valid JSON: Expecting"),
+        ('{"lr": 0.001}', r"--enqueue file .*points.json must hold a JSON list of objects"),
+        ("[1, 2]", r"must hold a JSON list of objects"),
+        ('[{"lr": 0.001}]', r"entry 0: needs exactly the keys num_layers, hidden_size, "),
+        (f"[{SEED_POINT}, {LR_AS_TEXT}]", r"entry 1: lr is not a number"),
+    ],
+)
+def test_a_bad_enqueue_file_says_what_is_wrong_with_it(tmp_path, content, says):
+    path = tmp_path / "points.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError, match=says):
+        read_points(path, SearchSpace())
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, True, "1", None])
+def test_an_enqueued_value_must_be_a_finite_number(tmp_path, value):
+    path = tmp_path / "points.json"
+    path.write_text(json.dumps([{**SEED_CONFIG, "dropout": value}]))
+    with pytest.raises(UserError, match="entry 0: dropout is not a number"):
+        read_points(path, SearchSpace())
+
+
+def test_only_the_log_sampled_hyperparameters_are_plotted_on_a_log_scale():
+    assert log_scaled() == {"hidden_size", "lr"}
+
+
+def test_a_missing_value_is_shown_as_nothing():
+    assert format_param("lr", None) == format_param("lr", math.nan) == ""
+    assert format_param("lr", 0.001) == "1.0e-03" and format_param("dropout", 0.25) == "0.25"
