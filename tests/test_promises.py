@@ -363,3 +363,9 @@ def test_no_report_skips_the_report_and_only_then(tmp_path, monkeypatch, flags, 
     assert search.run.main(["--name", "run", *flags]) == 0
     expected = [[sys.executable, "-m", "analysis.report", str(tmp_path / "run")]]
     assert commands == (expected if reported else [])
+
+
+@pytest.mark.parametrize("retries", [0, 5])
+def test_max_failures_is_how_often_tune_restarts_a_failing_trial(tmp_path, retries):
+    config = parse_args(["--max-failures", str(retries)])
+    assert run_config(config, str(tmp_path), []).failure_config.max_failures == retries

@@ -93,6 +93,7 @@ def test_the_users_unequal_multivariate_series_killed_and_resumed(tmp_path):
     run_dir = tmp_path / "runs" / "mine"
     args = base_args(tmp_path, "mine", "--dataset", str(data_path), "--trials", "4")
     args += ["--max-epochs", "3", "--confirm-top", "1", "--grace-epochs", "3"]
+    args += ["--confirm-folds", "3"]  # of the five (cross-validation's default: all five)
     first = Search(*args)
     try:
         wait_for(lambda: len(epochs_reported(run_dir)) >= 2, what="two trials reporting")
@@ -116,6 +117,8 @@ def test_the_users_unequal_multivariate_series_killed_and_resumed(tmp_path):
     data = load_dataset(str(data_path), seed=0)
     expected = data.shape_for(data.pool[data.folds[0][0]])
     winner = load_best(run_dir)
+    # The winner's five fold models and its three confirmation folds' (--confirm-folds).
+    assert len(data.folds) == 5 and len(winner.model.members) == 5 + 3
     first_member = winner.model.members[0]
     assert torch.allclose(first_member.shift, torch.tensor(expected.shift))
     assert torch.allclose(first_member.scale, torch.tensor(expected.scale))
