@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import secrets
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
@@ -115,7 +116,9 @@ duration_seconds.__name__ = "duration (e.g. 90s, 15m, 2h)"
 
 
 def _default_name() -> str:
-    return datetime.now().strftime("%Y%m%d-%H%M%S")
+    # A timestamp, and four random hex digits so that searches started in the same
+    # second (by a script, or by two people sharing storage) never share a folder.
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def _flag(help: str, parse=None, choices=None, nargs=None, **kwargs):
@@ -198,7 +201,8 @@ class SearchConfig:
         default="seconds",
     )
     name: str = _flag(
-        "run name: the folder under --storage-path (default: a timestamp)",
+        "run name: the folder under --storage-path (default: a timestamp and four random "
+        "hex digits)",
         _run_name,
         default_factory=_default_name,
     )

@@ -23,6 +23,7 @@ from search import cluster
 from search import metrics as m
 from search import study as st
 from search.capacity import Capacity, TrialShape, measure
+from search.claim import CLAIM_FILE, claim
 from search.config import SearchConfig
 from search.data import confirmation_folds, load_dataset
 from search.errors import UserError
@@ -107,6 +108,7 @@ def run(config: SearchConfig) -> RunLocation:
     )
 
     joined = cluster.connect(config.address)
+    owner = None
     try:
         # A fresh local Ray has no autoscaler to look for.
         capacity = measure(config.autoscaler) if joined else Capacity.of_alive_nodes()
@@ -116,14 +118,19 @@ def run(config: SearchConfig) -> RunLocation:
         from search.searcher import reconnect_study_to
         from search.tuner import build_tuner, restore_tuner  # Ray Tune's heavy machinery
 
+        # Everything has checked out: the run folder becomes this search's alone.
+        owner = claim(run_dir)
         if config.resume:
             _fetch_study(run_dir, config)
             reconnect_study_to(study_ref.url)
             tuner = restore_tuner(run_dir, config, data)
         else:
-            if run_dir.exists():  # --overwrite, and everything else has checked out
-                run_dir.remove()
-            run_dir.create()
+            if config.overwrite:
+                run_dir.clear(keep=CLAIM_FILE)
+            elif run_dir.entries() != [CLAIM_FILE]:  # made since the check above
+                raise UserError(
+                    f"run folder {run_dir.display} already exists; choose another --name"
+                )
             info = new_run_info(config, data.describe(), data.sizes(), space.to_dict())
             info = _hide_password(info, config)
             study = _start_study(config, run_dir, info, study, study_ref, signature, warm_sources)
@@ -178,7 +185,9 @@ def run(config: SearchConfig) -> RunLocation:
             write_best(run_dir, table, fold_models, metric, list(data.classes))
     finally:
         cluster.shutdown()
-        _store_study(run_dir, config)
+        if owner is not None:
+            _store_study(run_dir, config)
+            owner.release()
 
     print(_summary(table, run_dir.display, metric, space.params))
     if config.gpus_per_trial and (on_cpu := info["devices"].get("cpu", 0)):

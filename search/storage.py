@@ -80,8 +80,21 @@ class RunLocation:
         except OSError as exc:  # e.g. a bucket that does not exist, no write permission
             raise UserError(f"cannot create {self.display}: {exc}") from None
 
-    def remove(self) -> None:
-        self.fs.delete_dir(self.path)
+    def entries(self) -> list[str]:
+        """The names directly in the run folder, sorted."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True)
+        return sorted(posixpath.basename(i.path) for i in self.fs.get_file_info(selector))
+
+    def clear(self, keep: str) -> None:
+        """Delete everything in the run folder except the file `keep`."""
+        for name in self.entries():
+            if name == keep:
+                continue
+            path = posixpath.join(self.path, name)
+            if self.fs.get_file_info(path).type == pafs.FileType.Directory:
+                self.fs.delete_dir(path)
+            else:
+                self.fs.delete_file(path)
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write a file of the run folder; on local disks atomically (temp file + rename)."""

@@ -24,6 +24,7 @@ import pytest
 from ray.tune import ExperimentAnalysis
 
 from search import study as st
+from search.claim import CLAIM_FILE
 from search.run_folder import RESULT_JSON, TRIALS_CSV, read_trials, trial_dir
 from search.space import SEED_CONFIG
 from tests.conftest import REPO
@@ -153,8 +154,11 @@ def test_sigkill_driver_then_resume(tmp_path, searches):
     }
     assert 1 <= len(finished_before) < 6
 
+    # The killed driver's claim is stale: the resume takes the folder over.
+    assert (run_dir / CLAIM_FILE).exists()
     code, out, err = run_search(*args, "--resume")
     assert code == 0, err[-3000:]
+    assert not (run_dir / CLAIM_FILE).exists()  # released at the end
     table = pd.read_csv(run_dir / TRIALS_CSV)
     assert len(table) == 6
     assert set(table["status"]) <= {"completed", "stopped"}
