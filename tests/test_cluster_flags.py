@@ -51,7 +51,9 @@ def head(tmp_path_factory) -> Head:
     logs = tmp_path_factory.mktemp("head")
     # Short, under /tmp: Ray's Unix socket paths inside it must stay under 107 bytes.
     ray_tmp = tempfile.mkdtemp(prefix="ray-flags-", dir="/tmp")
-    env = token_env(RAY_TMPDIR=ray_tmp)
+    # Ray Client starts a server per client and waits 30 s for it by default: too short
+    # on a loaded 2-core machine, where the first one has taken over 40 s.
+    env = token_env(RAY_TMPDIR=ray_tmp, RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S="180")
     env.pop("RAY_ADDRESS", None)
     port, client_port = free_port(), free_port()
     node = Node.head(
