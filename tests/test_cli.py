@@ -157,3 +157,55 @@ def test_bad_inputs_give_one_line_and_status_2(bad_inputs, tmp_path):
         assert "error" in lines[0] and "Traceback" not in result.stderr, case
     assert tree_digest(runs) == before  # nothing under runs/ changed, by any case
     assert sorted(p.name for p in runs.iterdir()) == ["not-a-run", "taken"]
+
+
+# The parser's own refusals and the edges it accepts, in this process (the refusals above
+# run the CLI itself; these also let mutation testing see which test holds each check).
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--trials", "0"], "--trials: invalid positive integer value: '0'"),
+        (["--max-epochs", "0"], "--max-epochs: invalid positive integer"),
+        (["--cpus-per-trial", "nan"], "--cpus-per-trial: invalid positive number"),
+        (["--cpus-per-trial", "0"], "--cpus-per-trial: invalid positive number"),
+        (["--gpus-per-trial", "-1"], "--gpus-per-trial: invalid non-negative number"),
+        (["--max-failures", "-1"], "--max-failures: invalid non-negative integer"),
+        (["--confirm-top", "-1"], "--confirm-top: invalid non-negative integer"),
+        (["--cv-folds", "1"], "--cv-folds: invalid fold count (0, or 2 and more) value: '1'"),
+        (["--cv-folds", "-1"], "--cv-folds: invalid fold count"),
+        (["--name", "a/b"], "--name: invalid run name (one folder name) value: 'a/b'"),
+        (["--name", ".x"], "--name: invalid run name"),
+        (["--name", ""], "--name: invalid run name"),
+        (["--reduction-factor", "1"], "--reduction-factor: invalid number above 1"),
+        (["--time-budget", "0s"], "--time-budget: invalid duration (e.g. 90s, 15m, 2h)"),
+        (["--time-budget", "2d"], "--time-budget: invalid duration"),
+        (["--dataset", "cifar10"], "--dataset: invalid dataset (mnist-5k, mnist, ucr:NAME"),
+        (["--loss", "first"], "--loss: invalid choice: 'first'"),
+    ],
+)
+def test_the_parser_refuses_bad_values_in_one_line(args, says, capsys):
+    with pytest.raises(SystemExit) as refused:
+        parse_args(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert refused.value.code == 2 and says in err[-1] and err[-1].endswith("(see --help)")
+
+
+@pytest.mark.parametrize(
+    ("args", "field", "value"),
+    [
+        (["--trials", "1"], "trials", 1),
+        (["--cv-folds", "0"], "cv_folds", 0),
+        (["--cv-folds", "2"], "cv_folds", 2),
+        (["--reduction-factor", "1.5"], "reduction_factor", 1.5),
+        (["--name", "a.b-c_1"], "name", "a.b-c_1"),
+        (["--time-budget", "90"], "time_budget", 90.0),
+        (["--time-budget", "90s"], "time_budget", 90.0),
+        (["--time-budget", "15m"], "time_budget", 900.0),
+        (["--time-budget", "1.5h"], "time_budget", 5400.0),
+        (["--gpus-per-trial", "0.25"], "gpus_per_trial", 0.25),
+        (["--max-failures", "0"], "max_failures", 0),
+        (["--confirm-top", "0"], "confirm_top", 0),
+    ],
+)
+def test_the_parser_takes_the_edges_of_each_range(args, field, value):
+    assert getattr(parse_args(args), field) == value
