@@ -104,15 +104,16 @@ def wait_for_nodes(address: str, env: dict, count: int, logs: Path, timeout: flo
     raise AssertionError(f"cluster did not reach {count} nodes:\n{tails}")
 
 
-def search(address: str, env: dict, tmp: Path, name: str, *args: str) -> subprocess.Popen:
-    """`python -m search.run` against the cluster at `address`, in its own process group."""
+def search(address: str | None, env: dict, tmp: Path, name: str, *args: str) -> subprocess.Popen:
+    """`python -m search.run` against the cluster at `address` (None: no --address, so
+    the environment decides), in its own process group."""
+    joins = ["--address", address] if address is not None else []
     return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "search.run",
-            "--address",
-            address,
+            *joins,
             "--storage-path",
             str(tmp / "runs"),
             "--name",

@@ -28,7 +28,7 @@ import pytest
 
 from search.run_folder import TRIALS_CSV
 from tests.conftest import REPO, write_idx_folder
-from tests.ray_nodes import Node, finish, free_port, token_env, wait_for_nodes
+from tests.ray_nodes import Node, finish, free_port, search, token_env, wait_for_nodes
 
 HEAD_CPUS = 2
 TINY = ("--dataset", "mnist", "--cv-folds", "0", "--confirm-top", "0", "--no-report")
@@ -92,21 +92,6 @@ def python(code: str, *args: str, env: dict[str, str], timeout: float = 180) -> 
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def search_cli(env: dict[str, str], tmp: Path, name: str, *args: str) -> subprocess.Popen:
-    """`python -m search.run` with only the flags given (no --address unless in `args`),
-    in its own process group (`finish` kills that group)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "search.run", "--storage-path", str(tmp / "runs"), "--name", name,
-         *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------
@@ -281,7 +266,7 @@ def test_ray_address_without_the_flag_runs_the_search_on_that_cluster(head, digi
     once (each trial's span from its result.json; the next starts after the last ends)."""
     env = {**head.env, "RAY_ADDRESS": head.address}
     flags = ("--data-dir", str(digits), "--trials", "2", "--max-epochs", "1", *TINY)
-    code, out, err = finish(search_cli(env, tmp_path, "one", *flags, "--max-concurrent", "1"))
+    code, out, err = finish(search(None, env, tmp_path, "one", *flags, "--max-concurrent", "1"))
     assert code == 0, err[-3000:]
     run = tmp_path / "runs" / "one"
     table = pd.read_csv(run / TRIALS_CSV)
@@ -304,7 +289,7 @@ def trial_span(result_json: Path) -> tuple[float, float]:
 def test_a_search_runs_through_ray_client(head, digits, tmp_path):
     address = f"ray://127.0.0.1:{head.client_port}"
     flags = ("--data-dir", str(digits), "--trials", "1", "--max-epochs", "1", *TINY)
-    code, out, err = finish(search_cli(head.env, tmp_path, "client", "--address", address, *flags))
+    code, out, err = finish(search(address, head.env, tmp_path, "client", *flags))
     assert code == 0, err[-3000:]
     table = pd.read_csv(tmp_path / "runs" / "client" / TRIALS_CSV)
     assert list(table["status"]) == ["completed"] and set(table["node"]) == {head.node_id}
@@ -351,9 +336,7 @@ def test_the_autoscaler_flag_queues_trials_for_nodes_not_up(head, digits, tmp_pa
     # runs on this head's local disk without the flag (the RAY_ADDRESS test's) is
     # refused with it.
     flags = ("--data-dir", str(digits), "--trials", "2", *TINY)
-    proc = search_cli(
-        head.env, tmp_path, "grows", "--address", head.address, "--autoscaler", *flags
-    )
+    proc = search(head.address, head.env, tmp_path, "grows", "--autoscaler", *flags)
     code, out, err = finish(proc)
     assert code == 2 and err.strip().count("\n") == 0, err[-3000:]
     assert "may add nodes (it has an autoscaler)" in err and "--shared-storage" in err
