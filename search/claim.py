@@ -50,6 +50,9 @@ class Owner:
         pid, host = os.getpid(), socket.gethostname()
         return cls(host, pid, _process_start(pid), time.time(), secrets.token_hex(8))
 
+    def encoded(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"
 
@@ -138,7 +141,7 @@ def _path(run: RunLocation) -> str:
 
 
 def _create_exclusively(run: RunLocation, owner: Owner) -> bool:
-    data = json.dumps(asdict(owner)).encode()
+    data = owner.encoded()
     if run.is_local:
         try:
             fd = os.open(_path(run), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -159,7 +162,7 @@ def _touch(run: RunLocation, owner: Owner) -> None:
     if run.is_local:
         os.utime(_path(run))
     else:  # an object store keeps no modification time apart from a new write
-        run.write_bytes(CLAIM_FILE, json.dumps(asdict(owner)).encode())
+        run.write_bytes(CLAIM_FILE, owner.encoded())
 
 
 def _read(run: RunLocation) -> tuple[Owner, float] | None:
