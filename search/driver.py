@@ -8,8 +8,11 @@ flags are known to be good.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import json
+import os
+import pickletools
 import shlex
 import sys
 import tempfile
@@ -27,6 +30,8 @@ from search.claim import CLAIM_FILE, claim
 from search.config import SearchConfig
 from search.data import confirmation_folds, load_dataset
 from search.errors import UserError
+from search.faults import FOLDER_GONE, RESERVE_FLOOR_BYTES, DiskFault, watch
+from search.faults import stop_cause as disk_stop_cause
 from search.progress import ProgressLine
 from search.run_folder import (
     RUN_JSON,
@@ -58,6 +63,17 @@ def interrupted_message(config: SearchConfig) -> str:
     if RunLocation.open(config.storage_path, config.name).exists(TUNER_STATE):
         return f"interrupted; state saved. Resume with: {_resume_command(config)}"
     return "interrupted; the search had not started; nothing was saved"
+
+
+def disk_fault_message(config: SearchConfig, cause: str) -> str:
+    """What to tell a user whose run folder's disk failed (`cause`, search.faults)."""
+    run_dir = RunLocation.open(config.storage_path, config.name)
+    if run_dir.exists(TUNER_STATE) or cause == FOLDER_GONE:
+        return (
+            f"stopped at {run_dir.display}: {cause}. The state saved before that is kept; "
+            f"once that is fixed, resume with: {_resume_command(config)}"
+        )
+    return f"not started at {run_dir.display}: {cause}. Nothing was saved"
 
 
 def run(config: SearchConfig) -> RunLocation:
@@ -115,12 +131,14 @@ def run(config: SearchConfig) -> RunLocation:
         shape = TrialShape(config.cpus_per_trial, config.gpus_per_trial)
         _check_resources(config, capacity, shape)
         _check_storage_is_shared(config, run_dir, capacity)
+        _check_room(run_dir)
         from search.searcher import reconnect_study_to
         from search.tuner import build_tuner, restore_tuner  # Ray Tune's heavy machinery
 
         # Everything has checked out: the run folder becomes this search's alone.
         owner = claim(run_dir)
         if config.resume:
+            _check_saved_state(run_dir)
             _fetch_study(run_dir, config)
             reconnect_study_to(study_ref.url)
             tuner = restore_tuner(run_dir, config, data)
@@ -158,6 +176,7 @@ def run(config: SearchConfig) -> RunLocation:
             )
 
         session_started = time.monotonic()
+        watch(run_dir.path if run_dir.is_local else None)
         results = tuner.fit()
         table = trials_table(results, run_dir, config.max_epochs, metric)
         table = _with_study_trials(table, study_ref, info["study"]["run"])
@@ -197,7 +216,8 @@ def run(config: SearchConfig) -> RunLocation:
             file=sys.stderr,
         )
     if outcome is None:
-        raise Interrupted
+        # Stopped by Ctrl-C, SIGTERM, or the watch over the run folder's disk.
+        raise DiskFault(cause) if (cause := disk_stop_cause()) else Interrupted
     if outcome:
         print(f"search.run: {outcome}", file=sys.stderr)
     return run_dir
@@ -453,6 +473,52 @@ def _resume_command(config: SearchConfig) -> str:
     if config.study_storage:  # its password, if any, left for the user to fill in
         args += ["--study-storage", st.without_password(config.study_storage)]
     return shlex.join([*args, "--resume"])
+
+
+def _check_room(run_dir: RunLocation) -> None:
+    """A run folder on a disk without room for a search fails now, not in its middle."""
+    if not run_dir.is_local:
+        return
+    folder = run_dir.path if run_dir.exists() else run_dir.storage
+    disk = os.statvfs(folder)
+    free = disk.f_bavail * disk.f_frsize
+    if free < RESERVE_FLOOR_BYTES:
+        raise DiskFault(
+            f"the disk is full ({free / 2**20:.1f} MB free, "
+            f"a search needs {RESERVE_FLOOR_BYTES / 2**20:.0f} MB to start)"
+        )
+
+
+# The files a resume reads first (Tune's names; of each, the newest).
+SAVED_STATE = (
+    "tuner.pkl",
+    "experiment_state-*.json",
+    "search_gen_state-*.json",
+    "searcher-state-*.pkl",
+)
+
+
+def _check_saved_state(run_dir: RunLocation) -> None:
+    """Tune's saved state, whole. One cut short (written while the disk filled) would
+    make Tune log an error and resume nothing, waiting forever."""
+    names = run_dir.entries()
+    for pattern in SAVED_STATE:
+        matching = sorted(n for n in names if fnmatch.fnmatch(n, pattern))
+        if not matching:
+            continue
+        newest = matching[-1]
+        data = run_dir.read_bytes(newest)
+        try:
+            if data.startswith(b"\x80"):  # a pickle (whatever its name says)
+                for _ in pickletools.genops(data):  # read through, not run
+                    pass
+            else:
+                json.loads(data)
+        except ValueError as exc:
+            raise UserError(
+                f"cannot resume {run_dir.display}: its saved state {newest} is damaged ({exc}); "
+                "it may have been written while the disk was full"
+            ) from None
 
 
 def _check_storage_is_shared(

@@ -17,6 +17,7 @@ from search.errors import UserError
 from search.signals import sigterm_as_ctrl_c
 
 EXIT_USER_ERROR = 2
+EXIT_DISK = 74  # sysexits' EX_IOERR: the run folder's disk is full, read-only or gone
 EXIT_INTERRUPTED = 130  # the shell's code for "ended by Ctrl-C"; also after SIGTERM
 REPORT_COMMAND = ("-m", "analysis.report")
 
@@ -38,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     except (driver.Interrupted, KeyboardInterrupt):
         print(f"search.run: {driver.interrupted_message(config)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        from search.faults import disk_fault_cause
+
+        if (cause := disk_fault_cause(exc)) is None:
+            raise  # our bug: its traceback
+        print(f"search.run: {driver.disk_fault_message(config, cause)}", file=sys.stderr)
+        return EXIT_DISK
     if not config.no_report:
         _report(run_dir.path if run_dir.is_local else None, run_dir.display)
     print(f"Done in {time.monotonic() - started:.0f} s.", file=sys.stderr)

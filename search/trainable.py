@@ -21,6 +21,7 @@ from ray import tune
 from models.train import Evaluation, Fold, build, fit, fold_seed
 from search import metrics as m
 from search.data import Dataset, FoldIndex, Scaling, Split
+from search.faults import DiskFault, disk_fault_cause
 from search.run_folder import CHECKPOINT_FILE, checkpoint_state, load_checkpoint
 
 
@@ -150,4 +151,11 @@ def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> Non
             )
             torch.save(state, Path(folder) / CHECKPOINT_FILE)
             # report() copies the folder into the run's storage before returning.
-            tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
+            try:
+                tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
+            except OSError as exc:
+                # The run folder's disk, not the trial: the driver stops the search
+                # before this counts as the trial's failure (search.faults).
+                if (cause := disk_fault_cause(exc)) is None:
+                    raise
+                raise DiskFault(cause) from exc

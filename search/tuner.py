@@ -18,6 +18,7 @@ from search import metrics as m
 from search.budget import Deadline, ResumableSearch
 from search.config import SearchConfig
 from search.data import Dataset
+from search.faults import StorageWatch
 from search.run_folder import trial_dir
 from search.searcher import EpochOptunaSearch, tpe_sampler
 from search.space import SearchSpace
@@ -156,7 +157,9 @@ def run_config(
         storage_path=str(storage_path),
         verbose=0,
         stop=stop,
-        callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
+        # The disk's watch first: it ends the search before the progress line reports a
+        # trial failed because the disk did (search.faults).
+        callbacks=[StorageWatch(), *callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
         # Every epoch reports a checkpoint; Tune keeps the best by the primary objective
         # and, whatever its score, the latest (Ray never deletes the latest one).
         checkpoint_config=tune.CheckpointConfig(
