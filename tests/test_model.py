@@ -399,6 +399,99 @@ def test_a_classifier_takes_series_as_users_have_them():
         winner.predict(np.zeros((2, 5, 2)))
 
 
+def unequal_series() -> tuple[list[np.ndarray], np.ndarray]:
+    """Two univariate series of 7 and 4 points, as a list and as one zero-padded array."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=7), rng.normal(size=4)]
+    padded = np.zeros((2, 7))
+    padded[0], padded[1, :4] = arrays[0], arrays[1]
+    return arrays, padded
+
+
+def test_a_classifier_reads_each_series_to_its_own_end_and_no_further():
+    model = make(series_shape(features=1, classes=3)).eval()
+    winner = Classifier(model, ["walk", "run", "sit"], StoppingRule(0.0))
+    arrays, padded = unequal_series()
+    by_step, steps = winner.proba_by_step(arrays)
+    assert steps.tolist() == [7, 4]
+    # After each series' own last point: row 1 after its 4th step, not its 3rd or 7th.
+    expected = torch.stack([by_step[0, 6], by_step[1, 3]]).numpy()
+    assert np.allclose(winner.predict_proba(arrays), expected, atol=1e-6)
+    assert np.allclose(winner.predict_proba(padded, lengths=[7, 4]), expected, atol=1e-6)
+    # Without its length, the second series' padding is read as values.
+    assert not np.allclose(winner.predict_proba(padded)[1], expected[1], atol=1e-3)
+    early, read = winner.predict_early(padded, lengths=[7, 4])
+    assert (early, read.tolist()) == (winner.predict_early(arrays)[0], [1 / 7, 1 / 4])
+
+
+def test_predict_names_the_most_probable_class_of_each_series_read_to_its_end(monkeypatch):
+    winner = Classifier(make(series_shape(features=1, classes=3)), ["walk", "run", "sit"])
+    asked = []
+
+    def predict_proba(series, lengths=None):
+        asked.append(lengths)
+        return np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]])
+
+    monkeypatch.setattr(winner, "predict_proba", predict_proba)
+    assert winner.predict(np.zeros((2, 7)), lengths=[7, 4]) == ["sit", "walk"]
+    assert asked == [[7, 4]]
+
+
+def test_predict_early_says_what_share_of_each_series_it_read_in_time_points():
+    # Two points per step: a decision at step 1 has read 2 of 7 points, and of a series
+    # of 1 point, all of it.
+    model = make(series_shape(features=1, classes=3), patch=2).eval()
+    winner = Classifier(model, ["walk", "run", "sit"], StoppingRule(0.0))
+    labels, read = winner.predict_early([np.ones(7), np.ones(1)])
+    assert read.tolist() == [2 / 7, 1.0] and len(labels) == 2
+    with pytest.raises(ValueError, match="^this model has no stopping rule$"):
+        Classifier(model, ["walk", "run", "sit"]).predict_early([np.ones(7)])
+
+
+@pytest.mark.parametrize(
+    "series",
+    [
+        np.arange(14).reshape(2, 7),  # integers
+        np.zeros((2, 7, 1), dtype=np.float64),
+        [np.arange(7), np.arange(4)],
+        [np.zeros((7, 1)), np.zeros(1)],  # a series of one point is a series
+    ],
+)
+def test_series_become_float32_values_with_integer_lengths(series):
+    values, lengths = as_batch(series)
+    assert values.dtype == torch.float32 and values.shape[::2] == (2, 1)
+    assert lengths.dtype == torch.long
+    given = as_batch(np.zeros((2, 7)), lengths=np.array([7.0, 4.0]))[1]
+    assert given.dtype == torch.long and given.tolist() == [7, 4]
+
+
+@pytest.mark.parametrize(
+    ("series", "lengths", "message"),
+    [
+        (
+            np.zeros((2, 7, 1, 1)),
+            None,
+            r"series must be \(N, T, F\) or \(N, T\), got \(2, 7, 1, 1\)$",
+        ),
+        (np.zeros((2, 7)), [7], r"lengths must be \(2,\) values in 1\.\.7$"),
+        (np.zeros((2, 7)), [7, 0], r"lengths must be \(2,\) values in 1\.\.7$"),
+        (np.zeros((2, 7)), [8, 4], r"lengths must be \(2,\) values in 1\.\.7$"),
+        (
+            [np.zeros(7)],
+            [7],
+            "^lengths go with an array of series; a list's series have their own$",
+        ),
+        ([], None, r"^a list of series holds \(T_i, F\) or \(T_i,\) arrays, none empty$"),
+        ([np.zeros(7), np.zeros(0)], None, "none empty$"),
+        ([np.zeros((7, 1, 1))], None, "none empty$"),
+    ],
+)
+def test_series_a_model_cannot_read_are_refused_saying_why(series, lengths, message):
+    with pytest.raises(ValueError, match=message):
+        as_batch(series, lengths)
+    as_batch(np.zeros((2, 7)), lengths=[1, 7])  # the edges themselves are fine
+
+
 def test_the_cli_knows_the_same_losses_as_the_training_loop():
     from search.config import STEP_LOSSES as FLAG_CHOICES
 
