@@ -1,4 +1,7 @@
-"""Disk faults of the run folder: told apart from a trial's own failure, and ended cleanly.
+"""What the machine does to a search: the run folder's disk fails, a node runs out of memory.
+
+Disk faults are told apart from a trial's own failure and end the search cleanly; a trial
+killed for memory is recorded with that reason (`memory_kill`).
 
 A run folder whose disk fills, goes read-only or disappears is not the trials' fault, and
 nothing about it should be recorded as theirs. Two lines of defence:
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ray import tune
+from ray.exceptions import OutOfMemoryError
 
 # Room kept free on the run folder's disk: Tune's state and our files at the end of the
 # search, plus two checkpoints of every running trial (its best and its latest).
@@ -84,7 +88,20 @@ def disk_fault_cause(error: BaseException) -> str | None:
     return None
 
 
-def trial_disk_fault(error: BaseException | None) -> str | None:
+def latest_error(trial) -> str | None:
+    """The text of a failed trial's latest error, as soon as it failed.
+
+    Tune writes it to the driver's copy of the trial's error.txt at once, and to the run
+    folder (where `Trial.get_error` reads) only at its next sync.
+    """
+    path = trial.error_file
+    if path is None or not os.path.exists(path):
+        return trial.get_error()
+    with open(path) as errors:
+        return errors.read().split("Failure # ")[-1]
+
+
+def trial_disk_fault(error: BaseException | str | None) -> str | None:
     """The cause, if a trial failed because it could not write to the run folder (it
     raised DiskFault); None for its own failures, its node's full /tmp included."""
     found = _TRIAL_FAULT.search(str(error)) if error is not None else None
@@ -162,7 +179,7 @@ class StorageWatch(tune.Callback):
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         # Before Tune restarts the trial, and before the searcher hears of it.
-        if cause := trial_disk_fault(trial.get_error()):
+        if cause := trial_disk_fault(latest_error(trial)):
             raise DiskFault(cause)
 
     on_trial_error = on_trial_recover  # with no retry left, the searcher has heard already
@@ -171,6 +188,25 @@ class StorageWatch(tune.Callback):
         # Saved with Tune's state. The next check's time is this process's clock: a
         # resumed search, perhaps on another machine, looks at once.
         return {**self.__dict__, "_next_check": 0.0}
+
+
+# Ray's memory monitor names the worker it killed: "..., pid=123, actual memory used=0.43GB".
+_MEMORY_KILLED = re.compile(r"were killed due to the node running low on memory")
+_MEMORY_USED = re.compile(r"pid=\d+, actual memory used=([0-9.]+)GB")
+
+
+def memory_kill(error: BaseException | str | None) -> str | None:
+    """ "out of memory: 430 MB" for a trial whose worker Ray killed to save its node's
+    memory (the worker's use when it was killed), else None.
+
+    A worker the kernel's OOM killer ends first reaches Ray as a worker that died of
+    SIGKILL, which Ray cannot tell from other kills: its error stays Ray's.
+    """
+    text = str(error) if error is not None else ""
+    if not (isinstance(error, OutOfMemoryError) or _MEMORY_KILLED.search(text)):
+        return None
+    used = _MEMORY_USED.search(text)
+    return f"out of memory: {float(used.group(1)) * 1024:.0f} MB" if used else "out of memory"
 
 
 def _folder_bytes(path: str) -> int:

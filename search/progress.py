@@ -14,6 +14,7 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from search import metrics as m
+from search.faults import latest_error, memory_kill
 from search.run_folder import TrialStatus, trial_status
 
 
@@ -144,7 +145,10 @@ class ProgressLine(tune.Callback):
 
 
 def _last_line(trial: Trial) -> str:
-    """The exception line of a failed trial's error, e.g. `ValueError: bad value`."""
-    error = trial.get_error()
+    """The exception line of a failed trial's error, e.g. `ValueError: bad value`, or
+    `out of memory: 430 MB` for a trial Ray killed to save its node's memory."""
+    error = latest_error(trial)
+    if reason := memory_kill(error):
+        return reason
     lines = [line.strip() for line in str(error or "").splitlines() if line.strip()]
     return lines[-1] if lines else "unknown error"

@@ -10,6 +10,7 @@ import pandas as pd
 from ray.tune import ResultGrid
 
 from search import metrics as m
+from search.faults import memory_kill
 from search.run_folder import (
     ANYTIME_COLUMNS,
     CHECKPOINT_FILE,
@@ -96,5 +97,7 @@ def _as_list(value) -> list[float]:
 
 
 def _one_line(error: BaseException) -> str:
+    if reason := memory_kill(error):
+        return reason
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[-1] if text else ''}"

@@ -23,12 +23,20 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 from optuna.exceptions import StorageInternalError
+from ray.exceptions import OutOfMemoryError
 from ray.tune.error import TuneError
 
 from search import driver, faults
 from search.config import parse_args
 from search.errors import UserError
-from search.faults import DiskFault, StorageWatch, disk_fault_cause, trial_disk_fault
+from search.faults import (
+    DiskFault,
+    StorageWatch,
+    disk_fault_cause,
+    latest_error,
+    memory_kill,
+    trial_disk_fault,
+)
 from search.run_folder import TRIALS_CSV
 from search.storage import RunLocation
 from tests.test_promises import session, train  # noqa: F401 (session: a fixture)
@@ -89,6 +97,30 @@ def test_only_a_failed_write_to_the_run_folder_is_a_trial_disk_fault():
     assert trial_disk_fault(None) is None
     text = "ray::train_lstm() ...\nsearch.faults.DiskFault: the disk quota is exceeded"
     assert trial_disk_fault(RuntimeError(text)) == "the disk quota is exceeded"
+
+
+# What Ray 2.60 says of a trial's worker its memory monitor killed (abridged).
+MEMORY_KILLED = (
+    "1 worker(s) were killed due to the node running low on memory. Memory on the node "
+    "(IP: 192.0.2.2, ID: a25) was 2.41GB used / 23.59GB limit (0.101993)\n"
+    "Ray killed 1 worker(s) based on the killing policy\nConsidered workers: [\n"
+    "Selected to kill: (Actor(d50): job ID=01000000, task name=ImplicitFunc.__init__, "
+    "required resources={}, pid=21058, actual memory used=0.43GB, worker ID=6ce)\n]"
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (OutOfMemoryError(MEMORY_KILLED), "out of memory: 440 MB"),
+        (RuntimeError(f"ray::ImplicitFunc.train() ...\n{MEMORY_KILLED}"), "out of memory: 440 MB"),
+        (OutOfMemoryError("the node ran low on memory"), "out of memory"),
+        (RuntimeError("CUDA out of memory"), None),  # the trial's own: its own line
+        (None, None),
+    ],
+)
+def test_a_trial_killed_for_memory_says_so_with_its_use(error, reason):
+    assert memory_kill(error) == reason
 
 
 # ---------------------------------------------------------------- the trial
@@ -168,14 +200,37 @@ def test_a_folder_gone_or_read_only_ends_the_search_at_once(watched, monkeypatch
     assert watched.sent == []  # nothing saved into a folder that is not there
 
 
-def test_the_watch_ends_the_search_before_a_trial_that_could_not_write_counts_as_failed():
+def failed_trial(tmp_path: Path, *errors: str) -> SimpleNamespace:
+    """A trial as Tune holds it after `errors`: written to the driver's error.txt at once,
+    not yet to the run folder's (where `get_error` reads)."""
+    path = tmp_path / f"error-{len(list(tmp_path.glob('error-*')))}.txt"
+    path.write_text(
+        "".join(f"Failure # {i + 1} (occurred at now)\n{e}\n" for i, e in enumerate(errors))
+    )
+    return SimpleNamespace(error_file=str(path), get_error=lambda: None)
+
+
+def test_the_latest_error_of_a_trial_is_read_as_soon_as_it_failed(tmp_path):
+    trial = failed_trial(tmp_path, "ValueError: first", f"OutOfMemoryError: {MEMORY_KILLED}")
+    assert latest_error(trial).startswith("2 (occurred")  # the second failure, alone
+    assert memory_kill(latest_error(trial)) == "out of memory: 440 MB"
+    assert "first" not in latest_error(trial)
+    gone = SimpleNamespace(error_file=str(tmp_path / "none.txt"), get_error=lambda: "synced")
+    assert latest_error(gone) == "synced"
+
+
+def test_the_watch_ends_the_search_before_a_trial_that_could_not_write_counts_as_failed(
+    tmp_path,
+):
     watch = StorageWatch()
-    refused = SimpleNamespace(get_error=lambda: RuntimeError("DiskFault: the disk is full"))
+    refused = failed_trial(
+        tmp_path, "ray::train_lstm() ...\nsearch.faults.DiskFault: the disk is full"
+    )
     with pytest.raises(DiskFault, match="^the disk is full$"):
         watch.on_trial_recover(0, [], refused)
     with pytest.raises(DiskFault):
         watch.on_trial_error(0, [], refused)
-    own = SimpleNamespace(get_error=lambda: ValueError("num_layers must be positive"))
+    own = failed_trial(tmp_path, "ValueError: num_layers must be positive")
     watch.on_trial_recover(0, [], own)
     watch.on_trial_error(0, [], own)
 
@@ -325,3 +380,23 @@ def test_a_run_folder_that_disappears_stops_the_search_and_the_resume_completes_
         resumed_to_the_end(command, run_dir)
     finally:
         subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+@pytest.mark.e2e
+def test_a_trial_killed_for_memory_is_recorded_with_that_reason(tmp_path):
+    # Ray's memory monitor, told that 1% of the node's memory is too much, kills each
+    # trial's worker as it starts training.
+    monitor = {"RAY_memory_usage_threshold": "0.01", "RAY_memory_monitor_refresh_ms": "100"}
+    args = ["--storage-path", str(tmp_path), "--name", "oom", "--trials", "1"]
+    args += ["--max-epochs", "1", "--max-failures", "1", "--asha-time", "epochs"]
+    search = Search(*args, "--confirm-top", "0", "--no-report", env=monitor)
+    try:
+        code, out, err = search.wait(timeout=240)
+    finally:
+        search.kill_group()
+    assert code == 0, err[-3000:]
+    assert re.search(r"failed \(out of memory: \d+ MB\); retrying", err), err[-3000:]
+    assert re.search(r"failed for good: out of memory: \d+ MB", err), err[-3000:]
+    table = pd.read_csv(tmp_path / "oom" / TRIALS_CSV, keep_default_na=False)
+    assert list(table["status"]) == ["failed"]
+    assert re.fullmatch(r"out of memory: \d+ MB", table["error"][0]), table["error"][0]

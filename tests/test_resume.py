@@ -40,11 +40,11 @@ TWO_CPUS = {"RAY_OVERRIDE_RESOURCES": json.dumps({"CPU": 2})}
 class Search:
     """A `python -m search.run` process in its own process group, on a 2-CPU local Ray."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, env: dict[str, str] | None = None):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "search.run", *args],
             cwd=REPO,
-            env={**os.environ, **TWO_CPUS},
+            env={**os.environ, **TWO_CPUS, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
