@@ -8,6 +8,8 @@ import os
 import socket
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import ray
@@ -16,6 +18,10 @@ from search.errors import UserError
 from search.signals import sigterm_as_ctrl_c
 
 _TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+# A joined cluster's head that refuses connections this long is gone. Ray itself ends a
+# driver that lost its head after 60 s, from C++, with no word of what to do next.
+HEAD_LOST_SECONDS = 20.0
+HEAD_CHECK_SECONDS = 2.0
 
 
 def connect(address: str | None) -> bool:
@@ -98,6 +104,29 @@ def _check_reachable(address: str) -> None:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def watch_head(on_lost: Callable[[str], None]) -> None:
+    """Call `on_lost(address)`, from a thread of its own, once the joined cluster's head
+    (its GCS) has refused connections for HEAD_LOST_SECONDS: `on_lost` should say what
+    to do and end the process before Ray does."""
+    address = ray.get_runtime_context().gcs_address
+    host, _, port = address.rpartition(":")
+
+    def watch() -> None:
+        down_since = None
+        while ray.is_initialized():
+            try:
+                with socket.create_connection((host, int(port)), timeout=5):
+                    down_since = None
+            except OSError:
+                down_since = down_since or time.monotonic()
+                if time.monotonic() - down_since >= HEAD_LOST_SECONDS:
+                    on_lost(address)
+                    return
+            time.sleep(HEAD_CHECK_SECONDS)
+
+    threading.Thread(target=watch, name="ray-head-watch", daemon=True).start()
 
 
 def shutdown() -> None:

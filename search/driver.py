@@ -7,6 +7,7 @@ flags are known to be good.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import hashlib
@@ -125,6 +126,8 @@ def run(config: SearchConfig) -> RunLocation:
 
     joined = cluster.connect(config.address)
     owner = None
+    if joined and not (config.address or "").startswith("ray://"):
+        cluster.watch_head(lambda address: _lost_cluster(config, address, owner))
     try:
         # A fresh local Ray has no autoscaler to look for.
         capacity = measure(config.autoscaler) if joined else Capacity.of_alive_nodes()
@@ -221,6 +224,28 @@ def run(config: SearchConfig) -> RunLocation:
     if outcome:
         print(f"search.run: {outcome}", file=sys.stderr)
     return run_dir
+
+
+EXIT_LOST_CLUSTER = 69  # sysexits' EX_UNAVAILABLE
+
+
+def _lost_cluster(config: SearchConfig, address: str, owner) -> None:
+    """The joined cluster's head is gone (search.cluster.watch_head): say so in one line
+    with the resume command, and end the process before Ray ends it without a word. The
+    run folder keeps Tune's last saved state, as after a killed driver."""
+    if owner is not None:
+        with contextlib.suppress(OSError):
+            owner.release()
+    fresh_line = "\n" if sys.stderr.isatty() else ""  # not on the progress line's end
+    print(
+        f"{fresh_line}search.run: lost the Ray cluster: its head at {address} stopped "
+        "answering. The state saved before that is kept; once the cluster is back, resume "
+        f"with: {_resume_command(config)} (on another cluster, with its --address)",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.stdout.flush()
+    os._exit(EXIT_LOST_CLUSTER)
 
 
 def _asha_unit(config: SearchConfig, data, space: SearchSpace) -> float:
@@ -479,7 +504,9 @@ def _check_room(run_dir: RunLocation) -> None:
     """A run folder on a disk without room for a search fails now, not in its middle."""
     if not run_dir.is_local:
         return
-    folder = run_dir.path if run_dir.exists() else run_dir.storage
+    folder = Path(run_dir.path)
+    while not folder.exists():  # the folders still to make go on the disk of the first made
+        folder = folder.parent
     disk = os.statvfs(folder)
     free = disk.f_bavail * disk.f_frsize
     if free < RESERVE_FLOOR_BYTES:

@@ -1,10 +1,13 @@
-"""The run folder's disk fails: full, over quota, read-only or gone (search.faults).
+"""What the machine does to a search: the run folder's disk fails (full, over quota,
+read-only, gone), Ray kills a trial for memory, the cluster's head is lost.
 
 The quick tests check each piece: which errors are disk faults, the trial's checkpoint
 write, the driver's watch and the resume's check of the saved state. The end-to-end
 tests mount file systems (root only) under a real search: the disk fills, or the mount
 holding the run folder drops, mid-search. The search ends in one line with exit status
 74, and the printed resume command completes it once the disk is back, no trial failed.
+Another kills the Ray head under a search (exit 69, one line) and resumes it on a new
+cluster; another has Ray's memory monitor kill a trial's worker.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from search.faults import (
 )
 from search.run_folder import TRIALS_CSV
 from search.storage import RunLocation
+from tests import ray_nodes
+from tests.ray_nodes import Node, free_port, token_env, wait_for_nodes
 from tests.test_promises import session, train  # noqa: F401 (session: a fixture)
 from tests.test_resume import Search, assert_study_matches, epochs_reported, wait_for
 
@@ -248,9 +253,11 @@ def test_the_watch_restored_with_tunes_state_looks_at_once(watched, monkeypatch)
 
 
 def test_a_disk_without_room_for_a_search_is_refused_before_it_starts(tmp_path, monkeypatch):
-    monkeypatch.setattr(os, "statvfs", lambda path: disk(2**20))
+    looked = []
+    monkeypatch.setattr(os, "statvfs", lambda path: looked.append(path) or disk(2**20))
     with pytest.raises(DiskFault, match=r"1\.0 MB free, a search needs 8 MB to start"):
-        driver._check_room(RunLocation.open(tmp_path, "run"))
+        driver._check_room(RunLocation.open(tmp_path / "runs" / "not-yet", "run"))
+    assert looked == [tmp_path]  # the storage folder is made later, on that disk
 
 
 def test_the_message_says_whether_there_is_a_search_to_resume(tmp_path):
@@ -400,3 +407,53 @@ def test_a_trial_killed_for_memory_is_recorded_with_that_reason(tmp_path):
     table = pd.read_csv(tmp_path / "oom" / TRIALS_CSV, keep_default_na=False)
     assert list(table["status"]) == ["failed"]
     assert re.fullmatch(r"out of memory: \d+ MB", table["error"][0]), table["error"][0]
+
+
+# ---------------------------------------------------------------- a lost head
+
+
+@pytest.mark.e2e
+def test_a_search_that_loses_its_cluster_says_so_and_resumes_on_a_new_one(tmp_path):
+    env = token_env()
+    heads: list[Node] = []
+
+    def start_head() -> str:
+        port = free_port()
+        heads.append(Node.head(port, env, tmp_path / f"head-{port}.log", cpus=2))
+        wait_for_nodes(f"127.0.0.1:{port}", env, 1, tmp_path)
+        return f"127.0.0.1:{port}"
+
+    run_dir = tmp_path / "runs" / "lost"
+    try:
+        first = start_head()
+        proc = ray_nodes.search(first, env, tmp_path, "lost", *E2E_ARGS)
+        wait_for(lambda: len(epochs_reported(run_dir)) >= 1, what="a trial to report")
+        heads[0].kill()
+        code, out, err = ray_nodes.finish(proc, timeout=120)
+        assert code == 69, err[-3000:]
+        assert "Traceback" not in err and "failed (" not in err
+        ours = [line for line in err.splitlines() if line.startswith("search.run:")]
+        assert len(ours) == 1, err[-3000:]
+        match = re.fullmatch(
+            r"search\.run: lost the Ray cluster: its head at \S+ stopped answering\. The "
+            r"state saved before that is kept; once the cluster is back, resume with: "
+            r"python -m search\.run (.*--address \S+ --resume) \(on another cluster, with "
+            r"its --address\)",
+            ours[0],
+        )
+        assert match, ours[0]
+        resume = match.group(1).split()
+        resume[resume.index("--address") + 1] = start_head()  # another cluster
+        search = Search(*resume, env=env)
+        try:
+            code, out, err = search.wait(timeout=300)
+        finally:
+            search.kill_group()
+        assert code == 0, err[-3000:]
+        table = pd.read_csv(run_dir / TRIALS_CSV, keep_default_na=False)
+        assert len(table) == 4 and table["trial_id"].is_unique
+        assert set(table["status"]) <= {"completed", "stopped"}, table[["trial_id", "status"]]
+        assert_study_matches(run_dir, table)
+    finally:
+        for head in heads:
+            head.kill()
