@@ -10,13 +10,15 @@ import pytest
 import torch
 
 from models.lstm import Ensemble, LSTMConfig, SequenceLSTM, SeriesShape
+from models.train import build, predict_proba
 from search import metrics as m
 from search.confirm import FoldResult, _one_fold, confirmed_figures, train_on_fold
-from search.data import confirmation_folds, load_dataset
+from search.data import Dataset, Scaling, Split, confirmation_folds, load_dataset
 from search.errors import UserError
 from search.run_folder import BEST_CONFIG, load_best, load_model, ranked, read_trials, write_best
 from search.space import SEED_CONFIG
 from search.storage import RunLocation
+from search.trainable import TrialData
 
 
 def fold(right: int, total: int, early_right: int | None = None, read: float = 0.5):
@@ -84,6 +86,48 @@ def test_a_fold_trains_afresh_and_counts_its_held_out_digits(idx_folder):
     assert result.total == len(held[0][1])
     assert result.correct >= 0.9 * result.total  # the toy digits are easy: it learnt
     assert len(result.early_read) == result.total and max(result.early_read) <= 1.0
+
+
+def unequal_toy(n: int = 120, longest: int = 9) -> Dataset:
+    """Two classes told apart by their values' sign, in series of 3 to `longest` points:
+    some end inside a step of two points, and shorter series end several steps early."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(n) % 2
+    lengths = 3 + torch.arange(n) % (longest - 2)
+    values = 0.3 * torch.randn(n, longest, 1, generator=generator)
+    values += (2 * labels - 1).float()[:, None, None] * 0.4
+    values[torch.arange(longest)[None] >= lengths[:, None]] = 0.0
+    pool = Split(values, lengths, labels)
+    index = torch.arange(n)
+    folds = ((index[index % 4 != 0], index[index % 4 == 0]),)
+    return Dataset("toy", pool, pool[:4], (0, 1), folds, Scaling())
+
+
+def test_a_folds_figures_are_those_of_its_model_on_its_held_out_series():
+    data = unequal_toy()
+    config = {**SEED_CONFIG, "hidden_size": 16, "patch": 2, "batch_size": 32, "lr": 3e-3}
+    result = train_on_fold(config, 2, TrialData.of(data), 0.75, seed=1, threads=1)
+
+    # The fold's model, rebuilt from the state it returned, answers every series again.
+    train_index, val_index = data.folds[0]
+    model, _ = build(config, data.shape_for(data.pool[train_index]), seed=0)
+    model.load_state_dict(result.model)
+    val = data.pool[val_index]
+    probs = predict_proba(model, val.tensors())  # (N, S, C)
+    assert result.total == len(val) == len(result.right) == len(result.early_read)
+    for i, (length, label) in enumerate(
+        zip(val.lengths.tolist(), val.labels.tolist(), strict=True)
+    ):
+        steps = -(-length // 2)  # two points a step
+        answers = probs[i, :steps].argmax(-1).tolist()
+        assert result.right[i] == (answers[-1] == label)
+        assert result.step_shares[i] == pytest.approx(answers.count(label) / steps)
+        sure = [s for s in range(steps) if probs[i, s].max() >= 0.75]
+        at = sure[0] if sure else steps - 1
+        assert result.early_right[i] == (answers[at] == label)
+        assert result.early_read[i] == pytest.approx(min(2 * (at + 1), length) / length)
+    # The rule decided some series before their end, and the model learnt the classes.
+    assert min(result.early_read) < 1.0 and sum(result.right) > 0.75 * len(val)
 
 
 def test_confirmed_trials_rank_first_and_best_holds_the_winner(fake_run, tmp_path):
