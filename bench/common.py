@@ -56,6 +56,9 @@ class BenchConfig:
     sets: list[str] | None = None
     ours: bool = True
     peers: bool = True
+    # Benchmark 17: faults dealt to one search of `chaos_trials` trials.
+    chaos_faults: int = 8
+    chaos_trials: int = 8
     workdir: str = ""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from bench import (
     anytime,
     asha_time,
+    chaos,
     datasets,
     early_stopping,
     efficiency,
@@ -50,6 +51,7 @@ MODULES = (
     tpe,
     datasets,
     sequence_defaults,
+    chaos,
 )
 BENCHMARKS = {module.__name__.removeprefix("bench."): module for module in MODULES}
 

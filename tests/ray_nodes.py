@@ -75,6 +75,36 @@ class Node:
         self.log.close()
 
 
+class Cluster:
+    """A head and worker nodes on loopback, one CPU each, with token authentication."""
+
+    def __init__(self, tmp: Path):
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.env = token_env()
+        self.nodes: list[Node] = []
+        self.tmp = tmp
+
+    def start(self, workers: int = 1) -> None:
+        self.nodes.append(
+            Node.head(self.port, self.env, self.tmp / "head.log", "--include-dashboard=false")
+        )
+        wait_for_nodes(self.address, self.env, 1, self.tmp)
+        for _ in range(workers):
+            self.add_worker()
+
+    def add_worker(self) -> None:
+        """One more worker node (a new one, in the place of a lost one)."""
+        args = ["--address", self.address, "--node-ip-address", "127.0.0.1"]
+        self.nodes.append(Node(args, self.env, self.tmp / f"worker-{len(self.nodes)}.log"))
+        alive = sum(node.proc.poll() is None for node in self.nodes)
+        wait_for_nodes(self.address, self.env, alive, self.tmp)
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.kill()
+
+
 def command_lines() -> Iterator[tuple[int, list[bytes]]]:
     """(pid, arguments) of every process on this machine whose command line is readable."""
     for entry in Path("/proc").iterdir():

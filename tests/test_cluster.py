@@ -19,36 +19,9 @@ import pytest
 
 from search.run_folder import TRIALS_CSV
 from tests import ray_nodes
-from tests.ray_nodes import Node, finish, free_port, token_env, wait_for_nodes
+from tests.ray_nodes import Cluster, finish
 
 pytestmark = pytest.mark.e2e
-
-
-class Cluster:
-    def __init__(self, tmp: Path):
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.env = token_env()
-        self.nodes: list[Node] = []
-        self.tmp = tmp
-
-    def start(self) -> None:
-        self.nodes.append(
-            Node.head(self.port, self.env, self.tmp / "head.log", "--include-dashboard=false")
-        )
-        wait_for_nodes(self.address, self.env, 1, self.tmp)
-        self.nodes.append(
-            Node(
-                ["--address", self.address, "--node-ip-address", "127.0.0.1"],
-                self.env,
-                self.tmp / "worker.log",
-            )
-        )
-        wait_for_nodes(self.address, self.env, 2, self.tmp)
-
-    def stop(self) -> None:
-        for node in reversed(self.nodes):
-            node.kill()
 
 
 @pytest.fixture

@@ -1,0 +1,232 @@
+"""Benchmark 17: a search under a seeded series of faults, resumed after each until it ends.
+
+The search runs on a two-node Ray cluster on this machine (a head and a worker node, one
+trial slot each, the run folder on a disk both see). At random moments it is hit by one of:
+SIGKILL of the driver, SIGTERM of the driver (`ray job stop`, a scheduler), SIGKILL of a
+trial's worker, or the loss of the worker node (a new one joins in its place). After a
+driver fault the search is resumed with the command the run folder's README prints; the
+others it must survive while it runs. Then nothing may be lost:
+
+- every trial appears once in trials.csv, none failed (trials get retries enough);
+- the Optuna study and Tune agree on every trial (state and study number);
+- no trial restarted from further back than its last reported epoch;
+- `best/` loads and classifies.
+
+`tests/test_chaos.py` runs a few faults in the suite; `python -m bench --only chaos` runs
+`chaos_faults` of them (30 at the issue's size).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.common import BenchConfig, Searches, goal, table
+from search import study as st
+from search.run_folder import RESULT_JSON, TRIALS_CSV, load_best, trial_dir
+from tests.ray_nodes import Cluster
+
+TITLE = "17. Chaos: faults survived by one search"
+FAULTS = ("driver SIGKILL", "driver SIGTERM", "trial worker SIGKILL", "node lost")
+REPO = Path(__file__).resolve().parent.parent
+# What Optuna must hold for each outcome in trials.csv (search/searcher.py).
+STUDY_STATES = {"completed": "COMPLETE", "stopped": "PRUNED", "failed": "FAIL"}
+
+
+@dataclass
+class ChaosLog:
+    """What happened: the faults dealt, the sessions the search took, what was lost."""
+
+    faults: list[str] = field(default_factory=list)
+    sessions: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def search(cluster: Cluster, args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "search.run", "--address", cluster.address, *args],
+        cwd=REPO,
+        env=cluster.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def reports(run_dir: Path) -> dict[str, list[dict]]:
+    """Every trial's reports so far, from Tune's result.json files."""
+    found = {}
+    for path in run_dir.glob(f"{trial_dir('*')}/{RESULT_JSON}"):
+        lines = path.read_text().splitlines()
+        found[path.parent.name] = [json.loads(line) for line in lines if line.strip()]
+    return found
+
+
+def kill_a_trial_worker(run_dir: Path) -> bool:
+    """SIGKILL the process of the trial that reported last, if it still runs."""
+    latest = [(r[-1]["timestamp"], r[-1]["pid"]) for r in reports(run_dir).values() if r]
+    for _, pid in sorted(latest, reverse=True):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            return True
+    return False
+
+
+def chaos_search(
+    workdir: Path,
+    faults: int,
+    seed: int,
+    trials: int,
+    max_epochs: int,
+    spacing: tuple[float, float] = (5.0, 25.0),
+) -> ChaosLog:
+    """One search hit by `faults` faults drawn with `seed`, `spacing` seconds apart (drawn
+    uniformly), resumed until it ends; then checked (ChaosLog.problems: what was lost)."""
+    rng = random.Random(seed)
+    log = ChaosLog()
+    runs = workdir / "runs"
+    run_dir = runs / "chaos"
+    first = ["--storage-path", str(runs), "--name", "chaos", "--shared-storage"]
+    sizes = ["--trials", str(trials), "--max-epochs", str(max_epochs), "--seed", str(seed)]
+    # Retries enough for every fault to land on one trial; reports are the CLI's job.
+    rest = ["--max-failures", str(faults + 1), "--confirm-top", "0", "--no-report"]
+    cluster = Cluster(workdir)
+    try:
+        cluster.start(workers=1)
+        proc = search(cluster, [*first, *sizes, *rest])
+        while True:
+            log.sessions += 1
+            ended = _deal_faults(proc, cluster, run_dir, rng, log, faults, spacing)
+            if ended == 0:
+                break
+            if ended not in (-signal.SIGKILL, 130):
+                log.problems.append(f"session {log.sessions} ended with status {ended}")
+                break
+            proc = search(cluster, [*first, "--resume"])
+    finally:
+        cluster.stop()
+    if not log.problems:
+        log.problems += check(run_dir, trials)
+    return log
+
+
+def _deal_faults(
+    proc: subprocess.Popen,
+    cluster: Cluster,
+    run_dir: Path,
+    rng: random.Random,
+    log: ChaosLog,
+    faults: int,
+    spacing: tuple[float, float],
+) -> int:
+    """Faults at random moments until one ends the driver or the search ends; its status."""
+    try:
+        while len(log.faults) < faults:
+            # A moment in the driver's start-up, or within the trials' run.
+            try:
+                return proc.wait(timeout=rng.uniform(*spacing))
+            except subprocess.TimeoutExpired:
+                pass
+            fault = rng.choice(FAULTS)
+            if fault == "driver SIGKILL":
+                os.killpg(proc.pid, signal.SIGKILL)
+            elif fault == "driver SIGTERM":
+                proc.send_signal(signal.SIGTERM)
+            elif fault == "trial worker SIGKILL":
+                if not kill_a_trial_worker(run_dir):
+                    continue  # no trial has run yet: draw again
+            else:
+                cluster.nodes[-1].kill()  # the newest worker node
+                cluster.add_worker()
+            log.faults.append(fault)
+            if fault.startswith("driver"):
+                return proc.wait(timeout=300)
+        return proc.wait(timeout=1800)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def check(run_dir: Path, trials: int) -> list[str]:
+    """What the finished search lost, in words; [] when nothing."""
+    problems = []
+    table_ = pd.read_csv(run_dir / TRIALS_CSV, keep_default_na=False)
+    if len(table_) != trials or not table_["trial_id"].is_unique:
+        problems.append(f"trials.csv lists {len(table_)} trials for {trials}")
+    if (table_["status"] == "failed").any():
+        problems.append(f"failed trials: {list(table_[table_['status'] == 'failed'].trial_id)}")
+    info = json.loads((run_dir / "run.json").read_text())
+    study_trials = st.own_trials(st.load(st.ref_of_run(run_dir, info)), info["study"]["run"])
+    states = {t.user_attrs[st.TUNE_ID_ATTR]: (t.state.name, t.number) for t in study_trials}
+    expected = {
+        row.trial_id: (STUDY_STATES.get(row.status, "COMPLETE"), row.study_trial)
+        for row in table_.itertuples()
+    }
+    if states != expected:
+        problems.append(f"the study and Tune disagree: {states} != {expected}")
+    for trial, lines in reports(run_dir).items():
+        epochs = [line["epoch"] for line in lines]
+        steps = np.diff(epochs)
+        if len(steps) and (steps.min() < 0 or steps.max() > 1):
+            problems.append(f"{trial} reported epochs {epochs}")
+    try:
+        winner = load_best(run_dir)
+        winner.predict(np.zeros((2, 28, 28)))
+    except Exception as exc:  # what the user would meet, in one line
+        problems.append(f"best/ does not load: {exc!r}")
+    return problems
+
+
+def measure(faults: int, seed: int, trials: int, max_epochs: int, workdir: str) -> dict:
+    started = time.monotonic()
+    log = chaos_search(Path(workdir), faults, seed, trials, max_epochs)
+    return {
+        "faults": log.faults,
+        "sessions": log.sessions,
+        "problems": log.problems,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def run(c: BenchConfig, searches: Searches) -> dict:
+    seed = c.seeds[0]
+    workdir = Path(c.workdir) / f"chaos-{seed}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = measure(c.chaos_faults, seed, c.chaos_trials, c.max_epochs, str(workdir))
+    result |= {"seed": seed, "trials": c.chaos_trials, "max_epochs": c.max_epochs}
+    survived = not result["problems"]
+    result["goals"] = [
+        goal(
+            f"at least {c.chaos_faults} faults in one search, nothing lost",
+            f"{len(result['faults'])} faults, "
+            + ("nothing lost" if survived else "; ".join(result["problems"])),
+            survived and len(result["faults"]) >= c.chaos_faults,
+        )
+    ]
+    return result
+
+
+def render(r: dict) -> str:
+    counts = pd.Series(r["faults"]).value_counts() if r["faults"] else pd.Series(dtype=int)
+    rows = [{"fault": f, "times": int(counts.get(f, 0))} for f in FAULTS]
+    lost = "; ".join(r["problems"]) or "nothing"
+    return "\n\n".join(
+        [
+            f"One search of {r['trials']} trials (cap {r['max_epochs']} epochs, seed "
+            f"{r['seed']}) on a two-node cluster: {len(r['faults'])} faults in "
+            f"{r['sessions']} driver sessions, {r['seconds']:.0f} s. Lost: {lost}.",
+            table(rows),
+        ]
+    )
