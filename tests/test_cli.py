@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -140,21 +141,53 @@ def bad_inputs(tmp_path):
     }
 
 
-def test_bad_inputs_give_one_line_and_status_2(bad_inputs, tmp_path):
+# Run as the real command (a fresh interpreter): the parser's own exit, an error met
+# after torch is imported, and one met after Ray has started. The rest run in this
+# process, where each takes milliseconds instead of an interpreter's start.
+IN_A_PROCESS_OF_THEIR_OWN = ("unknown flag", "corrupt data", "GPU asked, none in the cluster")
+
+
+def main_in_this_process(args: list[str], capsys, monkeypatch) -> tuple[int, str]:
+    """`python -m search.run ARGS`'s exit status and stderr, run here; Ray must not start."""
+    import search.cluster
+    from search import run
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("this refusal started Ray")
+
+    monkeypatch.setattr(search.cluster.ray, "init", no_ray)
+    handler = signal.getsignal(signal.SIGTERM)  # main() installs its own
+    try:
+        code = run.main(args)
+    except SystemExit as exit_:  # the parser's refusals
+        code = exit_.code
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    return code, capsys.readouterr().err
+
+
+def test_bad_inputs_give_one_line_and_status_2(bad_inputs, tmp_path, capsys, monkeypatch):
     runs = tmp_path / "runs"
     before = tree_digest(runs)
     # No CUDA device for the fresh local Ray to count, as on a machine without one: "GPU
     # asked, none in the cluster" means that ("" hides them all from Ray and torch).
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    # Each case is a fresh interpreter importing torch and Ray: run a few at once.
     with ThreadPoolExecutor(max_workers=3) as pool:
-        outcomes = pool.map(lambda args: run_cli(*args, env=env), bad_inputs.values())
-        results = dict(zip(bad_inputs, outcomes, strict=True))
-    for case, result in results.items():
-        lines = result.stderr.strip().splitlines()
-        assert result.returncode == 2, (case, result.stderr)
-        assert len(lines) == 1, (case, result.stderr)
-        assert "error" in lines[0] and "Traceback" not in result.stderr, case
+        own = {case: bad_inputs[case] for case in IN_A_PROCESS_OF_THEIR_OWN}
+        started = {case: pool.submit(run_cli, *args, env=env) for case, args in own.items()}
+        results = {
+            case: main_in_this_process(args, capsys, monkeypatch)
+            for case, args in bad_inputs.items()
+            if case not in own
+        }
+        for case, future in started.items():
+            done = future.result()
+            results[case] = (done.returncode, done.stderr)
+    for case, (code, stderr) in results.items():
+        lines = stderr.strip().splitlines()
+        assert code == 2, (case, stderr)
+        assert len(lines) == 1, (case, stderr)
+        assert "error" in lines[0] and "Traceback" not in stderr, case
     assert tree_digest(runs) == before  # nothing under runs/ changed, by any case
     assert sorted(p.name for p in runs.iterdir()) == ["not-a-run", "taken"]
 

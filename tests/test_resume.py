@@ -330,7 +330,7 @@ def test_diverging_configuration_is_recorded_and_skipped(tmp_path):
 
 def test_time_budget_ends_cleanly_confirms_and_resumes(tmp_path):
     run_dir = tmp_path / "runs" / "budget"
-    budget = 25
+    budget = 15
     args = base_args(tmp_path, "budget", "--trials", "50", "--max-epochs", "2", "--no-report")
     args += ["--time-budget", f"{budget}s", "--confirm-top", "2", "--confirm-folds", "2"]
     code, out, err = run_search(*args)
