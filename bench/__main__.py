@@ -41,7 +41,7 @@ SCALES = {
         winner_max_epochs=12,
         full_mnist_budget_s=2 * 3600,
         chaos_faults=30,
-        chaos_trials=30,
+        chaos_trials=100,
     ),
 }
 # Cheap ones first, so a run cut short still reports them; the report keeps its own order.

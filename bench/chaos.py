@@ -38,6 +38,7 @@ from search.run_folder import RESULT_JSON, TRIALS_CSV, load_best, trial_dir
 from tests.ray_nodes import Cluster
 
 TITLE = "17. Chaos: faults survived by one search"
+SPACING_S = (3.0, 15.0)  # seconds between faults, drawn uniformly
 FAULTS = ("driver SIGKILL", "driver SIGTERM", "trial worker SIGKILL", "node lost")
 REPO = Path(__file__).resolve().parent.parent
 # What Optuna must hold for each outcome in trials.csv (search/searcher.py).
@@ -90,7 +91,7 @@ def chaos_search(
     seed: int,
     trials: int,
     max_epochs: int,
-    spacing: tuple[float, float] = (5.0, 25.0),
+    spacing: tuple[float, float] = SPACING_S,
 ) -> ChaosLog:
     """One search hit by `faults` faults drawn with `seed`, `spacing` seconds apart (drawn
     uniformly), resumed until it ends; then checked (ChaosLog.problems: what was lost)."""
@@ -114,7 +115,12 @@ def chaos_search(
             if ended not in (-signal.SIGKILL, 130):
                 log.problems.append(f"session {log.sessions} ended with status {ended}")
                 break
-            proc = search(cluster, [*first, "--resume"])
+            # Killed before Tune saved anything: the search starts again, as its user would
+            # (the CLI said "nothing was saved").
+            if (run_dir / "tuner.pkl").exists():
+                proc = search(cluster, [*first, "--resume"])
+            else:
+                proc = search(cluster, [*first, *sizes, *rest, "--overwrite"])
     finally:
         cluster.stop()
     if not log.problems:
@@ -225,8 +231,9 @@ def render(r: dict) -> str:
     return "\n\n".join(
         [
             f"One search of {r['trials']} trials (cap {r['max_epochs']} epochs, seed "
-            f"{r['seed']}) on a two-node cluster: {len(r['faults'])} faults in "
-            f"{r['sessions']} driver sessions, {r['seconds']:.0f} s. Lost: {lost}.",
+            f"{r['seed']}) on a two-node cluster: {len(r['faults'])} faults, "
+            f"{SPACING_S[0]:.0f}-{SPACING_S[1]:.0f} s apart, in {r['sessions']} driver "
+            f"sessions, {r['seconds']:.0f} s. Lost: {lost}.",
             table(rows),
         ]
     )

@@ -58,7 +58,7 @@ class BenchConfig:
     peers: bool = True
     # Benchmark 17: faults dealt to one search of `chaos_trials` trials.
     chaos_faults: int = 8
-    chaos_trials: int = 8
+    chaos_trials: int = 24
     workdir: str = ""
 
 
