@@ -130,6 +130,15 @@ def test_a_folds_figures_are_those_of_its_model_on_its_held_out_series():
     assert min(result.early_read) < 1.0 and sum(result.right) > 0.75 * len(val)
 
 
+def test_a_fold_that_diverges_keeps_its_size_and_time_but_no_answers():
+    data = unequal_toy()
+    data.pool.values[1:4, 0, 0] = float("inf")  # training series (every 4th is held out)
+    config = {**SEED_CONFIG, "hidden_size": 16, "batch_size": 32}
+    result = train_on_fold(config, 1, TrialData.of(data), 0.75, seed=1, threads=1)
+    assert result.total == len(data.folds[0][1]) and result.busy_seconds > 0
+    assert (result.right, result.early_read, result.model) == ([], [], None)
+
+
 def test_confirmed_trials_rank_first_and_best_holds_the_winner(fake_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(fake_run, run_dir)
