@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -209,6 +210,9 @@ def test_bad_inputs_give_one_line_and_status_2(bad_inputs, tmp_path, capsys, mon
         (["--name", "a/b"], "--name: invalid run name (one folder name) value: 'a/b'"),
         (["--name", ".x"], "--name: invalid run name"),
         (["--name", ""], "--name: invalid run name"),
+        (["--name", "a\\b"], "--name: invalid run name"),
+        (["--dataset", "ucr:"], "--dataset: invalid dataset"),
+        (["--dataset", "my.csv"], "--dataset: invalid dataset"),
         (["--reduction-factor", "1"], "--reduction-factor: invalid number above 1"),
         (["--time-budget", "0s"], "--time-budget: invalid duration (e.g. 90s, 15m, 2h)"),
         (["--time-budget", "2d"], "--time-budget: invalid duration"),
@@ -238,7 +242,30 @@ def test_the_parser_refuses_bad_values_in_one_line(args, says, capsys):
         (["--gpus-per-trial", "0.25"], "gpus_per_trial", 0.25),
         (["--max-failures", "0"], "max_failures", 0),
         (["--confirm-top", "0"], "confirm_top", 0),
+        (["--gpus-per-trial", "0"], "gpus_per_trial", 0.0),
+        (["--time-budget", "1s"], "time_budget", 1.0),
+        (["--dataset", "mnist"], "dataset", "mnist"),
+        (["--dataset", "ucr:A"], "dataset", "ucr:A"),
     ],
 )
 def test_the_parser_takes_the_edges_of_each_range(args, field, value):
     assert getattr(parse_args(args), field) == value
+
+
+def test_data_files_are_taken_by_their_suffix_and_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("mine.npz", "Mine_TRAIN.ts"):
+        assert parse_args(["--dataset", name]).dataset == str(tmp_path / name)
+
+
+def test_a_config_from_run_json_holds_paths_not_strings():
+    # A resumed search builds its SearchConfig from run.json's strings.
+    config = SearchConfig(data_dir="data", enqueue="points.json")
+    assert (config.data_dir, config.enqueue) == (Path("data"), Path("points.json"))
+    assert SearchConfig().data_dir is None and SearchConfig().enqueue is None
+
+
+def test_default_run_names_are_a_timestamp_and_four_random_hex_digits():
+    names = {parse_args([]).name for _ in range(20)}
+    assert all(re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", name) for name in names)
+    assert len(names) > 1  # made within a second or two: the random digits tell them apart
