@@ -55,6 +55,8 @@ _CAUSES = (
     ),
 )
 FOLDER_GONE = "the run folder disappeared"  # only ever seen while the search runs
+# Ray's words when a trial's checkpoint finds the run folder's marker file gone.
+_FOLDER_GONE_TEXT = re.compile(r"Unable to set up cluster storage")
 _TRIAL_FAULT = re.compile(r"DiskFault: (.+)")
 
 
@@ -84,6 +86,8 @@ def disk_fault_cause(error: BaseException) -> str | None:
         for _, pattern, cause in _CAUSES:
             if pattern.search(text):
                 return cause
+        if _FOLDER_GONE_TEXT.search(text):
+            return FOLDER_GONE
         current = current.__cause__ or current.__context__
     return None
 

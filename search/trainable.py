@@ -153,9 +153,9 @@ def train_lstm(config: dict, *, data: TrialData, settings: TrialSettings) -> Non
             # report() copies the folder into the run's storage before returning.
             try:
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
-            except OSError as exc:
-                # The run folder's disk, not the trial: the driver stops the search
-                # before this counts as the trial's failure (search.faults).
+            except (OSError, RuntimeError) as exc:
+                # The run folder's disk (full, read-only, gone), not the trial: the driver
+                # stops the search before this counts as its failure (search.faults).
                 if (cause := disk_fault_cause(exc)) is None:
                     raise
                 raise DiskFault(cause) from exc

@@ -83,6 +83,8 @@ def chained(*errors: BaseException) -> BaseException:
             "the disk is full",
         ),
         (DiskFault("the run folder disappeared"), "the run folder disappeared"),
+        # Ray's, when a checkpoint finds the run folder's marker file gone.
+        (RuntimeError("Unable to set up cluster storage with ..."), "the run folder disappeared"),
         (ValueError("bad value"), None),
         (OSError(errno.ENOENT, "No such file or directory"), None),
         (RuntimeError("CUDA out of memory"), None),
