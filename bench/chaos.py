@@ -19,7 +19,6 @@ others it must survive while it runs. Then nothing may be lost:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import signal
@@ -33,16 +32,14 @@ import numpy as np
 import pandas as pd
 
 from bench.common import BenchConfig, Searches, goal, table
-from search import study as st
-from search.run_folder import RESULT_JSON, TRIALS_CSV, load_best, trial_dir
+from search.run_folder import TRIALS_CSV, load_best
 from tests.ray_nodes import Cluster
+from tests.run_checks import epochs_reported, expected_study_trials, study_trials
 
 TITLE = "17. Chaos: faults survived by one search"
 SPACING_S = (3.0, 15.0)  # seconds between faults, drawn uniformly
 FAULTS = ("driver SIGKILL", "driver SIGTERM", "trial worker SIGKILL", "node lost")
 REPO = Path(__file__).resolve().parent.parent
-# What Optuna must hold for each outcome in trials.csv (search/searcher.py).
-STUDY_STATES = {"completed": "COMPLETE", "stopped": "PRUNED", "failed": "FAIL"}
 
 
 @dataclass
@@ -66,18 +63,9 @@ def search(cluster: Cluster, args: list[str]) -> subprocess.Popen:
     )
 
 
-def reports(run_dir: Path) -> dict[str, list[dict]]:
-    """Every trial's reports so far, from Tune's result.json files."""
-    found = {}
-    for path in run_dir.glob(f"{trial_dir('*')}/{RESULT_JSON}"):
-        lines = path.read_text().splitlines()
-        found[path.parent.name] = [json.loads(line) for line in lines if line.strip()]
-    return found
-
-
 def kill_a_trial_worker(run_dir: Path) -> bool:
     """SIGKILL the process of the trial that reported last, if it still runs."""
-    latest = [(r[-1]["timestamp"], r[-1]["pid"]) for r in reports(run_dir).values() if r]
+    latest = [(r[-1]["timestamp"], r[-1]["pid"]) for r in epochs_reported(run_dir).values() if r]
     for _, pid in sorted(latest, reverse=True):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -173,16 +161,10 @@ def check(run_dir: Path, trials: int) -> list[str]:
         problems.append(f"trials.csv lists {len(table_)} trials for {trials}")
     if (table_["status"] == "failed").any():
         problems.append(f"failed trials: {list(table_[table_['status'] == 'failed'].trial_id)}")
-    info = json.loads((run_dir / "run.json").read_text())
-    study_trials = st.own_trials(st.load(st.ref_of_run(run_dir, info)), info["study"]["run"])
-    states = {t.user_attrs[st.TUNE_ID_ATTR]: (t.state.name, t.number) for t in study_trials}
-    expected = {
-        row.trial_id: (STUDY_STATES.get(row.status, "COMPLETE"), row.study_trial)
-        for row in table_.itertuples()
-    }
+    states, expected = study_trials(run_dir), expected_study_trials(table_)
     if states != expected:
         problems.append(f"the study and Tune disagree: {states} != {expected}")
-    for trial, lines in reports(run_dir).items():
+    for trial, lines in epochs_reported(run_dir).items():
         epochs = [line["epoch"] for line in lines]
         steps = np.diff(epochs)
         if len(steps) and (steps.min() < 0 or steps.max() > 1):

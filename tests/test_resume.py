@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import optuna
 import pandas as pd
 import pytest
 from ray.tune import ExperimentAnalysis
@@ -28,6 +27,12 @@ from search.claim import CLAIM_FILE
 from search.run_folder import RESULT_JSON, TRIALS_CSV, read_trials, trial_dir
 from search.space import SEED_CONFIG
 from tests.conftest import REPO
+from tests.run_checks import (  # noqa: F401 (epochs_reported, optuna_study: for other tests)
+    epochs_reported,
+    expected_study_trials,
+    optuna_study,
+    study_trials,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -90,42 +95,12 @@ def wait_for(condition: Callable[[], bool], timeout: float = 180, what: str = ""
         time.sleep(0.2)
 
 
-def epochs_reported(run_dir: Path) -> dict[str, list[dict]]:
-    """Every trial's reports so far, read from Tune's result.json files."""
-    reports = {}
-    for path in run_dir.glob(f"{trial_dir('*')}/{RESULT_JSON}"):
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        reports[path.parent.name] = lines
-    return reports
-
-
-def optuna_study(run_dir: Path, url: str | None = None) -> optuna.Study:
-    """The search's Optuna study, from the storage its run.json names (or `url`, for a
-    database whose password run.json does not keep)."""
-    info = json.loads((run_dir / "run.json").read_text())
-    ref = st.ref_of_run(run_dir, info)
-    return st.load(st.StudyRef(url, ref.name) if url else ref)
-
-
-# What Optuna must hold for each outcome in trials.csv (see search/searcher.py).
-STUDY_STATES = {
-    "completed": "COMPLETE",
-    "stopped": "PRUNED",
-    "failed": "FAIL",
-    "diverged": "COMPLETE",  # valued at 0
-}
-
-
 def assert_study_matches(run_dir: Path, table: pd.DataFrame, url: str | None = None) -> None:
     """Trial by trial, Optuna's state is Tune's outcome, trials.csv names the study's trial,
     and nothing is left RUNNING or counted twice."""
-    run = json.loads((run_dir / "run.json").read_text())["study"]["run"]
-    trials = st.own_trials(optuna_study(run_dir, url), run)
+    trials = study_trials(run_dir, url)
     assert len(trials) == len(table)
-    states = {t.user_attrs[st.TUNE_ID_ATTR]: t.state.name for t in trials}
-    assert states == dict(zip(table["trial_id"], table["status"].map(STUDY_STATES), strict=True))
-    numbers = {t.user_attrs[st.TUNE_ID_ATTR]: t.number for t in trials}
-    assert numbers == dict(zip(table["trial_id"], table["study_trial"], strict=True))
+    assert trials == expected_study_trials(table)
 
 
 def write_points(path: Path, **overrides) -> Path:
