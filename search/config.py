@@ -121,7 +121,9 @@ def _default_name() -> str:
     return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def _flag(help: str, parse=None, choices=None, nargs=None, **kwargs):
+# Not mutated (mutmut): it runs while the module is imported, before a mutant is switched
+# on, so no test could see a change here; a broken one breaks every test at import.
+def _flag(help: str, parse=None, choices=None, nargs=None, **kwargs):  # pragma: no mutate block
     return field(
         metadata={"help": help, "parse": parse, "choices": choices, "nargs": nargs}, **kwargs
     )
