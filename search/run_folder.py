@@ -24,6 +24,7 @@ import io
 import json
 import os
 import platform
+import shlex
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -335,7 +336,8 @@ def new_run_info(config, data: dict, split_sizes: dict[str, int], space: dict) -
         "space": space,
         "seed": config.seed,
         "flags": asdict(config),
-        "command": " ".join([Path(sys.executable).name, "-m", "search.run", *sys.argv[1:]]),
+        # Quoted as a shell needs it, so that it can be pasted back.
+        "command": shlex.join([Path(sys.executable).name, "-m", "search.run", *sys.argv[1:]]),
         "packages": package_versions(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "started": datetime.now(UTC).isoformat(timespec="seconds"),

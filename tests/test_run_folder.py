@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import ast
 import math
+import os
+import platform
+import shlex
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from search.run_folder import REPORT_DIR, TrialStatus, ranked, trial_status
+from search import run_folder
+from search.config import SearchConfig
+from search.run_folder import REPORT_DIR, TrialStatus, new_run_info, ranked, trial_status
 from tests.conftest import REPO
 
 
@@ -46,6 +52,7 @@ def test_ranking_puts_the_highest_validation_accuracy_first():
         (False, True, 1, True, TrialStatus.DIVERGED),
         (False, False, 4, True, TrialStatus.COMPLETED),
         (False, False, 2, True, TrialStatus.STOPPED),
+        (False, False, 1, True, TrialStatus.STOPPED),  # by ASHA's first rung
         (False, False, 2, False, TrialStatus.UNFINISHED),  # paused or running at the end
         (False, False, 0, True, TrialStatus.UNFINISHED),  # never reported
     ],
@@ -127,3 +134,18 @@ def test_a_checkpoint_of_folds_loads_as_one_ensemble(tmp_path):
     x = torch.randn(2, 9, 3)
     expected = torch.stack([m.eval()(x).softmax(-1) for m in models]).mean(0)
     assert torch.allclose(loaded(x).exp(), expected, atol=1e-6)
+
+
+def test_run_json_records_the_command_the_machine_and_the_versions(monkeypatch):
+    monkeypatch.setattr(run_folder, "PACKAGES", (*run_folder.PACKAGES, "no-such-package"))
+    monkeypatch.setattr(sys, "argv", ["/x/search/run.py", "--name", "my run", "--trials", "3"])
+    info = new_run_info(SearchConfig(), {"name": "toy"}, {"train": 1}, {})
+    command = shlex.split(info["command"])  # a shell gets back what was typed
+    assert command == [Path(sys.executable).name, "-m", "search.run", *sys.argv[1:]]
+    assert info["machine"] == {"platform": platform.platform(), "cpus": os.cpu_count()}
+    versions = info["packages"]
+    assert versions["python"] == platform.python_version()
+    assert versions["torch"] == metadata.version("torch")
+    assert versions["no-such-package"] == "not installed"
+    sizes = (info["dataset"], info["split_sizes"], info["flags"]["trials"])
+    assert sizes == ("toy", {"train": 1}, 50)
