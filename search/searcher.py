@@ -128,18 +128,17 @@ class EpochOptunaSearch(OptunaSearch):
         return state
 
     def __setstate__(self, state: dict) -> None:
-        # A run folder saved before trials' costs were recorded resumes without them.
-        self.__dict__.update({"unit_seconds": None, "_epoch_units": {}} | state)
+        self.__dict__.update(state)
         if self.study_url is not None:
             self._reconnect(_restore_url or self.study_url)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
-            # The deadline is the same object as Tune's stopper (both in the Tuner's
-            # pickle); leaving it out of this file keeps them one object after a restore.
-            pickle.dump({**self.__getstate__(), "deadline": None}, f)
+            pickle.dump(self.__getstate__(), f)
 
     def restore(self, checkpoint_path: str) -> None:
+        # The deadline is the same object as Tune's stopper (both in the Tuner's pickle):
+        # the one of the saved state would be a copy, which the stopper never hears of.
         deadline = self.deadline
         with open(checkpoint_path, "rb") as f:
             self.__setstate__(pickle.load(f))

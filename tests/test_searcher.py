@@ -99,6 +99,14 @@ def test_no_trial_starts_that_the_budget_cannot_hold():
     assert deadline("b", epoch(2, 0.5)) is True  # and stop once the time is up
 
 
+def test_a_trial_may_take_max_epochs_median_epochs():
+    s = searcher()
+    s.suggest("a")
+    for n, seconds in enumerate([1.0, 4.0, 5.0], start=1):
+        s.on_trial_result("a", epoch(n, 0.5, **{m.EPOCH_SECONDS: seconds}))
+    assert s.trial_cost() == MAX_EPOCHS * 4.0
+
+
 def test_the_deadline_survives_the_searchers_save_and_restore(tmp_path):
     deadline = Deadline(60.0)
     s = searcher(deadline)

@@ -155,6 +155,41 @@ def test_a_restored_searcher_squares_the_study_with_its_older_saved_state(ref, t
     }
 
 
+def test_a_restored_searcher_reads_its_own_study_where_the_driver_says(ref, tmp_path, monkeypatch):
+    # The run folder moved since the state was saved (or --study-storage names the
+    # study's new place): the searcher reconnects there, and of the studies the storage
+    # holds, to its own.
+    st.prepare(st.StudyRef(ref.url, "another search"), signature())
+    s = stored_searcher(ref)
+    run_trial(s, "done", [0.5, 0.6, 0.7])
+    s.suggest("running")
+    s.on_trial_result("running", epoch(1, 0.4))
+    saved = tmp_path / "searcher.pkl"
+    s.save(saved)
+    # Asked and told after the snapshot: finished, so no later trial takes it over.
+    run_trial(s, "brief", [0.3, 0.35])
+    moved = tmp_path / "moved.db"
+    st.sqlite_snapshot(st.sqlite_path(ref.url), moved)
+    for path in tmp_path.glob(st.STUDY_DB + "*"):
+        path.unlink()
+
+    monkeypatch.setattr("search.searcher._restore_url", None)  # reset after the test
+    reconnect_study_to(st.sqlite_url(moved))
+    restored = EpochOptunaSearch.__new__(EpochOptunaSearch)
+    restored.deadline = None
+    restored.restore(saved)
+    restored.on_trial_result("running", epoch(2, 0.5))
+    restored.on_trial_complete("running", epoch(MAX_EPOCHS, 0.6))
+    restored.suggest("new")
+    restored.on_trial_complete("new", epoch(1, 0.2))
+
+    trials = st.load(st.StudyRef(st.sqlite_url(moved), "study")).trials
+    assert [t.user_attrs[st.TUNE_ID_ATTR] for t in trials] == ["done", "running", "brief", "new"]
+    assert trials[1].intermediate_values == {1: 0.4, 2: 0.5, 3: 0.6} and trials[1].value == 0.6
+    assert [t.state for t in trials[2:]] == [TrialState.PRUNED, TrialState.PRUNED]
+    assert not st.load(st.StudyRef(st.sqlite_url(moved), "another search")).trials
+
+
 def test_a_trial_nobody_claimed_is_failed_once_the_search_is_over(ref):
     s = stored_searcher(ref)
     run_trial(s, "t1", [0.5, 0.6, 0.7])
