@@ -8,12 +8,13 @@ import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from search.config import SearchConfig, parse_args
+from search.config import SearchConfig, build_parser, parse_args
 from tests.conftest import REPO, write_idx_folder
 
 
@@ -54,11 +55,28 @@ def test_a_dataset_file_is_kept_as_an_absolute_path(tmp_path, monkeypatch):
     assert parse_args(["--dataset", "ucr:GunPoint"]).dataset == "ucr:GunPoint"
 
 
-def test_help_explains_every_flag():
+def test_help_explains_every_flag(monkeypatch):
     result = run_cli("--help")
-    assert result.returncode == 0
-    for field in SearchConfig.__dataclass_fields__:
-        assert "--" + field.replace("_", "-") in result.stdout
+    assert result.returncode == 0 and result.stdout.startswith("usage: python -m search.run ")
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps at the terminal's width
+    text = build_parser().format_help()
+    assert (
+        "Search LSTM classifiers of labelled sequences (MNIST digits read row by row by "
+        "default) with Ray Tune, Optuna TPE and ASHA." in text
+    )
+    # One block per flag: "--flag METAVAR  help (default: value)".
+    blocks = {b.split()[0]: " ".join(b.split()) for b in re.split(r"\n  (?=--)", text)[1:]}
+    for f in fields(SearchConfig):
+        flag = "--" + f.name.replace("_", "-")
+        block, explained = blocks[flag], " ".join(f.metadata["help"].split())
+        if f.type in ("bool", bool) or f.default in (MISSING, None):
+            assert block.endswith(explained), flag  # a switch, or no default to state
+        else:
+            assert block.endswith(f"{explained} (default: {f.default})"), flag
+        if f.metadata["choices"]:
+            assert block.startswith(f"{flag} {{{','.join(f.metadata['choices'])}}}"), flag
+        if f.metadata["nargs"] == "+":
+            assert " [" in block.split(explained)[0], flag  # takes one value or more
 
 
 def _free_port() -> int:

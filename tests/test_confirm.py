@@ -4,19 +4,37 @@ from __future__ import annotations
 
 import json
 import shutil
+from unittest import mock
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from models.early import harmonic_mean
 from models.lstm import Ensemble, LSTMConfig, SequenceLSTM, SeriesShape
 from models.train import build, predict_proba
 from search import metrics as m
-from search.confirm import FoldResult, _one_fold, confirmed_figures, train_on_fold
+from search.confirm import (
+    FoldResult,
+    _bootstrap_hm,
+    _one_fold,
+    confirm,
+    confirmed_figures,
+    train_on_fold,
+)
 from search.data import Dataset, Scaling, Split, confirmation_folds, load_dataset
 from search.errors import UserError
-from search.run_folder import BEST_CONFIG, load_best, load_model, ranked, read_trials, write_best
-from search.space import SEED_CONFIG
+from search.run_folder import (
+    BEST_CONFIG,
+    CONFIRMED_COLUMNS,
+    load_best,
+    load_model,
+    ranked,
+    read_trials,
+    write_best,
+)
+from search.space import SEED_CONFIG, hyperparameters
 from search.storage import RunLocation
 from search.trainable import TrialData
 
@@ -157,6 +175,32 @@ def test_confirmed_trials_rank_first_and_best_holds_the_winner(fake_run, tmp_pat
     assert torch.equal(load_best(run_dir).model(digits), expected(digits))
 
 
+def test_best_config_says_what_won_how_it_was_chosen_and_how_it_decides(fake_run, tmp_path):
+    shutil.copytree(fake_run, tmp_path / "run")
+    table = read_trials(fake_run / "trials.csv")
+    winner = ranked(table).iloc[0]
+    run = RunLocation.open(tmp_path, "run")
+    write_best(run, table, classes=["zero", *"123456789"])
+    text = (tmp_path / "run" / BEST_CONFIG).read_text()
+    about = json.loads(text)
+    assert text.startswith('{\n  "trial_id"')  # indented, for people to read
+    assert about["trial_id"] == winner["trial_id"]
+    assert about["checkpoint"] == winner["checkpoint"]
+    assert about["hyperparameters"] == {k: winner[k].item() for k in hyperparameters({})}
+    assert about["classes"] == ["zero", *"123456789"]
+    assert about["stopping_rule"] == {"threshold": winner[m.VAL_THRESHOLD]}
+    assert about["chosen_by"] == m.VAL_ACC  # no confirmed figures in this table
+    assert load_best(tmp_path / "run").classes[0] == "zero"
+    # Without a stopping rule or class names, the winner decides at the end and answers
+    # with the class numbers; confirmed figures choose the winner when there are any.
+    table = table.assign(**{m.VAL_THRESHOLD: float("nan")})
+    table[m.CONFIRMED_ACC] = table["trial_id"].map({winner["trial_id"]: 0.5})
+    about = write_best(run, table)
+    assert (about["stopping_rule"], about["classes"]) == (None, None)
+    assert about["chosen_by"] == m.CONFIRMED_ACC
+    assert load_best(tmp_path / "run").classes == list(range(10))
+
+
 def test_no_winner_no_best_folder(fake_run, tmp_path):
     table = read_trials(fake_run / "trials.csv").assign(status="failed")
     assert write_best(RunLocation.open(tmp_path, "run"), table) is None
@@ -192,3 +236,138 @@ def test_best_joins_the_fold_models_into_one_ensemble(fake_run, tmp_path):
     members = [original, *(f.eval() for f in folds)]
     expected = torch.stack([m(digits).softmax(-1) for m in members]).mean(0)  # (B, T, C)
     assert torch.allclose(model(digits).exp(), expected, atol=1e-6)
+
+
+class InProcessRay:
+    """The part of Ray's API that `confirm` uses, run here in order: `confirm`'s choices
+    (which trials, in which order, with which seeds and resources) without a cluster."""
+
+    def __init__(self):
+        self.options: dict = {}
+        self.calls: list[tuple] = []  # each task's arguments, in the order submitted
+        self.results: list[FoldResult] = []
+
+    def put(self, value):
+        return value
+
+    def get(self, refs):
+        return list(refs)
+
+    def remote(self, function):
+        ray = self
+
+        class Task:
+            def options(self, **options):
+                ray.options = options
+                return self
+
+            def remote(self, *args):
+                ray.calls.append(args)
+                ray.results.append(function(*args))
+                return ray.results[-1]
+
+        return Task()
+
+
+def test_confirm_retrains_the_top_trials_longest_first_on_fresh_folds():
+    data = unequal_toy()
+    base = {**SEED_CONFIG, "hidden_size": 8, "patch": 3, "batch_size": 32, "lr": 3e-3}
+    table = pd.DataFrame(
+        [
+            # trial, accuracy, seconds over epochs, best epoch, threshold, status
+            ("short", 0.9, 2.0, 2, 1, 0.8, "completed"),
+            ("long", 0.8, 9.0, 3, 2, 0.7, "stopped"),
+            ("third", 0.7, 99.0, 3, 3, 0.9, "completed"),  # outside the top 2
+            ("failed", 0.95, 99.0, 3, 3, 0.9, "failed"),  # never ranked
+        ],
+        columns=[
+            "trial_id",
+            m.VAL_ACC,
+            "seconds",
+            "epochs",
+            "best_epoch",
+            m.VAL_THRESHOLD,
+            "status",
+        ],
+    ).assign(**{k: v for k, v in base.items()}, **{m.VAL_LOSS: 0.5})
+    ray = InProcessRay()
+    with mock.patch("search.confirm.ray", ray):
+        confirmation = confirm(table, data, top=2, folds=2, seed=5, cpus=2.0, gpus=0.5, loss="all")
+
+    assert ray.options == {"num_cpus": 2.0, "num_gpus": 0.5}
+    held = confirmation_folds(data, 2, seed=5)
+    # Longest first: "long" costs 9 s / 3 epochs x 2 epochs, "short" 2 s / 3 x 1.
+    expected = [("long", 2, 0.7, k) for k in (0, 1)] + [("short", 1, 0.8, k) for k in (0, 1)]
+    assert len(ray.calls) == len(expected)
+    for args, (trial, epochs, threshold, k) in zip(ray.calls, expected, strict=True):
+        config, epochs_run, fold_data, rule, seed, threads, loss, epoch_folds = args
+        assert config == hyperparameters(table.set_index("trial_id").loc[trial].to_dict())
+        assert (epochs_run, rule, threads, loss, epoch_folds) == (epochs, threshold, 2, "all", 1)
+        assert seed == 5 + 1000 * (k + 1)  # each fold its own initialisation
+        assert torch.equal(fold_data.folds[0][1], held[k][1])  # the confirmation's folds
+    # Figures per trial from its own folds, in the table's rows and order; the rest NaN.
+    out = confirmation.table.set_index("trial_id")
+    assert list(confirmation.table["trial_id"]) == list(table["trial_id"])
+    for trial, results in (("long", ray.results[:2]), ("short", ray.results[2:])):
+        for column, value in confirmed_figures(results, seed=5).items():
+            assert out.loc[trial, column] == (
+                pytest.approx(value) if isinstance(value, float) else value
+            )
+        assert confirmation.models[trial] == [r.model for r in results]
+    assert out.loc[["third", "failed"], CONFIRMED_COLUMNS].isna().all().all()
+    assert confirmation.busy_seconds == pytest.approx(sum(r.busy_seconds for r in ray.results))
+    # Fresh folds, fresh models: no two of the four are the same network.
+    weights = [r.model["lstm.weight_ih_l0"] for r in ray.results]
+    assert not any(torch.equal(a, b) for i, a in enumerate(weights) for b in weights[i + 1 :])
+
+
+def test_the_hm_interval_is_a_seeded_bootstrap_over_the_series():
+    rng = np.random.default_rng(0)
+    right = rng.random(60) < 0.7
+    read = rng.uniform(0.2, 0.6, 60)
+    low, high = _bootstrap_hm(right, read, seed=3)
+    assert (low, high) == _bootstrap_hm(right, read, seed=3)  # the same seed, the same
+    assert (low, high) != _bootstrap_hm(right, read, seed=4)
+    # The 2.5 and 97.5 percentiles of the HM over 2,000 resamples of the 60 series.
+    picks = np.random.default_rng(3).integers(0, 60, size=(2000, 60))
+    acc, timeliness = right[picks].mean(1), 1 - read[picks].mean(1)
+    hms = 2 * acc * timeliness / (acc + timeliness)
+    assert (low, high) == pytest.approx(tuple(np.percentile(hms, [2.5, 97.5])))
+
+
+def test_the_hm_interval_reflects_each_figure_s_spread():
+    # Only the accuracy varies, or only the earliness: either spread widens the interval.
+    varied = np.arange(40) % 4 != 0
+    low, high = _bootstrap_hm(varied, np.full(40, 0.5), seed=0)
+    assert low < harmonic_mean(0.75, 0.5) < high
+    low, high = _bootstrap_hm(np.ones(40, bool), np.where(varied, 0.2, 0.6), seed=0)
+    assert low < harmonic_mean(1.0, 0.3) < high
+    # Every series counts, the first included: one right answer in 20 is not zero.
+    alone = np.arange(20) == 0
+    assert _bootstrap_hm(alone, np.full(20, 0.5), seed=0)[1] > 0
+    # Low figures (accuracy and timeliness about 0.3) are not rounded to zero, and a
+    # model that is never right and reads every series whole has an HM of exactly 0.
+    low, high = _bootstrap_hm(np.arange(30) % 10 < 3, np.full(30, 0.7), seed=0)
+    assert 0 < low < harmonic_mean(0.3, 0.7) < high
+    assert _bootstrap_hm(np.zeros(10, bool), np.ones(10), seed=0) == (0.0, 0.0)
+
+
+def test_the_area_interval_stays_inside_zero_and_one():
+    whole = FoldResult(10, 1.0, [True] * 10, [1.0] * 9 + [0.0], [True] * 10, [0.5] * 10)
+    figures = confirmed_figures([whole])
+    assert figures[m.CONFIRMED_AREA] == pytest.approx(0.9)
+    assert figures[m.CONFIRMED_AREA_HIGH] == 1.0 and figures[m.CONFIRMED_AREA_LOW] < 0.9
+    # The HM's interval is seeded: the same folds give the same figures.
+    assert confirmed_figures([whole], seed=7) == confirmed_figures([whole], seed=7)
+
+
+def test_a_fold_s_epochs_are_as_long_as_the_search_s():
+    # Under cross-validation a search's epoch shares its series among the folds: the
+    # confirmation trains its fold with epochs that short, so equal epochs mean equal work.
+    data = unequal_toy()
+    config = {**SEED_CONFIG, "hidden_size": 8, "batch_size": 16}
+    whole, half = (
+        train_on_fold(config, 1, TrialData.of(data), 0.75, seed=1, threads=1, epoch_folds=k)
+        for k in (1, 2)
+    )
+    assert not torch.equal(whole.model["lstm.weight_hh_l0"], half.model["lstm.weight_hh_l0"])
