@@ -82,7 +82,7 @@ class SeriesShape:
         )
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "shift": list(self.shift), "scale": list(self.scale)}
+        return asdict(self)  # plain values: JSON writes the tuples as lists
 
 
 def steps_of(lengths: torch.Tensor, patch: int) -> torch.Tensor:
