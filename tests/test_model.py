@@ -378,6 +378,20 @@ def test_an_ensemble_averages_its_members_probabilities():
     ensemble = Ensemble([a, b]).eval()
     expected = (a(x).softmax(-1) + b(x).softmax(-1)) / 2
     assert torch.allclose(ensemble(x).exp(), expected, atol=1e-6)
+    # Each member reads each series to its own end only.
+    lengths = torch.tensor([6, 3])
+    x[1, 3:] = 100.0  # past the second series' end
+    expected = (a(x, lengths).softmax(-1) + b(x, lengths).softmax(-1)) / 2
+    assert torch.allclose(ensemble(x, lengths).exp(), expected, atol=1e-6)
+    assert not torch.allclose(ensemble(x, lengths), ensemble(x))
+
+
+def test_a_config_is_read_back_from_a_trial_s_config():
+    config = LSTMConfig(num_layers=3, hidden_size=40, dropout=0.3, forget_bias=0.5, patch=4)
+    trial = {**config.to_dict(), "lr": 1e-3, "batch_size": 64}  # a Tune trial's config
+    assert LSTMConfig.from_dict(trial) == config
+    del trial["patch"]  # a space that does not search it
+    assert LSTMConfig.from_dict(trial).patch == 1
 
 
 def test_a_classifier_takes_series_as_users_have_them():
@@ -395,6 +409,19 @@ def test_a_classifier_takes_series_as_users_have_them():
     assert winner.predict_proba(padded, lengths=[7, 4]).shape == (2, 3)
     classes, read = winner.predict_early(arrays)
     assert read.tolist() == [1 / 7, 1 / 4]  # threshold 0: decides after the first point
+    # A rule never sure enough reads each series to its own end, never past it.
+    # (An untrained model's bias answers one class for everything: without it, and with
+    # the weights scaled up, the answers depend on the values read.)
+    model = make(series_shape(features=1, classes=3), num_layers=1).eval()
+    with torch.no_grad():
+        model.classifier.bias.zero_()
+        model.classifier.weight.mul_(100)
+    patient = Classifier(model, ["walk", "run", "sit"], StoppingRule(1.1))
+    short = np.random.default_rng(0).normal(size=(12, 2)) * 3
+    junk = np.concatenate([short, np.linspace(-50, 50, 12 * 5).reshape(12, 5)], axis=1)
+    assert patient.predict(list(short)) != patient.predict(list(junk))  # junk would tell
+    answers = patient.predict_early(junk, lengths=[2] * 12)[0]  # (12, 7): 2 points each
+    assert answers == patient.predict(list(short))
     with pytest.raises(ValueError, match="reads 1 value"):
         winner.predict(np.zeros((2, 5, 2)))
 
