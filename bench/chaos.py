@@ -4,7 +4,7 @@ The search runs on a two-node Ray cluster on this machine (a head and a worker n
 trial slot each, the run folder on a disk both see). At random moments it is hit by one of:
 SIGKILL of the driver, SIGTERM of the driver (`ray job stop`, a scheduler), SIGKILL of a
 trial's worker, or the loss of the worker node (a new one joins in its place). After a
-driver fault the search is resumed with the command the run folder's README prints; the
+driver fault the search is resumed with the command the CLI prints; the
 others it must survive while it runs. Then nothing may be lost:
 
 - every trial appears once in trials.csv, none failed (trials get retries enough);

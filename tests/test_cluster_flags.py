@@ -248,7 +248,7 @@ def test_each_form_of_address_joins_the_running_head(head, form):
     elif form == "ray://":
         address = f"ray://127.0.0.1:{head.client_port}"
     else:
-        # README: "`RAY_ADDRESS=HEAD_IP:6379` works instead of `--address`".
+        # docs/clusters.md: "`RAY_ADDRESS=HEAD_IP:6379` works instead of `--address`".
         address, env["RAY_ADDRESS"] = "", head.address
     try:
         seen = python(JOIN, address, env=env)

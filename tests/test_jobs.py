@@ -1,5 +1,5 @@
 """The search as a Ray Job: submitted to a head with token authentication and its job
-server on loopback, as the README shows; one job runs to the end, another is stopped
+server on loopback, as docs/clusters.md shows; one job runs to the end, another is stopped
 with `ray job stop` and a third resumes it to completion.
 """
 
@@ -24,7 +24,7 @@ from tests.ray_nodes import RAY, Node, command_lines, free_port, token_env, wait
 
 pytestmark = pytest.mark.e2e
 
-# What the README passes: time for the driver to save the search after SIGTERM before
+# What docs/clusters.md passes: time for the driver to save the search after SIGTERM before
 # the job server's SIGKILL (its default is 3 s).
 RUNTIME_ENV = json.dumps({"env_vars": {"RAY_JOB_STOP_WAIT_TIME_S": "60"}})
 
@@ -80,7 +80,7 @@ class JobHead:
         )
 
     def submit(self, job_id: str, flags: str, wait: bool) -> subprocess.CompletedProcess:
-        # The README's entrypoint: the project's folder and its Python, on the head.
+        # The entrypoint docs/clusters.md gives: the project's folder and its Python, on the head.
         entrypoint = f"cd {shlex.quote(str(REPO))} && {sys.executable} -m search.run {flags}"
         extra = [] if wait else ["--no-wait"]
         return self.job(
