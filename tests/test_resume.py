@@ -183,24 +183,6 @@ def test_sigint_saves_state_and_prints_a_working_resume_command(tmp_path, search
     assert_study_matches(run_dir, table)
 
 
-def test_sigterm_ends_the_search_as_ctrl_c_does(tmp_path, searches):
-    """`ray job stop` and schedulers send SIGTERM: state saved, resume command printed."""
-    run_dir = tmp_path / "runs" / "terminated"
-    args = base_args(tmp_path, "terminated", "--trials", "4", "--max-epochs", "2")
-    search = searches(*args, "--confirm-top", "0", "--no-report")
-    wait_for(lambda: len(epochs_reported(run_dir)) >= 2, what="two trials to start")
-    search.proc.send_signal(signal.SIGTERM)
-    code, out, err = search.wait(timeout=120)
-    assert code == 130, err[-3000:]
-    assert "Traceback" not in err
-    assert re.search(
-        r"Resume with: python -m search\.run .*--resume$", err.strip().splitlines()[-1]
-    )
-    code, out, err = run_search(*args[:4], "--resume")
-    assert code == 0, err[-3000:]
-    assert len(pd.read_csv(run_dir / TRIALS_CSV)) == 4
-
-
 def test_asha_on_training_seconds_resumes_with_the_unit_it_started_with(tmp_path, searches):
     run_dir = tmp_path / "runs" / "seconds"
     args = base_args(tmp_path, "seconds", "--trials", "6", "--max-epochs", "3")
