@@ -7,7 +7,7 @@ import math
 import posixpath
 
 import pandas as pd
-from ray.tune import ResultGrid
+from ray.tune import ExperimentAnalysis, ResultGrid
 
 from search import metrics as m
 from search.faults import memory_kill
@@ -28,12 +28,15 @@ def trials_table(
 ) -> pd.DataFrame:
     """One row per trial: its hyperparameters, outcome and best epoch by `metric` (the
     primary objective, maximised), with that epoch's validation figures."""
-    # ResultGrid lacks what a trial that never reported has (its config) and Tune's own
+    # A ResultGrid lacks what a trial that never reported has (its config) and Tune's own
     # status (TERMINATED, ERROR, PAUSED...), which tells a trial ASHA stopped from one the
-    # search abandoned; its analysis object holds the trials, in the same order.
-    trials = results._experiment_analysis.trials
+    # search abandoned. The experiment's saved state, as Tune wrote it at the end of fit(),
+    # holds both; its trials and the results are matched by their folders.
+    trials = ExperimentAnalysis(run.path, storage_filesystem=run.fs).trials
+    by_folder = {posixpath.basename(t.path.rstrip("/")): t for t in trials}
     rows = [
-        _trial_row(t, r, run, max_epochs, metric) for t, r in zip(trials, results, strict=True)
+        _trial_row(by_folder[posixpath.basename(r.path.rstrip("/"))], r, run, max_epochs, metric)
+        for r in results
     ]
     table = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
     return table.sort_values("trial_id", kind="stable").reset_index(drop=True)
