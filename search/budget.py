@@ -46,5 +46,4 @@ class ResumableSearch(SearchGenerator):
     """
 
     def set_state(self, state: dict) -> None:
-        super().set_state(state)
-        self._finished = False
+        super().set_state({**state, "finished": False})

@@ -151,12 +151,13 @@ def test_the_anytime_objective_values_trials_by_their_area():
 
 def test_a_restored_search_that_its_budget_ended_searches_again():
     generator = ResumableSearch(searcher(Deadline(1.0)))
-    generator._finished = True  # the budget could not hold another trial
-    generator._total_samples, generator._counter = 50, 7
+    generator.set_finished()  # the budget could not hold another trial
+    saved = {**generator.get_state(), "counter": 7, "total_samples": 50}
+    assert saved["finished"]
     restored = ResumableSearch(searcher())
-    restored.set_state(generator.get_state())
+    restored.set_state(saved)
     assert not restored.is_finished()
-    restored._counter = 50
+    restored.set_state({**saved, "counter": 50})
     assert restored.is_finished()  # --trials still ends it
 
 
