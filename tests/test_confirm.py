@@ -291,10 +291,16 @@ def test_confirm_retrains_the_top_trials_longest_first_on_fresh_folds():
         ],
     ).assign(**{k: v for k, v in base.items()}, **{m.VAL_LOSS: 0.5})
     ray = InProcessRay()
-    with mock.patch("search.confirm.ray", ray):
-        confirmation = confirm(table, data, top=2, folds=2, seed=5, cpus=2.0, gpus=0.5, loss="all")
+    saved_threads = torch.get_num_threads()  # each task sets torch's threads in this process
+    try:
+        with mock.patch("search.confirm.ray", ray):
+            confirmation = confirm(
+                table, data, top=2, folds=2, seed=5, cpus=1.5, gpus=0.5, loss="all"
+            )
+    finally:
+        torch.set_num_threads(saved_threads)
 
-    assert ray.options == {"num_cpus": 2.0, "num_gpus": 0.5}
+    assert ray.options == {"num_cpus": 1.5, "num_gpus": 0.5}
     held = confirmation_folds(data, 2, seed=5)
     # Longest first: "long" costs 9 s / 3 epochs x 2 epochs, "short" 2 s / 3 x 1.
     expected = [("long", 2, 0.7, k) for k in (0, 1)] + [("short", 1, 0.8, k) for k in (0, 1)]
@@ -302,7 +308,8 @@ def test_confirm_retrains_the_top_trials_longest_first_on_fresh_folds():
     for args, (trial, epochs, threshold, k) in zip(ray.calls, expected, strict=True):
         config, epochs_run, fold_data, rule, seed, threads, loss, epoch_folds = args
         assert config == hyperparameters(table.set_index("trial_id").loc[trial].to_dict())
-        assert (epochs_run, rule, threads, loss, epoch_folds) == (epochs, threshold, 2, "all", 1)
+        # A whole CPU's thread per task: 1.5 CPUs train on one thread.
+        assert (epochs_run, rule, threads, loss, epoch_folds) == (epochs, threshold, 1, "all", 1)
         assert seed == 5 + 1000 * (k + 1)  # each fold its own initialisation
         assert torch.equal(fold_data.folds[0][1], held[k][1])  # the confirmation's folds
     # Figures per trial from its own folds, in the table's rows and order; the rest NaN.
