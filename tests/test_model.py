@@ -195,6 +195,35 @@ def test_a_short_epoch_reads_at_least_the_minimum_series():
     assert sum(seen) == 37
 
 
+def test_an_epoch_returns_the_mean_loss_over_every_series_it_read():
+    model = make(series_shape())
+    data = SeriesTensors(torch.randn(10, 5, 3), torch.full((10,), 5), torch.randint(0, 4, (10,)))
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # the model stays as it is
+    mean = train_epoch(model, frozen, data, batch_size=4)  # batches of 4, 4 and 2
+    model.train()  # as in the epoch (dropout 0: the same scores)
+    with torch.no_grad():
+        expected = sequence_loss(model(data.values), data.labels, "last")
+    assert mean == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_a_resumed_fit_sees_the_same_batches_as_one_that_never_stopped():
+    shape = series_shape(classes=2)
+    config = {"num_layers": 1, "hidden_size": 8, "dropout": 0.0, "forget_bias": 1.0, "lr": 1e-2}
+    data = SeriesTensors(torch.randn(40, 5, 3), torch.full((40,), 5), torch.tensor([0, 1] * 20))
+
+    def fold() -> Fold:
+        model, optimizer = build(config, shape, seed=0)
+        return Fold(model, optimizer, data, data)
+
+    whole, resumed = fold(), fold()
+    list(fit([whole], batch_size=8, epochs=2, seed=3))
+    list(fit([resumed], batch_size=8, epochs=1, seed=3))
+    torch.rand(100)  # other work between the sessions moves torch's global generator
+    list(fit([resumed], batch_size=8, epochs=2, seed=3, start_epoch=2))
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_predict_proba_steps_sum_to_one():
     probs = predict_proba(make(), torch.rand(3, ROWS, PIXELS))
     assert probs.shape == (3, ROWS, CLASSES)
