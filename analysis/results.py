@@ -250,8 +250,8 @@ def read_epochs(run_dir: Path, trial_ids) -> pd.DataFrame:
 def _run_start(run_dir: Path) -> float | None:
     started = read_run_info(run_dir).get("started")
     try:
-        return datetime.fromisoformat(started).timestamp() if started else None
-    except (TypeError, ValueError):
+        return datetime.fromisoformat(started).timestamp()
+    except (TypeError, ValueError):  # not recorded (None), or not a time
         return None
 
 
@@ -706,8 +706,8 @@ def environment(info: dict) -> pd.DataFrame:
     """What a reader needs to reproduce the run, as (item, value) rows."""
     data = info["data"]
     rows = [
-        ("command", info.get("command", "")),
-        ("seed", info.get("seed", "")),
+        ("command", info.get("command")),
+        ("seed", info.get("seed")),
         ("dataset", info["dataset"]),
         ("data: fingerprint", data["fingerprint"]),
         ("data: classes", ", ".join(map(str, data["classes"]))),
@@ -718,9 +718,9 @@ def environment(info: dict) -> pd.DataFrame:
         ("data: selection", data["selection"]),
         ("split sizes", _join(info["split_sizes"])),
         ("search space: patches", ", ".join(map(str, info["space"]["patches"]))),
-        ("started", info.get("started", "")),
-        ("finished", info.get("finished", "")),
-        ("wall time (s)", info.get("wall_seconds", "")),
+        ("started", info.get("started")),
+        ("finished", info.get("finished")),
+        ("wall time (s)", info.get("wall_seconds")),
     ]
     rows += [(f"machine: {k}", v) for k, v in info.get("machine", {}).items()]
     rows += [(f"package: {k}", v) for k, v in info.get("packages", {}).items()]

@@ -1,0 +1,78 @@
+"""analysis.results: what the report reads out of a run folder (tests/fake_run.py's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState, create_trial
+
+from analysis import results as res
+from search.run_folder import RUN_JSON, TEST_SPLIT, TRIALS_CSV, read_run_info
+from search.space import SEED_LABEL
+
+
+def copy_of(fake_run, tmp_path):
+    shutil.copytree(fake_run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_epoch_times_count_from_the_run_s_start(fake_run, tmp_path):
+    wall = res.load_run(fake_run).epochs["wall_seconds"]
+    assert wall.min() >= 0 and wall.max() < 600  # the fake run trains in seconds
+    # Without a start time in run.json, from the first epoch's start instead.
+    run_dir = copy_of(fake_run, tmp_path)
+    info = read_run_info(run_dir)
+    del info["started"]
+    (run_dir / RUN_JSON).write_text(json.dumps(info))
+    wall = res.load_run(run_dir).epochs["wall_seconds"]
+    assert wall.min() >= 0 and wall.max() < 600
+
+
+def test_what_a_run_folder_lacks_is_said_in_notes(fake_run, tmp_path):
+    assert res.load_run(fake_run).notes == []
+    run_dir = copy_of(fake_run, tmp_path)
+    trials = pd.read_csv(run_dir / TRIALS_CSV, keep_default_na=False)
+    trials.loc[trials["label"] == SEED_LABEL, "label"] = ""
+    trials.to_csv(run_dir / TRIALS_CSV, index=False)
+    (run_dir / TEST_SPLIT).unlink()
+    run = res.load_run(run_dir)
+    assert "The tutorial's configuration (`seed`) is not among the trials." in run.notes
+    assert any(TEST_SPLIT in note for note in run.notes)
+    # Without test series, the test figures are empty tables of the usual columns.
+    held_out = res.evaluate_on_test(run, res.ranked_top(run, 3))
+    assert list(held_out.by_step.columns) == res.BY_STEP_COLUMNS and held_out.by_step.empty
+    assert list(held_out.by_share.columns) == res.BY_SHARE_COLUMNS and held_out.by_share.empty
+
+
+def test_the_environment_table_says_how_to_reproduce_the_run(fake_run):
+    info = read_run_info(fake_run)
+    rows = dict(res.environment(info).itertuples(index=False))
+    assert rows["command"] == info["command"] and rows["seed"] == str(info["seed"])
+    assert rows["machine: cpus"] == str(os.cpu_count())
+    assert rows["package: torch"] == info["packages"]["torch"]
+    assert rows["flag: --trials"] == str(info["flags"]["trials"])
+    del info["finished"]
+    assert dict(res.environment(info).itertuples(index=False))["finished"] == "(not set)"
+
+
+def test_only_finished_or_pruned_study_trials_count_as_measured():
+    study = optuna.create_study(direction="maximize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    study.add_trial(create_trial(params={"x": 0.1}, distributions=dist, value=0.9))
+    study.add_trial(
+        create_trial(
+            params={"x": 0.2},
+            distributions=dist,
+            state=TrialState.PRUNED,
+            intermediate_values={1: 0.5, 2: 0.6},
+        )
+    )
+    running = study.ask(dist)  # still training: its values so far are not a result
+    running.report(0.99, 1)
+    study.add_trial(create_trial(params={"x": 0.4}, distributions=dist, state=TrialState.FAIL))
+    measured = [(t.params["x"], value) for t, value in res._measured(study)]
+    assert measured == [(0.1, 0.9), (0.2, 0.6)]
