@@ -75,6 +75,27 @@ def test_errors_fail_and_divergence_counts_as_zero():
     assert (study_trial(s, 1).state, study_trial(s, 1).value) == (TrialState.COMPLETE, 0.0)
 
 
+def test_trials_that_ended_without_a_usable_report():
+    s = searcher()
+    # Ended by Tune before its first report (the search stopped): pruned, not failed.
+    assert s.suggest("early") is not None
+    s.on_trial_complete("early", None)
+    # Trained to the cap, but its reports lack the objective: nothing to learn from.
+    assert s.suggest("mute") is not None
+    s.on_trial_complete("mute", {m.EPOCH: MAX_EPOCHS})
+    assert [study_trial(s, i).state for i in (0, 1)] == [TrialState.PRUNED, TrialState.FAIL]
+    # With a one-epoch cap too, a trial that never reported did not reach it.
+    one = EpochOptunaSearch(
+        space=sample,
+        objectives=m.objective_metrics("accuracy"),
+        sampler=tpe_sampler(0),
+        max_epochs=1,
+    )
+    assert one.suggest("early") is not None
+    one.on_trial_complete("early", {})
+    assert study_trial(one, 0).state is TrialState.PRUNED
+
+
 def test_a_repeated_epoch_after_a_restart_is_reported_once():
     s = searcher()
     assert s.suggest("a") is not None

@@ -190,6 +190,13 @@ def test_a_restored_searcher_reads_its_own_study_where_the_driver_says(ref, tmp_
     assert not st.load(st.StudyRef(st.sqlite_url(moved), "another search")).trials
 
 
+def test_a_second_search_on_a_study_does_not_queue_its_points_again(ref):
+    run_trial(stored_searcher(ref), "first", [0.5, 0.6, 0.7])  # the tutorial's configuration
+    again = stored_searcher(ref, run="another run")  # queues SEED_CONFIG too
+    assert again.suggest("second") != SEED_CONFIG
+    assert [t.params == SEED_CONFIG for t in st.load(ref).trials] == [True, False]
+
+
 def test_a_trial_nobody_claimed_is_failed_once_the_search_is_over(ref):
     s = stored_searcher(ref)
     run_trial(s, "t1", [0.5, 0.6, 0.7])
