@@ -65,11 +65,10 @@ def decide(
     """The decisions under each of `thresholds` (K,) at once: probs (N, S, C), steps (N,)
     -> (classes (K, N), decision steps (K, N), 1-based)."""
     top, predicted = probs.max(-1)  # (N, S)
-    s = probs.shape[1]
-    own = torch.arange(s, device=probs.device) < steps[:, None]  # (N, S): the series' steps
     last = (steps - 1).clamp(min=0)  # (N,)
-    sure = (top[None] >= thresholds[:, None, None]) & own[None]  # (K, N, S)
-    sure[:, torch.arange(len(steps)), last] = True  # its last step decides at the latest
+    sure = top[None] >= thresholds[:, None, None]  # (K, N, S)
+    # A series' last step decides at the latest, so no step past its end is ever first.
+    sure[:, torch.arange(len(steps)), last] = True
     at = sure.float().argmax(-1)  # (K, N): first True
     classes = predicted.gather(1, at.T).T  # (K, N)
     return classes, at + 1

@@ -149,10 +149,9 @@ class SequenceLSTM(nn.Module):
             past_end = torch.arange(t, device=x.device) >= lengths[:, None]  # (B, T)
             x = x.masked_fill(past_end[..., None], 0.0)
         p = self.config.patch
-        if p > 1:
-            steps = math.ceil(t / p)
-            x = nn.functional.pad(x, (0, 0, 0, steps * p - t))  # (B, S*p, F)
-            x = x.reshape(b, steps, p * f)  # (B, S, p*F): time points in order, then channels
+        steps = math.ceil(t / p)
+        x = nn.functional.pad(x, (0, 0, 0, steps * p - t))  # (B, S*p, F)
+        x = x.reshape(b, steps, p * f)  # (B, S, p*F): time points in order, then channels
         x = self.input_proj(x)  # (B, S, H)
         x, _ = self.lstm(x)  # (B, S, H)
         x = self.output_dropout(x)

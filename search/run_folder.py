@@ -207,7 +207,7 @@ def load_checkpoint(path: Path | io.BytesIO, device: torch.device | str = "cpu")
 
 
 def build_members(
-    config: dict, shape: dict, states: list[dict], device: torch.device | str = "cpu"
+    config: dict, shape: dict, states: list[dict], device: torch.device | str
 ) -> SequenceLSTM | Ensemble:
     """Networks of one configuration from their state_dicts: one, or an Ensemble."""
     lstm, series = LSTMConfig.from_dict(config), SeriesShape.from_dict(shape)

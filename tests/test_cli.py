@@ -47,6 +47,7 @@ def test_objectives_that_read_early_train_on_every_step_unless_told():
     assert parse_args(["--objective", "anytime"]).loss == "all"
     assert parse_args(["--objective", "early", "--loss", "last"]).loss == "last"
     assert parse_args(["--objective", "accuracy+size"]).loss == "last"
+    assert parse_args(["--objective", "accuracy+anytime"]).loss == "all"  # its second reads early
 
 
 def test_a_dataset_file_is_kept_as_an_absolute_path(tmp_path, monkeypatch):
@@ -55,7 +56,7 @@ def test_a_dataset_file_is_kept_as_an_absolute_path(tmp_path, monkeypatch):
     assert parse_args(["--dataset", "ucr:GunPoint"]).dataset == "ucr:GunPoint"
 
 
-def test_help_explains_every_flag(monkeypatch):
+def test_help_explains_every_flag_with_its_default(monkeypatch):
     result = run_cli("--help")
     assert result.returncode == 0 and result.stdout.startswith("usage: python -m search.run ")
     monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps at the terminal's width

@@ -231,11 +231,25 @@ def test_predict_proba_steps_sum_to_one():
 
 
 def test_bad_config_rejected():
-    for bad in ({"num_layers": 0}, {"dropout": 1.0}, {"patch": 0}):
-        with pytest.raises(ValueError):
-            LSTMConfig(**bad)
-    with pytest.raises(ValueError):
+    bad = {
+        "num_layers": (0, "num_layers must be >= 1, got 0"),
+        "hidden_size": (0, "hidden_size must be >= 1, got 0"),
+        "dropout": (1.0, r"dropout must be in \[0, 1\), got 1.0"),
+        "patch": (0, "patch must be >= 1, got 0"),
+    }
+    for name, (value, says) in bad.items():
+        with pytest.raises(ValueError, match=f"^{says}$"):
+            LSTMConfig(**{name: value})
+    LSTMConfig(num_layers=1, hidden_size=1, dropout=0.0, patch=1)  # the smallest there is
+    with pytest.raises(ValueError, match="^shift and scale need one value per feature$"):
         SeriesShape(2, 3, (0.0,), (1.0, 1.0))
+
+
+def test_the_validation_loss_is_the_mean_log_loss_at_each_series_end():
+    probs = torch.full((2, 3, 2), 0.5)
+    probs[0, 2] = torch.tensor([0.8, 0.2])  # series 0 ends at step 3, series 1 at step 1
+    result = evaluate_probs(probs, torch.tensor([0, 1]), torch.tensor([3, 1]), patch=1)
+    assert result.loss == pytest.approx((-math.log(0.8) - math.log(0.5)) / 2)
 
 
 def test_step_weights_sum_to_one_and_put_the_loss_where_named():

@@ -16,9 +16,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from search import metrics as m
 from search import run_folder
 from search.config import SearchConfig
-from search.run_folder import REPORT_DIR, TrialStatus, new_run_info, ranked, trial_status
+from search.run_folder import (
+    REPORT_DIR,
+    TrialStatus,
+    confirmed_text,
+    new_run_info,
+    ranked,
+    trial_status,
+)
 from tests.conftest import REPO
 
 
@@ -149,3 +157,9 @@ def test_run_json_records_the_command_the_machine_and_the_versions(monkeypatch):
     assert versions["no-such-package"] == "not installed"
     sizes = (info["dataset"], info["split_sizes"], info["flags"]["trials"])
     assert sizes == ("toy", {"train": 1}, 50)
+
+
+def test_a_confirmed_figure_is_written_with_its_interval():
+    row = {m.CONFIRMED_ACC: 0.85, m.CONFIRMED_LOW: 0.801, m.CONFIRMED_HIGH: 0.892}
+    assert confirmed_text(row) == "85.0% (80.1–89.2)"
+    assert confirmed_text({m.CONFIRMED_ACC: math.nan}) == ""  # not confirmed
