@@ -115,8 +115,8 @@ def confirm(
     seed: int,
     cpus: float,
     gpus: float,
-    metric: str = m.VAL_ACC,
-    loss: str = "last",
+    metric: str,
+    loss: str,
 ) -> Confirmation:
     """The confirmed figures of the best `top` trials of `table` (the trials table, ranked
     by `metric`), and the models trained on the folds with `loss` (the winner's join its

@@ -295,7 +295,15 @@ def test_confirm_retrains_the_top_trials_longest_first_on_fresh_folds():
     try:
         with mock.patch("search.confirm.ray", ray):
             confirmation = confirm(
-                table, data, top=2, folds=2, seed=5, cpus=1.5, gpus=0.5, loss="all"
+                table,
+                data,
+                top=2,
+                folds=2,
+                seed=5,
+                cpus=1.5,
+                gpus=0.5,
+                metric=m.VAL_ACC,
+                loss="all",
             )
     finally:
         torch.set_num_threads(saved_threads)
@@ -378,3 +386,49 @@ def test_a_fold_s_epochs_are_as_long_as_the_search_s():
         for k in (1, 2)
     )
     assert not torch.equal(whole.model["lstm.weight_hh_l0"], half.model["lstm.weight_hh_l0"])
+
+
+def test_confirm_takes_the_top_by_the_run_s_metric_and_starts_the_costliest_first():
+    """Which trials, in which order: the tasks answer at once here (no training)."""
+    table = pd.DataFrame(
+        [
+            # trial, accuracy, area, seconds, epochs, best epoch (cost: s / epochs * best)
+            ("cheap", 0.99, 0.50, 1.0, 2, 1),  # 0.5 s: best by accuracy, not by area
+            ("mid", 0.80, 0.60, 3.0, 2, 1),  # 1.5 s
+            ("one-epoch", 0.80, 0.61, 2.0, 1, 1),  # 2 s
+            ("long", 0.80, 0.62, 4.0, 4, 3),  # 3 s
+            ("untimed", 0.80, 0.63, float("nan"), 2, 2),  # no time recorded: last
+            ("small", 0.80, 0.64, 1.0, 2, 1),  # 0.5 s
+        ],
+        columns=["trial_id", m.VAL_ACC, m.VAL_AREA, "seconds", "epochs", "best_epoch"],
+    ).assign(**SEED_CONFIG, **{m.VAL_LOSS: 0.5, "status": "completed"})
+    table[m.VAL_THRESHOLD] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]  # tells the tasks apart
+    ray = InProcessRay()
+    answer = FoldResult(10, 1.0, [True] * 10, [1.0] * 10, [True] * 10, [0.5] * 10, {})
+    with (
+        mock.patch("search.confirm.ray", ray),
+        mock.patch("search.confirm.train_on_fold", lambda *args: answer),
+    ):
+        confirmed = confirm(
+            table,
+            unequal_toy(),
+            top=5,
+            folds=1,
+            seed=0,
+            cpus=1,
+            gpus=0,
+            metric=m.VAL_AREA,
+            loss="last",
+        ).table
+    by_threshold = dict(zip(table[m.VAL_THRESHOLD], table["trial_id"], strict=True))
+    started = [by_threshold[args[3]] for args in ray.calls]  # one fold: a task per trial
+    assert started == ["long", "one-epoch", "mid", "small", "untimed"]
+    assert [args[1] for args in ray.calls] == [3, 1, 1, 1, 2]  # each its best epochs
+    assert confirmed.set_index("trial_id")[m.CONFIRMED_AREA].isna().to_dict() == {
+        "cheap": True,
+        "mid": False,
+        "one-epoch": False,
+        "long": False,
+        "untimed": False,
+        "small": False,
+    }
