@@ -71,7 +71,7 @@ _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 def duration_seconds(text: str) -> float:
     """ "90s", "15m", "2h" (or "1.5h") -> seconds; a bare number is seconds."""
     text = text.strip().lower()
-    unit = _DURATION_UNITS.get(text[-1:]) if text else None
+    unit = _DURATION_UNITS.get(text[-1:])  # "" for an empty text: no unit
     value = float(text[:-1] if unit else text)
     if not math.isfinite(value) or value <= 0:
         raise ValueError
@@ -98,7 +98,7 @@ def _cv_folds(text: str) -> int:
 
 def _run_name(text: str) -> str:
     # A run name is one folder: no separators, nothing hidden, nothing empty.
-    if not text or text in {".", ".."} or "/" in text or "\\" in text or text.startswith("."):
+    if not text or "/" in text or "\\" in text or text.startswith("."):  # ".", ".." too
         raise ValueError
     return text
 
