@@ -566,3 +566,11 @@ def test_the_cli_knows_the_same_losses_as_the_training_loop():
     from search.config import STEP_LOSSES as FLAG_CHOICES
 
     assert FLAG_CHOICES == STEP_LOSSES
+
+
+def test_a_series_one_step_long_is_decided_at_its_only_step():
+    probs = torch.full((2, 3, 2), 0.5)  # never sure: each series decides at its end
+    probs[0, 0] = torch.tensor([0.6, 0.4])
+    probs[0, 1] = torch.tensor([0.4, 0.6])  # past series 0's end: never read
+    classes, at = StoppingRule(0.9).decide(probs, torch.tensor([1, 3]))
+    assert at.tolist() == [[1, 3]] and classes[0, 0] == 0  # (rules, series)
