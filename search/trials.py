@@ -33,13 +33,15 @@ def trials_table(
     # search abandoned. The experiment's saved state, as Tune wrote it at the end of fit(),
     # holds both; its trials and the results are matched by their folders.
     trials = ExperimentAnalysis(run.path, storage_filesystem=run.fs).trials
-    by_folder = {posixpath.basename(t.path.rstrip("/")): t for t in trials}
-    rows = [
-        _trial_row(by_folder[posixpath.basename(r.path.rstrip("/"))], r, run, max_epochs, metric)
-        for r in results
-    ]
+    by_folder = {_folder(t.path): t for t in trials}
+    rows = [_trial_row(by_folder[_folder(r.path)], r, run, max_epochs, metric) for r in results]
     table = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
     return table.sort_values("trial_id", kind="stable").reset_index(drop=True)
+
+
+def _folder(path: str) -> str:
+    """A trial's folder name (`trial_<id>`) from its path in storage."""
+    return posixpath.basename(path.rstrip("/"))
 
 
 def _trial_row(trial, result, run: RunLocation, max_epochs: int, metric: str) -> dict:

@@ -289,7 +289,7 @@ def test_confirm_retrains_the_top_trials_longest_first_on_fresh_folds():
             m.VAL_THRESHOLD,
             "status",
         ],
-    ).assign(**{k: v for k, v in base.items()}, **{m.VAL_LOSS: 0.5})
+    ).assign(**base, **{m.VAL_LOSS: 0.5})
     ray = InProcessRay()
     saved_threads = torch.get_num_threads()  # each task sets torch's threads in this process
     try:
