@@ -21,8 +21,10 @@ and a pruned trial counts for nothing there.
 With a time budget, it proposes no trial that the remaining time cannot hold: a new
 trial may train `max_epochs` epochs, each as long as the median epoch seen so far.
 
-The study lives in storage (`search.study`): the searcher's saved state keeps which Tune
-trial is which Optuna trial, not the study, and a restored searcher reconnects to the
+It drives the study through Optuna's ask-and-tell interface: `study.ask` proposes,
+`Trial.report` records an epoch, `study.tell` ends a trial. The study lives in storage
+(`search.study`): the searcher's saved state keeps which Tune trial is which study trial
+(by number), not the study, and a restored searcher reconnects to the
 storage the driver names (`reconnect_study_to`), so `--resume` continues the same study.
 A restore also squares the study with the saved state, which may be a few seconds older:
 trials the study finished since are not told again, and trials asked since (never given
@@ -37,11 +39,11 @@ import statistics
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from search import metrics as m
 from search import study as st
 from search.budget import Deadline
+from search.space import SearchSpace
 
 # The study URL a restored searcher connects to. It is not in the searcher's saved state,
 # which must hold no password, and the run folder (with the default SQLite study) may
@@ -55,18 +57,24 @@ def reconnect_study_to(url: str) -> None:
     _restore_url = url
 
 
-class EpochOptunaSearch(OptunaSearch):
+class EpochOptunaSearch(Searcher):
+    """A Tune `Searcher` that drives an Optuna study through ask and tell.
+
+    Each Tune trial is one study trial, known by its number (`numbers`); `study.ask`
+    proposes, `Trial.report` records an epoch, `study.tell` ends it.
+    """
+
     def __init__(
         self,
-        *args,
+        space: SearchSpace,
         objectives: list[tuple[str, str]],
+        sampler: optuna.samplers.BaseSampler,
         max_epochs: int,
         unit_seconds: float | None = None,
         deadline: Deadline | None = None,
         study: st.StudyRef | None = None,
         run: str = "",
         points_to_evaluate: list[dict] | None = None,
-        **kwargs,
     ):
         """`objectives`: (metric, mode) pairs, the primary first (`metrics.objective_metrics`).
         `study`: where the study is kept (default: in memory, for tests); `run`: the run's
@@ -75,20 +83,32 @@ class EpochOptunaSearch(OptunaSearch):
         metrics, modes = zip(*objectives, strict=True)
         single = len(objectives) == 1
         super().__init__(
-            *args,
             metric=metrics[0] if single else list(metrics),
             mode=modes[0] if single else list(modes),
-            storage=st.open_storage(study.url) if study else None,
-            study_name=study.name if study else None,
-            **kwargs,
         )
+        self.space = space
+        self.sampler = sampler
+        self.objectives = list(objectives)
+        self.study_name = study.name if study else "in-memory"
+        self.study_url = study.display if study else None  # no password in saved state
+        if study is None:
+            self._storage = optuna.storages.InMemoryStorage()
+            self.study = optuna.create_study(
+                storage=self._storage,
+                study_name=self.study_name,
+                sampler=sampler,
+                directions=["maximize" if mode == "max" else "minimize" for mode in modes],
+            )
+            self._trials: dict[str, optuna.Trial] = {}
+        else:
+            self._connect(study.url)  # prepared by the caller (`study.prepare`)
         # A shared or warm-started study may hold these points already: not twice.
         for point in points_to_evaluate or []:
-            self._ot_study.enqueue_trial(point, skip_if_exists=True)
-        self.study_url = study.display if study else None  # no password in saved state
+            self.study.enqueue_trial(point, skip_if_exists=True)
         self.run = run
-        self._unclaimed: list[int] = []  # study trial ids asked before a crash, to reuse
-        self.objectives = list(objectives)
+        self.numbers: dict[str, int] = {}  # Tune trial id -> study trial number
+        self._told: set[str] = set()  # Tune trials whose study trial has ended
+        self._unclaimed: list[int] = []  # numbers of study trials asked before a crash
         self.max_epochs = max_epochs
         self.unit_seconds = unit_seconds
         self.deadline = deadline
@@ -97,18 +117,40 @@ class EpochOptunaSearch(OptunaSearch):
         self._epoch_seconds: list[float] = []  # every epoch's duration, for the budget
         self._epoch_units: dict[str, float] = {}  # trial id -> its cost per epoch, in units
 
+    def _connect(self, url: str) -> None:
+        self._storage = st.open_storage(url)
+        self._trials = {}  # live handles on the study's trials, by Tune trial id
+        with st.optuna_quiet():
+            self.study = optuna.load_study(
+                study_name=self.study_name, storage=self._storage, sampler=self.sampler
+            )
+
+    def _handle(self, number: int) -> optuna.Trial:
+        """A live handle on study trial `number`, asked by this process or an earlier one.
+
+        Optuna has no call that reopens a trial another process asked (optuna#2987): its
+        storage maps the number to the trial's id, and `Trial(study, id)` opens it."""
+        study_id = self._storage.get_study_id_from_name(self.study_name)
+        trial_id = self._storage.get_trial_id_from_study_id_trial_number(study_id, number)
+        return optuna.Trial(self.study, trial_id)
+
+    def _trial(self, trial_id: str) -> optuna.Trial:
+        if trial_id not in self._trials:
+            self._trials[trial_id] = self._handle(self.numbers[trial_id])
+        return self._trials[trial_id]
+
     def suggest(self, trial_id: str) -> dict | str | None:
         if self.deadline is not None and self.deadline.remaining() < self.trial_cost():
             return Searcher.FINISHED  # running trials finish; no new one starts
-        new = trial_id not in self._ot_trials
-        if new and self._unclaimed:
-            self._ot_trials[trial_id] = optuna.Trial(self._ot_study, self._unclaimed.pop(0))
-        config = super().suggest(trial_id)  # asks the study for a trial if it has none yet
-        if new and self._storage is not None:
-            trial = self._ot_trials[trial_id]
+        if trial_id not in self.numbers:
+            trial = self._handle(self._unclaimed.pop(0)) if self._unclaimed else self.study.ask()
             trial.set_user_attr(st.RUN_ATTR, self.run)
             trial.set_user_attr(st.TUNE_ID_ATTR, trial_id)
-        return config
+            self.numbers[trial_id] = trial.number
+            self._trials[trial_id] = trial
+        trial = self._trial(trial_id)
+        self.space(trial)  # define-by-run: fills in the parameters a reclaimed trial lacks
+        return dict(trial.params)
 
     def trial_cost(self) -> float:
         """Seconds a new trial may take: `max_epochs` median epochs (0 before any epoch)."""
@@ -119,12 +161,8 @@ class EpochOptunaSearch(OptunaSearch):
     def __getstate__(self) -> dict:
         # Both of Tune's pickles (the searcher's state and the Tuner) go through here.
         state = self.__dict__.copy()
-        if self.study_url is not None:  # the study is in its storage: keep only the mapping
-            state.update(
-                _storage=None,
-                _ot_study=None,
-                _ot_trials={tid: t._trial_id for tid, t in self._ot_trials.items()},
-            )
+        if self.study_url is not None:  # the study is in its storage: keep the numbers
+            state.update(_storage=None, study=None, _trials={})
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -145,29 +183,24 @@ class EpochOptunaSearch(OptunaSearch):
         self.deadline = deadline
 
     def _reconnect(self, url: str) -> None:
-        self._storage = st.open_storage(url)
         # The sampler's random state is the saved one: left as it is, it would draw again
         # the configurations it drew for the trials asked since the state was saved.
-        self._sampler.reseed_rng()
-        self._ot_study = optuna.load_study(
-            study_name=self._study_name, storage=self._storage, sampler=self._sampler
-        )
-        ids: dict[str, int] = self._ot_trials
-        self._ot_trials = {tid: optuna.Trial(self._ot_study, i) for tid, i in ids.items()}
+        self.sampler.reseed_rng()
+        self._connect(url)
         finished = {
-            t._trial_id for t in self._ot_study.get_trials(deepcopy=False) if t.state.is_finished()
+            t.number for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()
         }
         # Told before the crash, after the state was saved: not told twice.
-        self._completed_trials |= {tid for tid, i in ids.items() if i in finished}
-        claimed = set(ids.values())
+        self._told |= {tid for tid, number in self.numbers.items() if number in finished}
+        claimed = set(self.numbers.values())
         self._unclaimed = [
-            t._trial_id
-            for t in st.own_trials(self._ot_study, self.run, states=(TrialState.RUNNING,))
-            if t._trial_id not in claimed
+            t.number
+            for t in st.own_trials(self.study, self.run, states=(TrialState.RUNNING,))
+            if t.number not in claimed
         ]
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id not in self._completed_trials:
+        if trial_id not in self._told:
             self._record(trial_id, result)
 
     def _record(self, trial_id: str, result: dict) -> None:
@@ -187,13 +220,13 @@ class EpochOptunaSearch(OptunaSearch):
         # A trial restored from a checkpoint repeats no epoch; one restarted from an
         # older checkpoint may: Optuna keeps the first value of a step, and so do we.
         if len(self.objectives) == 1 and epoch > self._last_epoch.get(trial_id, 0):
-            self._ot_trials[trial_id].report(value, epoch)
+            self._trial(trial_id).report(value, epoch)
             self._last_epoch[trial_id] = epoch
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        if trial_id in self._completed_trials:
+        if trial_id in self._told:
             return
         # Tune hands a trial's last result to this method only, not to on_trial_result.
         if result and not error:
@@ -219,11 +252,12 @@ class EpochOptunaSearch(OptunaSearch):
         if values is not None and len(values) == 1:
             values = values[0]
         if trial_id in self._epoch_units:  # what a warm start on seconds will need
-            self._ot_trials[trial_id].set_user_attr(
+            self._trial(trial_id).set_user_attr(
                 st.EPOCH_UNITS_ATTR, self._epoch_units.pop(trial_id)
             )
-        self._ot_study.tell(self._ot_trials[trial_id], values, state=state)
-        self._completed_trials.add(trial_id)
+        self.study.tell(self.numbers[trial_id], values, state=state)
+        self._told.add(trial_id)
+        self._trials.pop(trial_id, None)
 
 
 # TPE as this search runs it, with several trials training at once. `constant_liar`

@@ -43,7 +43,7 @@ def run_trial(s: EpochOptunaSearch, trial_id: str, accs: list[float], **complete
 
 
 def study_trial(s: EpochOptunaSearch, number: int):
-    return s._ot_study.trials[number]
+    return s.study.trials[number]
 
 
 def test_a_trial_trained_to_the_cap_is_complete_at_its_best_epoch():
@@ -153,11 +153,11 @@ def test_several_objectives_are_told_at_the_primary_metrics_best_epoch():
     run_trial(s, "short", [0.9])  # stopped by ASHA after one epoch
     assert s.suggest("nan") is not None
     s.on_trial_complete("nan", {m.EPOCH: 1, m.VAL_ACC: 0.0, m.DIVERGED: True, "params": 50})
-    complete, pruned, diverged = s._ot_study.trials
+    complete, pruned, diverged = s.study.trials
     assert (complete.state, complete.values) == (TrialState.COMPLETE, [0.8, 1000])
     assert pruned.state is TrialState.PRUNED
     assert (diverged.state, diverged.values) == (TrialState.COMPLETE, [0.0, 50])
-    assert [d.name for d in s._ot_study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert [d.name for d in s.study.directions] == ["MAXIMIZE", "MINIMIZE"]
 
 
 def test_the_anytime_objective_values_trials_by_their_area():

@@ -12,7 +12,6 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -127,7 +126,7 @@ def test_a_restored_searcher_squares_the_study_with_its_older_saved_state(ref, t
     s.on_trial_result("stopped", epoch(1, 0.3))
     s.on_trial_complete("stopped", epoch(2, 0.35))  # ... then ASHA stops one: PRUNED
     s.suggest("lost")  # ... and one is asked that Tune's state never heard of
-    lost_params = s._ot_trials["lost"].params
+    lost_params = s.study.trials[s.numbers["lost"]].params
 
     reconnect_study_to(ref.url)
     restored = EpochOptunaSearch.__new__(EpochOptunaSearch)
@@ -341,14 +340,14 @@ def dashboard_json(url: str) -> list:
 
 
 def seeded_asha(curves: list[st.WarmCurve], asha_time: str = "epochs", unit_seconds=None):
-    """ASHA's single bracket as a search (max 9 epochs, grace 1, rf 3) starts it."""
+    """The rungs as a search (max 9 epochs, grace 1, rf 3) starts with them."""
     from search.config import SearchConfig
     from search.tuner import early_stopping, seed_rungs
 
     config = SearchConfig(max_epochs=9, grace_epochs=1, reduction_factor=3, asha_time=asha_time)
     scheduler = early_stopping(config, unit_seconds)
     seed_rungs(scheduler, curves, sign=1.0, unit_seconds=unit_seconds)
-    return scheduler._brackets[0]
+    return scheduler.rungs
 
 
 def test_a_warm_starts_rungs_judge_new_trials_against_the_earlier_ones():
@@ -357,14 +356,13 @@ def test_a_warm_starts_rungs_judge_new_trials_against_the_earlier_ones():
         st.WarmCurve({1: 0.85, 3: 0.93}, None),
         st.WarmCurve({1: 0.8}, None),
     ]
-    first = SimpleNamespace(trial_id="first")
     # Unseeded, a search's first trial is alone at its rung and goes on ...
-    assert seeded_asha([]).on_result(first, 1, 0.5) == "CONTINUE"
+    assert seeded_asha([]).judge("first", 1, 0.5)
     # ... seeded, it is judged against what the earlier trials reached at epoch 1 and 3.
     seeded = seeded_asha(earlier)
-    assert seeded.on_result(first, 1, 0.5) == "STOP"
-    assert seeded.on_result(SimpleNamespace(trial_id="good"), 1, 0.95) == "CONTINUE"
-    assert seeded.on_result(SimpleNamespace(trial_id="good"), 3, 0.94) == "STOP"
+    assert not seeded.judge("first", 1, 0.5)
+    assert seeded.judge("good", 1, 0.95)
+    assert not seeded.judge("good", 3, 0.94)
 
 
 def run_costed_trial(s: EpochOptunaSearch, trial_id: str, seconds: float, accs: list[float]):
@@ -393,10 +391,10 @@ def test_a_warm_start_on_seconds_places_earlier_trials_by_what_their_epochs_cost
     ]
     # On a machine twice as slow (a 1 s unit), the costly trial's one epoch took 4 s:
     # it sits on the rung at 3 units, not on the first one as it does on epochs.
-    rungs = {t: r for t, r in seeded_asha(curves, "seconds", unit_seconds=1.0)._rungs}
+    rungs = seeded_asha(curves, "seconds", unit_seconds=1.0).recorded
     assert rungs[1.0] == {"warm-start-0": 0.8}
     assert rungs[3.0] == {"warm-start-0": 0.95, "warm-start-1": 0.85}
-    on_epochs = {t: r for t, r in seeded_asha(curves)._rungs}
+    on_epochs = seeded_asha(curves).recorded
     assert on_epochs[1] == {"warm-start-0": 0.8, "warm-start-1": 0.85}
 
 
