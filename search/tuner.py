@@ -6,12 +6,11 @@ import logging
 import math
 import os
 import warnings
-from types import SimpleNamespace
 
 import optuna
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from search import metrics as m
@@ -20,6 +19,7 @@ from search.config import SearchConfig
 from search.data import Dataset
 from search.faults import StorageWatch
 from search.run_folder import trial_dir
+from search.rungs import RungScheduler
 from search.searcher import EpochOptunaSearch, tpe_sampler
 from search.space import SearchSpace
 from search.storage import RunLocation
@@ -62,7 +62,7 @@ def build_tuner(
         run=run,
     )
     scheduler = early_stopping(config, unit_seconds)
-    if isinstance(scheduler, ASHAScheduler):
+    if isinstance(scheduler, RungScheduler):
         seed_rungs(scheduler, warm_curves or [], 1.0 if mode == "max" else -1.0, unit_seconds)
     return tune.Tuner(
         trainable(config, data),
@@ -103,22 +103,22 @@ def early_stopping(config: SearchConfig, unit_seconds: float | None = None) -> T
     if config.judges_on_seconds:
         if unit_seconds is None:
             raise ValueError("--asha-time seconds needs the unit's seconds (search.cost)")
-        return ASHAScheduler(
+        return RungScheduler(
             time_attr=m.TRAIN_SECONDS,
             max_t=config.max_epochs * SECONDS_CEILING_UNITS * unit_seconds,
-            grace_period=config.grace_epochs * unit_seconds,
+            grace=config.grace_epochs * unit_seconds,
             reduction_factor=config.reduction_factor,
         )
-    return ASHAScheduler(
+    return RungScheduler(
         time_attr=m.EPOCH,
         max_t=config.max_epochs,
-        grace_period=config.grace_epochs,
+        grace=config.grace_epochs,
         reduction_factor=config.reduction_factor,
     )
 
 
 def seed_rungs(
-    scheduler: ASHAScheduler,
+    scheduler: RungScheduler,
     curves: list[WarmCurve],
     sign: float,
     unit_seconds: float | None = None,
@@ -132,16 +132,13 @@ def seed_rungs(
 
     On epochs, an earlier trial reached epoch e at time e; on seconds (`unit_seconds`),
     at e epochs of its cost in this machine's seconds. Each epoch goes through the rung
-    rule itself (Ray 2.60's AsyncHyperBandScheduler keeps its rungs in `_brackets`,
-    values times `sign`: -1 where the metric is minimised), so an earlier trial sits on
-    the rungs where a trial running here would have been recorded.
+    rule itself (values times `sign`: -1 where the metric is minimised), so an earlier
+    trial sits on the rungs where a trial running here would have been recorded.
     """
     for i, curve in enumerate(curves):
-        earlier = SimpleNamespace(trial_id=f"warm-start-{i}")
         epoch_time = 1.0 if unit_seconds is None else curve.epoch_units * unit_seconds
         for epoch, value in sorted(curve.values.items()):
-            for bracket in scheduler._brackets:
-                bracket.on_result(earlier, epoch * epoch_time, sign * value)
+            scheduler.rungs.judge(f"warm-start-{i}", epoch * epoch_time, sign * value)
 
 
 def run_config(

@@ -17,22 +17,22 @@ from search.tuner import SECONDS_CEILING_UNITS, early_stopping
 
 
 def rungs(scheduler) -> list[float]:
-    return sorted(milestone for milestone, _ in scheduler._brackets[0]._rungs)
+    return scheduler.rungs.milestones
 
 
 def test_on_epochs_the_rungs_are_epochs():
     config = SearchConfig(max_epochs=12, grace_epochs=1, reduction_factor=3, asha_time="epochs")
     scheduler = early_stopping(config)
-    assert scheduler._time_attr == m.EPOCH
+    assert scheduler.time_attr == m.EPOCH
     assert rungs(scheduler) == [1, 3, 9]
 
 
 def test_on_seconds_the_rungs_are_units_apart_and_never_end_a_trial_before_its_epochs():
     config = SearchConfig(max_epochs=12, grace_epochs=2, reduction_factor=3, asha_time="seconds")
     scheduler = early_stopping(config, unit_seconds=0.5)
-    assert scheduler._time_attr == m.TRAIN_SECONDS
+    assert scheduler.time_attr == m.TRAIN_SECONDS
     assert rungs(scheduler)[:3] == [1.0, 3.0, 9.0]  # 2 units, 6, 18
-    assert scheduler._max_t == 12 * SECONDS_CEILING_UNITS * 0.5
+    assert scheduler.max_t == 12 * SECONDS_CEILING_UNITS * 0.5
     with pytest.raises(ValueError):
         early_stopping(config)  # the unit is measured first, never guessed
 
