@@ -28,6 +28,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
+import psutil
+
 from search.errors import UserError
 from search.storage import RunLocation
 
@@ -41,7 +43,7 @@ _READ_BACK_SECONDS = 1.0  # object stores: how long two claims may race
 class Owner:
     host: str
     pid: int
-    process_start: str | None  # the pid's start time on its host (Linux), against pid reuse
+    process_start: str | None  # the pid's start time on its host, against pid reuse
     started: float  # epoch seconds
     token: str
 
@@ -63,12 +65,13 @@ class Owner:
 
 
 def _process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    """Seconds from the machine's boot to the process's start. Both times psutil gives
+    follow the system clock, and a step of that clock (NTP) moves them alike: their
+    difference is the process's own, whichever process reads it, and whenever."""
     try:
-        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 (a one-line read)
-    except OSError:
+        return f"{psutil.Process(pid).create_time() - psutil.boot_time():.2f}"
+    except psutil.Error:  # gone, or not ours to look at
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def _runs(pid: int, process_start: str | None) -> bool:

@@ -17,6 +17,7 @@ from search import claim as c
 from search.config import parse_args
 from search.errors import UserError
 from search.storage import RunLocation
+from tests.conftest import REPO
 from tests.test_storage import s3  # noqa: F401 (a fixture)
 
 
@@ -58,6 +59,25 @@ def test_a_claim_left_by_a_killed_search_on_this_host_is_taken_over(run):
     write_claim(run, pid=dead_pid())
     with c.claim(run) as mine:
         assert json.loads(run.read_bytes(c.CLAIM_FILE))["token"] == mine.owner.token
+
+
+def test_a_claim_of_a_search_that_still_runs_on_this_host_is_kept(run):
+    # The start time a process records for itself is the one another process reads.
+    code = (
+        "import sys; from search.claim import Owner; "
+        "print(Owner.this_process().encoded().decode(), flush=True); sys.stdin.read()"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        recorded = json.loads(owner.stdout.readline())
+        assert recorded["pid"] == owner.pid and recorded["process_start"] is not None
+        write_claim(run, pid=owner.pid, process_start=recorded["process_start"])
+        with pytest.raises(UserError, match=f"pid {owner.pid} on"):
+            c.claim(run)
+    finally:
+        owner.stdin.close()
+        owner.wait(timeout=60)
 
 
 def test_a_reused_pid_does_not_keep_a_claim_alive(run):
