@@ -17,7 +17,9 @@ import ray
 from search.errors import UserError
 from search.signals import sigterm_as_ctrl_c
 
-_TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+# A fresh local instance turns Ray's token authentication on and warns so on every start;
+# nothing for the user to do about it, so that one warning is dropped.
+_TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
 # A joined cluster's head that refuses connections this long is gone. Ray itself ends a
 # driver that lost its head after 60 s, from C++, with no word of what to do next.
 HEAD_LOST_SECONDS = 20.0
@@ -40,10 +42,8 @@ def connect(address: str | None) -> bool:
         configure_logging=True,
     )
     if address is None:
-        # A fresh local instance turns Ray's token authentication on and says so on every
-        # start; nothing for the user to do about it, so that one notice is dropped.
-        logging.getLogger(_TOKEN_NOTICE_LOGGER).setLevel(logging.ERROR)
-        ray.init(address="local", include_dashboard=False, **common)
+        with _without_token_notice():
+            ray.init(address="local", include_dashboard=False, **common)
         sigterm_as_ctrl_c()
         return False
     _check_reachable(address)
@@ -63,6 +63,24 @@ def connect(address: str | None) -> bool:
             "~/.ray/auth_token) as on its nodes"
         )
     raise UserError(f"cannot join the Ray cluster at {address}: {_first_line(failure)}")
+
+
+@contextlib.contextmanager
+def _without_token_notice() -> Iterator[None]:
+    """Drop Ray's token notice while the block runs: Ray's loggers hand their records to
+    the handlers of the "ray" logger (and to no others), where a filter sees them all."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_TOKEN_NOTICE)
+
+    handlers = list(logging.getLogger("ray").handlers)
+    for handler in handlers:
+        handler.addFilter(keep)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(keep)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,10 @@ when a test fails.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pytest
 
 from search.run_folder import TRIALS_CSV
 from tests import ray_nodes
+from tests.conftest import REPO
 from tests.ray_nodes import Cluster, finish
 
 pytestmark = pytest.mark.e2e
@@ -44,6 +48,30 @@ def reports(run_dir: Path) -> dict[str, list[dict]]:
         lines = path.read_text().splitlines()
         found[path.parent.name.removeprefix("trial_")] = [json.loads(x) for x in lines if x]
     return found
+
+
+FRESH_LOCAL_RAY = """
+import logging, os, ray
+from search.cluster import connect
+
+connect(None)
+print(ray.get(ray.remote(lambda: os.environ.get("RAY_AUTH_MODE")).remote()))
+# Only Ray's start is quieted: the same words logged later still show.
+logging.getLogger("ray.later").warning("Token authentication is enabled for this Ray cluster.")
+"""
+
+
+def test_a_fresh_local_ray_has_token_authentication_and_says_nothing_of_it(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path)}  # the token Ray makes goes there
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "-c", FRESH_LOCAL_RAY], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["token"] and (tmp_path / ".ray" / "auth_token").exists()
+    # Ray's own notice asks to opt out; the one line left is the test's.
+    notices = [line for line in done.stderr.splitlines() if "Token authentication" in line]
+    assert len(notices) == 1 and "opt out" not in notices[0], done.stderr[-3000:]
 
 
 def test_local_storage_on_two_nodes_needs_shared_storage(cluster, tmp_path):
