@@ -1,10 +1,9 @@
 """`python -m bench`: run the benchmarks, print their tables, write docs/benchmarks.{json,md}.
 
-The default (`--scale quick`) took 37 minutes on 2 shared cores; `--scale full` is the
-issue's size (50 trials, 8-epoch cap (benchmarks 7 and 8: 12), 3 seeds; growth to 200 trials
-and, with `--full-mnist`, to 60,000 digits) and takes hours there. A benchmark with a
-`merge` (7, 8) adds the seeds of a run to those already in docs/benchmarks.json, so
-`--only winner --seeds 1` measures one seed per session.
+`--scale quick` (the default) is a reduced size; `--scale full` is the issue's size (50
+trials, 8-epoch cap (benchmarks 7 and 15: 12), 3 seeds) and takes hours on 2 cores. A
+benchmark with a `merge` (7, 15) adds the seeds of a run to those already in
+docs/benchmarks.json, so `--only winner --seeds 1` measures one seed per session.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import json
 import logging
 import os
 import platform
-import re
 import shlex
 import sys
 import tempfile
@@ -32,21 +30,12 @@ SCALES = {
     "full": BenchConfig(
         trials=50,
         max_epochs=8,
-        target_acc=0.95,
         overhead_trials=5,
-        loop_epochs=5,
-        growth_trials=[10, 50, 200],
-        growth_sizes=[5000, 15000, 60000],
-        growth_data_trials=50,
         winner_max_epochs=12,
-        full_mnist_budget_s=2 * 3600,
         chaos_faults=30,
         chaos_trials=100,
     ),
 }
-# Cheap ones first, so a run cut short still reports them; the report keeps its own order.
-RUN_FIRST = ("loop", "overhead")
-RUN_ORDER = [*RUN_FIRST, *(name for name in BENCHMARKS if name not in RUN_FIRST)]
 FIELDS = {f.name for f in dataclasses.fields(BenchConfig)}  # flags that set a size
 
 
@@ -57,22 +46,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (quick/full: 0 1 2)")
     p.add_argument("--trials", type=int, help="trials per search (quick 8, full 50)")
     p.add_argument("--max-epochs", type=int, help="epoch cap (quick 4, full 8)")
-    p.add_argument("--target-acc", type=float, help="val_acc target (quick 0.88, full 0.95)")
-    p.add_argument("--growth-trials", type=int, nargs="+", help="trial counts for benchmark 6")
-    p.add_argument("--growth-sizes", type=int, nargs="+", help="digit counts for benchmark 6")
     p.add_argument(
-        "--growth-data-trials", type=int, help="trials per search on the digits axis (4/50)"
+        "--winner-max-epochs", type=int, help="benchmarks 7 and 15's epoch cap (full 12)"
     )
     p.add_argument(
-        "--winner-max-epochs", type=int, help="benchmarks 7 and 8's epoch cap (full 12)"
-    )
-    p.add_argument(
-        "--full-mnist",
-        nargs="?",
-        const=str(SHARED_MNIST),
+        "--t10k-dir",
         metavar="DIR",
-        help=f"use the full MNIST IDX files in DIR (default {SHARED_MNIST}) instead of "
-        "the 5k digits; benchmark 6 then grows the data from this source",
+        help=f"MNIST's IDX files, whose t10k digits judge benchmarks 7 and 15 (default "
+        f"{SHARED_MNIST}; nothing is downloaded)",
     )
     p.add_argument("--sets", nargs="+", help="benchmark 15's archive sets (default: all five)")
     p.add_argument(
@@ -99,21 +80,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def make_config(args: argparse.Namespace, workdir: str) -> BenchConfig:
     """The preset of `--scale`, with the sizes given on the command line."""
     given = {k: v for k, v in vars(args).items() if k in FIELDS and v is not None}
-    config = dataclasses.replace(SCALES[args.scale], **(given | {"workdir": workdir}))
-    if args.full_mnist:
-        if not Path(args.full_mnist).is_dir():
-            raise SystemExit(f"python -m bench: error: {args.full_mnist} is not a folder")
-        config.dataset, config.data_dir = "mnist", str(Path(args.full_mnist).resolve())
-    return config
+    return dataclasses.replace(SCALES[args.scale], **(given | {"workdir": workdir}))
 
 
 def machine() -> dict:
-    cpuinfo = Path("/proc/cpuinfo")
-    text = cpuinfo.read_text() if cpuinfo.exists() else ""
-    cpus = re.findall(r"^model name\s*:\s*(.*?)\s*$", text, re.M)
     versions = {name: metadata.version(name) for name in ("torch", "ray", "optuna")}
     return {
-        "cpu": cpus[0] if cpus else platform.processor() or platform.machine(),
+        "cpu": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
         "platform": platform.platform(),
@@ -130,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[bench %(asctime)s] %(message)s")
     args = parse_args(argv)
     command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
-    names = [n for n in RUN_ORDER if n in (args.only or BENCHMARKS)]
+    names = args.only or list(BENCHMARKS)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = args.workdir or tmp
         Path(workdir).mkdir(parents=True, exist_ok=True)

@@ -22,9 +22,10 @@ from models.train import SeriesTensors
 from search.config import SearchConfig
 from search.errors import UserError
 from search.sources import find_idx_files, read_idx
+from search.space import PARAMS, format_param
 
 log = logging.getLogger("bench")
-# The full MNIST, where a machine has it: `--full-mnist`'s default, benchmark 7's judge.
+# MNIST's IDX files, where a machine has them: the t10k digits judge benchmarks 7 and 15.
 SHARED_MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "mnist"
 
 
@@ -35,22 +36,10 @@ class BenchConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     trials: int = 8
     max_epochs: int = 4
-    target_acc: float = 0.88
-    dataset: str = "mnist-5k"
-    data_dir: str | None = None
     overhead_trials: int = 3
-    loop_epochs: int = 3
-    growth_trials: list[int] = field(default_factory=lambda: [4, 8, 16])
-    growth_sizes: list[int] = field(default_factory=lambda: [1125, 2250, 4500])
-    growth_data_trials: int = 4  # trials per search on the digits axis
-    # Benchmark 4 also runs our search with these ASHA reduction factors.
-    alt_reduction_factors: list[float] = field(default_factory=lambda: [4.0])
-    # Benchmark 7: its epoch cap (None: max_epochs) and the judge's MNIST t10k files.
+    # Benchmarks 7 and 15: their epoch cap (None: max_epochs), and the judge's MNIST t10k files.
     winner_max_epochs: int | None = None
     t10k_dir: str = str(SHARED_MNIST)
-    # Benchmark 13: the search's --time-budget on full MNIST (None: skipped, as at the quick
-    # size, where the search alone would take longer than every other benchmark together).
-    full_mnist_budget_s: float | None = None
     # Benchmark 15: the archive sets it runs (None: all five), and whether our searches
     # and the peer's run (each merges into the entry on its own).
     sets: list[str] | None = None
@@ -90,8 +79,8 @@ class Searches:
 
     def get(self, system: str, seed: int, **overrides) -> dict:
         c = self.config
-        spec = SearchSpec(system, seed, c.trials, c.max_epochs, c.dataset, c.data_dir)
-        spec = dataclasses.replace(spec, workdir=c.workdir, **overrides)
+        spec = SearchSpec(system, seed, c.trials, c.max_epochs, workdir=c.workdir)
+        spec = dataclasses.replace(spec, **overrides)
         if spec not in self._done:
             log.info("search: %s", dataclasses.asdict(spec))
             done = self._done[spec] = run_child({"kind": "search", **dataclasses.asdict(spec)}, c)
@@ -147,17 +136,11 @@ def summary(values: list[float | None]) -> dict:
     }
 
 
-def search_sizes(c: BenchConfig, max_epochs: int, ours_default: bool = True) -> dict:
-    """The sizes a benchmark of whole searches records (its seeds are added per row).
-    Where ours runs on the CLI's defaults (`ours_default`), they include what its ASHA
-    counted: seeds measured under another default start a new entry instead of merging."""
-    sizes = {
-        "trials": c.trials,
-        "max_epochs": max_epochs,
-        "dataset": c.data_dir or c.dataset,
-        "cpus": os.cpu_count(),
-    }
-    return sizes | {"asha_time": default_asha_time()} if ours_default else sizes
+def search_sizes(c: BenchConfig, max_epochs: int) -> dict:
+    """The sizes a benchmark of whole searches records (its seeds are added per row), with
+    what ours' ASHA counted: seeds measured under another default start a new entry."""
+    sizes = {"trials": c.trials, "max_epochs": max_epochs, "dataset": "mnist-5k"}
+    return sizes | {"cpus": os.cpu_count(), "asha_time": default_asha_time()}
 
 
 def default_asha_time() -> str:
@@ -171,16 +154,6 @@ def ours_asha_time(sizes: dict) -> str:
     return sizes.get("asha_time", "epochs")
 
 
-def merge_seeds(old: dict, new: dict, summarise) -> dict:
-    """`new`'s seeds added to `old`'s (a rerun seed replaces its row), summarised again by
-    `summarise(rows, sizes)`; `new` alone where the sizes differ."""
-    if {**old["sizes"], "seeds": None} != {**new["sizes"], "seeds": None}:
-        return new
-    fresh = {r["seed"] for r in new["per_seed"]}
-    rows = [r for r in old["per_seed"] if r["seed"] not in fresh] + new["per_seed"]
-    return summarise(sorted(rows, key=lambda r: r["seed"]), new["sizes"])
-
-
 def seeds_held(seeds: list[int]) -> str:
     """How a merged entry says which seeds it holds."""
     n = len(seeds)
@@ -190,6 +163,16 @@ def seeds_held(seeds: list[int]) -> str:
 
 def goal(text: str, measured: str, met: bool | None) -> dict:
     return {"goal": text, "measured": measured, "met": met}
+
+
+def describe(config: dict) -> str:
+    """A configuration in one line, each value as `search.space.format_param` writes it."""
+    p = {name: format_param(name, config.get(name)) for name in PARAMS}
+    patch = f", patch {p['patch']}" if config.get("patch", 1) != 1 else ""
+    return (
+        f"{p['num_layers']}x{p['hidden_size']}, drop {p['dropout']}, fb {p['forget_bias']}, "
+        f"lr {p['lr']}, batch {p['batch_size']}{patch}"
+    )
 
 
 def fmt(value, spec: str = ".1f", none: str = "n/a") -> str:

@@ -13,7 +13,7 @@ search reported for it (confirmed) and the gap to test, and the search's wall ti
 sets with a published early-classification figure, the search a user runs for an early
 classifier (`--objective early`, which trains on every step alike) runs too, and its
 winner's rule is judged the same way: the default search trains for the final answer
-(`--loss last`), and its early answers are weak (see the closing note). A seed
+(`--loss last`), and its early answers are weak. A seed
 of all five sets takes about half an hour for ours and longer for the peer, so seeds
 (and sets, `--sets`) merge into the entry: `python -m bench --scale full --only datasets
 --seeds N`.
@@ -29,6 +29,7 @@ from pathlib import Path
 from bench.common import (
     BenchConfig,
     Searches,
+    describe,
     fmt,
     goal,
     has_t10k,
@@ -207,7 +208,6 @@ def summarise(rows: list[dict], sizes: dict) -> dict:
         "sizes": sizes | {"seeds": sorted({r["seed"] for r in rows})},
         "per_seed": rows,
         "per_set": per_set,
-        "goals": goals(per_set),
     }
 
 
@@ -223,7 +223,8 @@ def _early_figures(runs: list[dict]) -> dict | None:
     return {k: _median([r[k] for r in runs]) for k in keys} | {"seeds": len(runs)}
 
 
-def goals(per_set: dict) -> list[dict]:
+def goals(r: dict) -> list[dict]:
+    per_set = r["per_set"]
     archive = {k: v for k, v in per_set.items() if k in SETS and v["seeds"]}
     enough = len(archive) == len(SETS) and all(
         len(v["seeds"]) >= MIN_SEEDS for v in archive.values()
@@ -331,7 +332,7 @@ def render(r: dict) -> str:
             if "hm" not in row
             else f"{row['early_acc']:.2f} / {row['earliness']:.1%} ({row['hm']:.3f})",
             "wall s": f"{row['wall_s']:.0f}",
-            "winner": _config(row["config"]) if "config" in row else "",
+            "winner": describe(row["config"]) if "config" in row else "",
         }
         for row in r["per_seed"]
     ]
@@ -365,11 +366,3 @@ def _early_text(v: dict) -> str:
     if e:
         text += f"; --objective early: {e['early_acc']:.2f} / {e['earliness']:.1%} ({e['hm']:.3f})"
     return text
-
-
-def _config(config: dict) -> str:
-    patch = f", patch {config['patch']}" if config.get("patch", 1) != 1 else ""
-    return (
-        f"{config['num_layers']}x{config['hidden_size']}, lr {config['lr']:.1e}, "
-        f"batch {config['batch_size']}{patch}"
-    )

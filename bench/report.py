@@ -1,7 +1,9 @@
 """`python -m bench.report`: docs/benchmarks.json -> docs/benchmarks.md (never hand-edited).
 
-Each benchmark section is rendered from its own entry, with the command, date and sizes it
-was measured with, so a rerun of one benchmark regenerates its section and keeps the rest.
+One pass writes the whole page from the JSON: each benchmark's section from its own entry,
+with the command, date and sizes it was measured with, its goals judged from its figures
+by the code of today (never stored with them), then the retired experiments
+(`bench.retired`), each from the entry it left behind.
 """
 
 from __future__ import annotations
@@ -10,59 +12,19 @@ import json
 import sys
 from pathlib import Path
 
-from bench import (
-    anytime,
-    asha_time,
-    chaos,
-    datasets,
-    early_stopping,
-    efficiency,
-    full_mnist,
-    gpu,
-    growth,
-    loop,
-    losses,
-    overhead,
-    sequence_defaults,
-    studies,
-    tpe,
-    utilisation,
-    winner,
-)
+from bench import chaos, datasets, gpu, overhead, retired, winner
 from bench.common import table
 
-# The benchmarks, in the report's order. Each module holds one benchmark: its TITLE,
-# `run(config, searches)` (the measurement and its goals, as plain JSON) and `render`
-# (its section's body); those that measure in a child process also have `measure`.
-MODULES = (
-    efficiency,
-    overhead,
-    utilisation,
-    early_stopping,
-    loop,
-    growth,
-    winner,
-    anytime,
-    losses,
-    studies,
-    gpu,
-    asha_time,
-    full_mnist,
-    tpe,
-    datasets,
-    sequence_defaults,
-    chaos,
-)
+# The benchmarks that guard the README's claims, in the report's order. Each module holds
+# one: its TITLE, `run(config, searches)` (the measurement, as plain JSON), `goals(result)`
+# and `render(result)` (its section's body); those that measure in a child process also
+# have `measure`.
+MODULES = (overhead, winner, gpu, datasets, chaos)
 BENCHMARKS = {module.__name__.removeprefix("bench."): module for module in MODULES}
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_JSON = REPO / "docs" / "benchmarks.json"
 REPORT_MD = REPO / "docs" / "benchmarks.md"
-# The reading of the figures (what stands in the way of a goal, what to change) is prose
-# a person writes after a run; it is kept in its own file and included as is, below the
-# figures, so the figures themselves are only ever generated.
-CLOSING_NOTE = REPO / "bench" / "closing_note.md"
-FULL_COMMAND = "python -m bench --scale full --full-mnist"
 # The size presets of `python -m bench --scale`, in the order their sections appear.
 SCALE_TITLES = {"full": "the issue's size (`--scale full`)", "quick": "quick size"}
 MARKS = {True: "met", False: "**not met**", None: "n/a"}  # a goal's "met" value, shown
@@ -72,8 +34,8 @@ def goal_row(g: dict) -> dict:
     return {"goal": g["goal"], "measured": g["measured"], "": MARKS[g["met"]]}
 
 
-def goals_table(goals: list[dict]) -> str:
-    return table([goal_row(g) for g in goals]) if goals else ""
+def goals_table(name: str, result: dict) -> str:
+    return table([goal_row(g) for g in BENCHMARKS[name].goals(result)])
 
 
 def load_results(path: Path = RESULTS_JSON) -> dict:
@@ -90,8 +52,7 @@ def render_section(name: str, entry: dict, scale: str = "quick") -> str:
         f"{m['load_before']} before / {m['load_after']} after.",
     ]
     body = BENCHMARKS[name].render(entry["result"])
-    goals = goals_table(entry["result"].get("goals", []))
-    return "\n\n".join([*head, body, *([goals] if goals else [])])
+    return "\n\n".join([*head, body, goals_table(name, entry["result"])])
 
 
 def render(results: dict) -> str:
@@ -101,7 +62,6 @@ def render(results: dict) -> str:
         for scale in SCALE_TITLES
         if scale in results.get(name, {})
     ]
-    sections = [render_section(name, entry, scale) for name, scale, entry in present]
     versions = present[0][2]["machine"]["packages"] if present else {}
     intro = [
         "# Benchmarks",
@@ -109,24 +69,24 @@ def render(results: dict) -> str:
         "`python -m bench` writes; do not edit by hand. Each section names the command, "
         "date, machine and sizes it was measured with. Baselines train with the same "
         "`models/` code, search space (`search.space.SearchSpace`), epoch cap, split and seeds "
-        "as our search, and every search runs in a fresh process with a fresh Ray.",
-        f"Full scale (hours on 2 cores): `{FULL_COMMAND}`.",
+        "as our search, and every search runs in a fresh process with a fresh Ray. The "
+        "experiments that chose a default are retired, at the end of the page.",
         "Packages: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
     ]
     goal_rows = [
         {"size": SCALE_TITLES[scale], **goal_row(goal)}
-        for _, scale, entry in present
-        for goal in entry["result"].get("goals", [])
+        for name, scale, entry in present
+        for goal in BENCHMARKS[name].goals(entry["result"])
     ]
     summary = ["## Goals at a glance", table(goal_rows)] if goal_rows else []
-    note = [CLOSING_NOTE.read_text().strip()] if CLOSING_NOTE.exists() else []
-    return "\n\n".join(intro + summary + sections + note) + "\n"
+    sections = [render_section(name, entry, scale) for name, scale, entry in present]
+    return "\n\n".join(intro + summary + sections + [retired.render(results)]) + "\n"
 
 
 def text_summary(name: str, result: dict) -> str:
     """What `python -m bench` prints after each benchmark: its tables and its goals."""
     body = BENCHMARKS[name].render(result)
-    return f"\n== {BENCHMARKS[name].TITLE} ==\n{body}\n\n{goals_table(result.get('goals', []))}"
+    return f"\n== {BENCHMARKS[name].TITLE} ==\n{body}\n\n{goals_table(name, result)}"
 
 
 def main() -> int:

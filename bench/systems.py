@@ -46,7 +46,6 @@ from search.run_folder import RESULT_JSON, checkpoint_state
 from search.space import PARAMS, SearchSpace
 from search.trainable import TrialData
 
-SYSTEMS = ("ours", "optuna", "stock")  # benchmark 1's; benchmark 7 adds "expert"
 LAST_ACC = ("last", "accuracy")  # search.run's default --loss and --objective
 LABELS = {
     "ours": "ours (search.run)",
@@ -66,16 +65,10 @@ class SearchSpec:
     max_epochs: int
     dataset: str = "mnist-5k"
     data_dir: str | None = None
-    grace_epochs: int = 1  # ours only; equal to max_epochs switches ASHA's stopping off
-    reduction_factor: float | None = None  # ours only; None: search.run's default
     loss: str = "last"  # ours only: search.run's --loss
     objective: str = "accuracy"  # ours only: search.run's --objective
     confirm_top: int | None = None  # ours only: search.run's --confirm-top (None: default)
-    warm_start: tuple[str, ...] = ()  # ours only: run folders for --warm-start
-    time_budget: float | None = None  # ours only: --time-budget, seconds
     gpus_per_trial: float = 0.0  # ours only: --gpus-per-trial
-    asha_time: str | None = None  # ours only: --asha-time (None: search.run's default)
-    tpe: str = ""  # ours only: TPE's settings changed (a JSON object; "": the search's)
     workdir: str = "."  # where run folders go
 
 
@@ -133,26 +126,17 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
         run_metric,
     )
 
-    rf = {} if spec.reduction_factor is None else {"reduction_factor": spec.reduction_factor}
     confirm = {} if spec.confirm_top is None else {"confirm_top": spec.confirm_top}
-    name = f"ours-s{spec.seed}-t{spec.trials}-e{spec.max_epochs}-g{spec.grace_epochs}"
-    name += f"-rf{spec.reduction_factor:g}" if rf else ""
+    name = f"ours-s{spec.seed}-t{spec.trials}-e{spec.max_epochs}"
     name += f"-{spec.loss}-{spec.objective}" if (spec.loss, spec.objective) != LAST_ACC else ""
     name += f"-c{spec.confirm_top}" if confirm else ""
-    name += "-warm" if spec.warm_start else ""
     name += f"-gpu{spec.gpus_per_trial:g}" if spec.gpus_per_trial else ""
-    name += f"-asha-{spec.asha_time}" if spec.asha_time else ""
-    name += (
-        "-tpe-" + "-".join(f"{k}{v}" for k, v in json.loads(spec.tpe).items()) if spec.tpe else ""
-    )
     name += f"-{spec.dataset}" if spec.dataset != "mnist-5k" else ""
-    name += f"-budget{spec.time_budget:g}s" if spec.time_budget else ""
     config = SearchConfig(
         trials=spec.trials,
         dataset=spec.dataset,
         data_dir=spec.data_dir,
         max_epochs=spec.max_epochs,
-        grace_epochs=spec.grace_epochs,
         name=name,
         storage_path=str(Path(spec.workdir) / "runs"),
         overwrite=True,
@@ -162,17 +146,9 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
         # The HTML report written after a search is not search time, and the baselines
         # write none.
         no_report=True,
-        warm_start=list(spec.warm_start) or None,
-        time_budget=spec.time_budget,
         gpus_per_trial=spec.gpus_per_trial,
-        **({"asha_time": spec.asha_time} if spec.asha_time else {}),
-        **rf,
         **confirm,
     )
-    if spec.tpe:  # this process runs one search: its sampler's settings are set here
-        from search import searcher
-
-        searcher.TPE_SETTINGS = searcher.TPE_SETTINGS | json.loads(spec.tpe)
     with contextlib.redirect_stdout(io.StringIO()):  # the CLI's top-5 table
         run(config)
     wall = time.time() - started
@@ -192,7 +168,6 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
         "wall_s": wall,
         "run_dir": str(run_dir),
         "devices": info.get("devices"),  # what trained the trials: {"cuda": 50}
-        "asha_unit_s": info.get("asha_unit_seconds"),  # --asha-time seconds' unit
     }
 
 
@@ -200,7 +175,7 @@ def _tune_folder_measures(experiment_dir: Path, started: float) -> dict:
     """Every reported epoch of every trial, from Tune's result.json files.
 
     `curves` holds each trial's (val_acc, epoch seconds) per epoch, in the order the trials
-    started (when Tune wrote their params.json), for `bench.replay`.
+    started (when Tune wrote their params.json).
     """
     events, busy, in_trials, curves = [], 0.0, 0.0, []
     for path in experiment_dir.glob(f"*/{RESULT_JSON}"):
@@ -234,7 +209,6 @@ def _run_optuna(spec: SearchSpec, started: float, expert: bool = False) -> dict:
     data = _load(spec)
     events: list[tuple[float, float]] = []
     best: dict = {"key": (-1.0, 0.0)}  # the best epoch of all, with its weights
-    curves: list[dict] = []  # each trial's val_acc and seconds per epoch, for bench.replay
     busy = 0.0
     lock = threading.Lock()  # the expert's trials run in threads
 
@@ -245,13 +219,8 @@ def _run_optuna(spec: SearchSpec, started: float, expert: bool = False) -> dict:
         space(trial)
         model, epochs = train_trial(trial.params, data, spec.max_epochs, spec.seed)
         trial_best = 0.0
-        curve: dict = {"val_acc": [], "seconds": []}
-        with lock:
-            curves.append(curve)
         for epoch in epochs:
             trial_best = max(trial_best, epoch.val.acc)
-            curve["val_acc"].append(epoch.val.acc)
-            curve["seconds"].append(epoch.seconds)
             key = (epoch.val.acc, -epoch.val.loss)
             with lock:
                 busy += epoch.seconds
@@ -279,7 +248,6 @@ def _run_optuna(spec: SearchSpec, started: float, expert: bool = False) -> dict:
         "best_config": best["config"],
         "test_acc": test_accuracy(best["model"], data),
         "epochs": len(events),
-        "curves": [c for c in curves if c["val_acc"]],  # in start order
         "trial_states": Counter(t.state.name for t in study.trials),
         "selected_model": save_selected(best["model"], spec),
     }

@@ -13,7 +13,6 @@ add its seeds to the entry: `python -m bench --scale full --only winner --seeds 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from scipy.stats import spearmanr
 from bench.common import (
     BenchConfig,
     Searches,
+    describe,
     fmt,
     goal,
     has_t10k,
@@ -35,11 +35,9 @@ from bench.common import (
     summary,
     table,
 )
-from bench.efficiency import describe
-from bench.replay import TIME_AXES, replay_settings, sequential_curves
 from bench.systems import LABELS
 from bench.utilisation import share
-from models.train import SeriesTensors, evaluate
+from models.train import evaluate
 from search import metrics as m
 from search.run_folder import BEST_CONFIG, TRIALS_CSV, load_best, load_model, ranked, read_trials
 
@@ -49,10 +47,6 @@ PEERS = SYSTEMS[1:]
 TOP_N = 10  # ours' best trials by val_acc, each scored on t10k
 MEASURES = ("wall_s", "selected_t10k", "reported_acc", "honesty_gap_pts")
 OURS_MEASURES = ("regret_pts", "spearman_top10", "core_utilisation")
-# ASHA's reduction factors replayed on plain Optuna's curves (every trial to the cap), on
-# epochs and on seconds, grace 1; epochs with rf 3 is our search's default.
-REPLAYED_RFS = (3, 4)
-REPLAYED = tuple((axis, rf) for axis in TIME_AXES for rf in REPLAYED_RFS)
 
 
 def run(c: BenchConfig, searches: Searches) -> dict | None:
@@ -69,7 +63,7 @@ def run(c: BenchConfig, searches: Searches) -> dict | None:
             "run_dir": runs["ours"]["run_dir"],
             "peers": {system: runs[system]["selected_model"] for system in PEERS},
         }
-        rows += seed_rows(seed, runs, run_child(job, c), date, epochs)
+        rows += seed_rows(seed, runs, run_child(job, c), date)
     return summarise(rows, search_sizes(c, epochs))
 
 
@@ -84,8 +78,13 @@ def measure(t10k_dir: str, run_dir: str, peers: dict[str, str]) -> dict:
     run = Path(run_dir)
     # By validation accuracy alone (then loss), as the search saw them before confirming.
     top = ranked(read_trials(run / TRIALS_CSV).drop(columns=m.CONFIRMED_ACC)).head(TOP_N)
+    about = json.loads((run / BEST_CONFIG).read_text())  # reported: confirmed, else val_acc
     return {
-        "ours": judge_best(run, t10k),
+        "ours": {
+            "t10k": score(load_best(run).model),
+            "reported": about.get(m.CONFIRMED_ACC, about[m.VAL_ACC]),
+            "trial_id": about["trial_id"],
+        },
         "top10": [
             {
                 "trial_id": row["trial_id"],
@@ -98,47 +97,8 @@ def measure(t10k_dir: str, run_dir: str, peers: dict[str, str]) -> dict:
     }
 
 
-def judge_best(run: Path, judge: SeriesTensors) -> dict:
-    """A run folder's `best/` scored on the split `judge`, what the run reported for it
-    (its confirmed accuracy, else its val_acc) and its trial."""
-    about = json.loads((run / BEST_CONFIG).read_text())
-    return {
-        "t10k": evaluate(load_best(run).model, judge).acc,
-        "reported": about.get(m.CONFIRMED_ACC, about[m.VAL_ACC]),
-        "trial_id": about["trial_id"],
-    }
-
-
 def honesty_gap_pts(reported: float, judged: float) -> float:
     return 100 * abs(reported - judged)
-
-
-def judged_variants(
-    c: BenchConfig, searches: Searches, kind: str, variants: dict[str, dict]
-) -> Iterator[tuple[int, str, dict, dict]]:
-    """Benchmark 7's search of ours per seed under each variant (label: `Searches.get`
-    overrides), its `best/` then judged in a child process by `bench.<kind>.measure(t10k_dir,
-    run_dir)`: (seed, label, search, judged), seed by seed."""
-    epochs = c.winner_max_epochs or c.max_epochs
-    for seed in c.seeds:
-        for label, overrides in variants.items():
-            r = searches.get("ours", seed, max_epochs=epochs, **overrides)
-            job = {"kind": kind, "t10k_dir": c.t10k_dir, "run_dir": r["run_dir"]}
-            yield seed, label, r, run_child(job, c)
-
-
-def judged_row(r: dict, judged: dict) -> dict:
-    """What benchmarks of ours' variants record of one search and its judged `best/`
-    (`judge_best`): time, t10k score, what it reported, epochs, core use, winner."""
-    return {
-        "wall_s": r["wall_s"],
-        "selected_t10k": judged["t10k"],
-        "reported_acc": judged["reported"],
-        "honesty_gap_pts": honesty_gap_pts(judged["reported"], judged["t10k"]),
-        "epochs": r["epochs"],
-        "core_use": share(r),
-        "best_config": r["best_config"],
-    }
 
 
 def regret_pts(selected: float, top: list[float]) -> float:
@@ -153,20 +113,8 @@ def spearman(val_accs: list[float], t10k: list[float]) -> float | None:
     return float(spearmanr(val_accs, t10k).statistic)
 
 
-def replayed(r: dict, max_epochs: int) -> list[dict] | None:
-    """ASHA's settings (REPLAYED, in order) over a search's every-trial-to-the-cap curves,
-    relative to those curves: epochs, simulated wall time, the best val_acc it still saw."""
-    curves = sequential_curves(r, max_epochs)
-    if curves is None:
-        return None
-    return replay_settings(curves, max_epochs, r["cpus"], REPLAYED_RFS, graces=(1,))
-
-
-def seed_rows(
-    seed: int, runs: dict, judged: dict, date: str, max_epochs: int | None = None
-) -> list[dict]:
-    """One row per system: its wall time, its selection's t10k score, what it reported;
-    plain Optuna's also ASHA replayed on its curves (given `max_epochs`, its cap)."""
+def seed_rows(seed: int, runs: dict, judged: dict, date: str) -> list[dict]:
+    """One row per system: its wall time, its selection's t10k score, what it reported."""
     rows = []
     for system, r in runs.items():
         ours = system == "ours"
@@ -182,8 +130,6 @@ def seed_rows(
             "honesty_gap_pts": honesty_gap_pts(reported, t10k),
             "best_config": r["best_config"],
         }
-        if system == "optuna" and max_epochs and (replays := replayed(r, max_epochs)):
-            row["replay"] = replays
         if ours:
             top = judged["top10"]
             row |= {
@@ -210,7 +156,7 @@ def merge(old: dict, new: dict) -> dict:
 
 
 def summarise(rows: list[dict], sizes: dict) -> dict:
-    """Summaries over the seeds present, per-seed wall-time ratios and the goals."""
+    """Summaries over the seeds present and per-seed wall-time ratios."""
     rows = sorted(rows, key=lambda r: (r["seed"], SYSTEMS.index(r["system"])))
     seeds = sorted({r["seed"] for r in rows})
     of = {s: [r for r in rows if r["system"] == s] for s in SYSTEMS}
@@ -223,30 +169,7 @@ def summarise(rows: list[dict], sizes: dict) -> dict:
         "per_seed": rows,
         "by_system": by,
         "wall_ratios": ratios,
-        "replay": replay_summary(of["optuna"]),
-        "goals": goals(seeds, by, ratios),
     }
-
-
-def replay_summary(optuna_rows: list[dict]) -> list[dict]:
-    """Per REPLAYED setting, its figures over the seeds whose plain Optuna was replayed."""
-    replays = [r for r in optuna_rows if r.get("replay")]
-    out = []
-    for i, (axis, rf) in enumerate(REPLAYED):
-        mine = [r["replay"][i] for r in replays]
-        if mine:
-            out.append(
-                {
-                    "time_axis": axis,
-                    "reduction_factor": rf,
-                    "seeds": [r["seed"] for r in replays],
-                    **{
-                        k: summary([x[k] for x in mine])
-                        for k in ("epoch_ratio", "wall_ratio", "gap_pp")
-                    },
-                }
-            )
-    return out
 
 
 def each(seeds: list[int], s: dict, spec: str, scale: float = 1.0, unit: str = "") -> str:
@@ -257,7 +180,8 @@ def each(seeds: list[int], s: dict, spec: str, scale: float = 1.0, unit: str = "
     )
 
 
-def goals(seeds: list[int], by: dict, ratios: dict) -> list[dict]:
+def goals(r: dict) -> list[dict]:
+    seeds, by, ratios = r["sizes"]["seeds"], r["by_system"], r["wall_ratios"]
     ours = by["ours"]
     t10k = {s: by[s]["selected_t10k"]["median"] for s in SYSTEMS}
     regret, gap = ours["regret_pts"]["median"], ours["honesty_gap_pts"]["median"]
@@ -361,33 +285,6 @@ def render(r: dict) -> str:
             f"{stat(o['core_utilisation'], '.0f', 100)}% (trials' epoch seconds over wall x "
             "CPUs; the confirmation's retraining counts as training where run.json records "
             "it, marked * per seed, and as wall time only before).",
-            *replay_section(r.get("replay") or []),
             "<details><summary>per seed</summary>\n\n" + seeds + "\n\n</details>",
         ]
     )
-
-
-def replay_section(rows: list[dict]) -> list[str]:
-    if not rows:
-        return []
-    seeds = ", ".join(map(str, rows[0]["seeds"]))
-    return [
-        f"ASHA replayed on plain Optuna's curves (seeds {seeds}: every trial trained to the "
-        "cap, in the order it proposed them; `bench/replay.py`, Ray's rung rule, grace 1, "
-        "as many slots as CPUs): the share of epochs and of simulated wall time against "
-        "training every trial to the cap, and how much lower the best val_acc it saw is. "
-        "ASHA on seconds counts as `--asha-time seconds` does. It does not model how TPE "
-        "would have proposed under ASHA.",
-        table(
-            [
-                {
-                    "ASHA counts": x["time_axis"],
-                    "rf": x["reduction_factor"],
-                    "epoch share": stat(x["epoch_ratio"], ".2f"),
-                    "simulated wall share": stat(x["wall_ratio"], ".2f"),
-                    "best val_acc lower by (pts)": stat(x["gap_pp"], "+.2f"),
-                }
-                for x in rows
-            ]
-        ),
-    ]
