@@ -154,6 +154,17 @@ def ours_asha_time(sizes: dict) -> str:
     return sizes.get("asha_time", "epochs")
 
 
+def merge_rows(old: dict, new: dict, key, summarise) -> dict:
+    """`new`'s rows added to `old`'s (a row with the same `key(row)` is replaced) and
+    summarised again by `summarise(rows, sizes)`; `new` alone where the sizes differ."""
+    if {**old["sizes"], "seeds": None} != {**new["sizes"], "seeds": None}:
+        log.info("sizes differ from the stored entry's; its seeds are dropped")
+        return new
+    fresh = {key(r) for r in new["per_seed"]}
+    kept = [r for r in old["per_seed"] if key(r) not in fresh]
+    return summarise(kept + new["per_seed"], new["sizes"])
+
+
 def seeds_held(seeds: list[int]) -> str:
     """How a merged entry says which seeds it holds."""
     n = len(seeds)
@@ -180,7 +191,9 @@ def fmt(value, spec: str = ".1f", none: str = "n/a") -> str:
 
 
 def stat(s: dict, spec: str = ".1f", scale: float = 1.0, none: str = "n/a") -> str:
-    """`median [min–max]` of a `summary`."""
+    """`median [min–max]` of a `summary` (of one value: the value)."""
+    if s["median"] is not None and len(s["values"]) == 1:
+        return format(s["median"] * scale, spec)
     if s["median"] is None:
         reached = [v for v in s["values"] if v is not None]
         return f"{none} ({len(reached)}/{len(s['values'])} reached)"

@@ -34,6 +34,7 @@ from bench.common import (
     goal,
     has_t10k,
     load_t10k,
+    merge_rows,
     run_child,
     search_sizes,
     seeds_held,
@@ -159,18 +160,10 @@ def measure(selected: str, dataset: str, seed: int, t10k_dir: str | None) -> dic
     return out
 
 
-def _key(row: dict) -> tuple:
-    return row["seed"], row["set"], row["system"]
-
-
 def merge(old: dict, new: dict) -> dict:
-    """`new`'s (seed, set, system) rows added to `old`'s (a rerun replaces its row), so
+    """A run's (seed, set, system) rows merged into the stored entry's (`merge_rows`), so
     that ours and the peer may be measured in separate runs."""
-    if {**old["sizes"], "seeds": None} != {**new["sizes"], "seeds": None}:
-        return new
-    fresh = {_key(r) for r in new["per_seed"]}
-    kept = [r for r in old["per_seed"] if _key(r) not in fresh]
-    return summarise(kept + new["per_seed"], new["sizes"])
+    return merge_rows(old, new, lambda r: (r["seed"], r["set"], r["system"]), summarise)
 
 
 def _median(values: list[float]) -> float | None:
@@ -198,7 +191,6 @@ def summarise(rows: list[dict], sizes: dict) -> dict:
             "peer_seeds": [p["seed"] for p in peers],
             "peer_test_acc": _median([p["test_acc"] for p in peers]),
             "peer_wall_s": _median([p["wall_s"] for p in peers]),
-            "peer_honesty_pts": _median([100 * abs(p["reported"] - p["test_acc"]) for p in peers]),
             "dtw": ref.get("dtw_accuracy"),
             "best_published": ref.get("best_accuracy"),
             "best_models": ref.get("best_models", []),

@@ -12,43 +12,53 @@ from bench.systems import LABELS
 
 COMMIT = "5c6f171"  # the last commit with their code
 ON_EPOCHS = "ASHA on epochs, the default until benchmark 12"
+FULL_MNIST = (
+    "search.run --dataset mnist --data-dir ../shared/datasets/mnist --time-budget 2h`, "
+    "then `python -m bench.full_mnist RUN_DIR"
+)
+RETIRED: list[tuple] = []  # (number, entry in docs/benchmarks.json, title, write, command)
 
 
-def _stat(s: dict, spec: str, scale: float = 1.0) -> str:
-    """`stat`, without the range of a single seed."""
-    one = len(s["values"]) == 1
-    return format(s["median"] * scale, spec) if one else stat(s, spec, scale)
+def retired(number: str, title: str, command: str):
+    """Registers `write(result)`, the text of the retired experiment whose
+    entry bears its name, with the command (after `python -m`) that reran it."""
+
+    def register(write):
+        RETIRED.append((number, write.__name__, title, write, command))
+        return write
+
+    return register
 
 
 def _pct(s: dict) -> str:
-    return _stat(s, ".0f", 100) + "%"
+    return stat(s, ".0f", 100) + "%"
 
 
-def efficiency(r: dict, quick: dict) -> str:
-    by, q = r["by_system"], quick["ratios"]
+@retired("1", "Search efficiency", "bench --scale full --only efficiency")
+def efficiency(r: dict) -> str:
+    by = r["by_system"]
     acc = ", ".join(f"{LABELS[k]} {by[k]['best_val_acc']['median']:.3f}" for k in by)
     return (
         "**Decided**: superseded by benchmark 7, which judges what each tool selects on "
         "10,000 unseen digits instead of its best validation accuracy on 500. **Measured** "
         f"(seed 0, {ON_EPOCHS}): ours took {by['ours']['wall_s']['median']:.0f} s, plain "
         f"Optuna {r['ratios']['optuna']['wall_speedup']['median']:.2f}x that, stock Ray Tune "
-        f"{r['ratios']['stock']['wall_speedup']['median']:.2f}x; best val_acc {acc}. At the "
-        f"quick size (seeds 0-2): plain Optuna {stat(q['optuna']['wall_speedup'], '.2f')}x, "
-        f"stock {stat(q['stock']['wall_speedup'], '.2f')}x."
+        f"{r['ratios']['stock']['wall_speedup']['median']:.2f}x; best val_acc {acc}."
     )
 
 
-def utilisation(r: dict, quick: dict) -> str:
+@retired("3", "Core utilisation", "bench --scale full --only utilisation")
+def utilisation(r: dict) -> str:
     return (
         "**Decided**: core use became a goal of benchmark 7, measured on its searches "
         f"(`bench/utilisation.py`). **Measured** (seed 0, {ON_EPOCHS}): ours trained in "
         f"{_pct(r['ours'])} of the whole search's core-seconds ({_pct(r['ours_fit'])} of "
-        f"`Tuner.fit`), stock Ray Tune {_pct(r['stock'])}; at the quick size (seeds 0-2) "
-        f"{_pct(quick['ours'])} and {_pct(quick['stock'])}."
+        f"`Tuner.fit`), stock Ray Tune {_pct(r['stock'])}."
     )
 
 
-def early_stopping(r: dict, quick: dict) -> str:
+@retired("4", "Early stopping", "bench --scale full --only early_stopping")
+def early_stopping(r: dict) -> str:
     rf = "; ".join(
         f"rf {x['reduction_factor']:g}: {x['epochs_asha']} epochs of {x['epochs_full']} "
         f"({x['epoch_ratio']:.2f}), best val_acc {-x['gap_pp']:+.2f} points, test accuracy "
@@ -58,12 +68,12 @@ def early_stopping(r: dict, quick: dict) -> str:
     return (
         "**Decided**: ASHA stays on (grace 1 epoch, reduction factor 3); its share of the "
         "epochs stayed above the third aimed for, which led to benchmark 12. **Measured** "
-        f"(seed 0, {ON_EPOCHS}), ASHA against every trial trained to the cap: {rf}. At the "
-        f"quick size (seeds 0-2) rf 3 trained {stat(quick['epoch_ratio'], '.2f')} of the epochs."
+        f"(seed 0, {ON_EPOCHS}), ASHA against every trial trained to the cap: {rf}."
     )
 
 
-def loop(r: dict, _quick: dict | None) -> str:
+@retired("5", "Training loop", "bench --scale full --only loop")
+def loop(r: dict) -> str:
     rows = "; ".join(
         f"{label}: training {x['train']:.2f}x (the model alone {x['train_ceiling']:.2f}x), "
         f"evaluation {x['eval']:.2f}x"
@@ -76,7 +86,8 @@ def loop(r: dict, _quick: dict | None) -> str:
     )
 
 
-def growth(r: dict, _quick: dict | None) -> str:
+@retired("6", "Growth", "bench --only growth")
+def growth(r: dict) -> str:
     e, s = r["exponents"], r["sizes"]
     return (
         "**Decided**: nothing to change. **Measured** (quick size, seed 0): a search's wall "
@@ -86,7 +97,8 @@ def growth(r: dict, _quick: dict | None) -> str:
     )
 
 
-def anytime(r: dict, _quick: dict | None) -> str:
+@retired("8", "Anytime recognition", "bench --scale full --only anytime --seeds N")
+def anytime(r: dict) -> str:
     last, every = r["by_search"]["last"], r["by_search"]["every_row"]
     return (
         "**Decided**: `--objective anytime` trains with `--loss all` unless told otherwise. "
@@ -101,7 +113,8 @@ def anytime(r: dict, _quick: dict | None) -> str:
     )
 
 
-def losses(r: dict, _quick: dict | None) -> str:
+@retired("9", "Which rows the loss looks at", "bench --scale full --only losses")
+def losses(r: dict) -> str:
     rows = "; ".join(
         f"`{loss}` accuracy {stat(x['t10k_acc'], '.4f')}, area {stat(x['t10k_auc'], '.3f')}, "
         f"90% after {stat(x['rows_to_90'], '.0f')} rows"
@@ -114,7 +127,8 @@ def losses(r: dict, _quick: dict | None) -> str:
     )
 
 
-def studies(r: dict, _quick: dict | None) -> str:
+@retired("10", "Studies that outlive a run", "bench --scale full --only studies")
+def studies(r: dict) -> str:
     return (
         "**Decided**: warm starts and studies in SQLite stay as they are. **Measured** "
         f"(seeds 0-2, {ON_EPOCHS}): a search warm-started from a first one reached the "
@@ -124,7 +138,10 @@ def studies(r: dict, _quick: dict | None) -> str:
     )
 
 
-def asha_time(r: dict, _quick: dict | None) -> str:
+@retired(
+    "12", "ASHA on epochs or on training seconds", "bench --scale full --only asha_time --seeds N"
+)
+def asha_time(r: dict) -> str:
     sec, ep = r["by_axis"]["seconds"], r["by_axis"]["epochs"]
     return (
         "**Decided**: ASHA's rungs count training seconds by default (`--asha-time "
@@ -138,7 +155,8 @@ def asha_time(r: dict, _quick: dict | None) -> str:
     )
 
 
-def full_mnist(r: dict, _quick: dict | None) -> str:
+@retired("13", "Full MNIST in a two-hour budget", FULL_MNIST)
+def full_mnist(r: dict) -> str:
     return (
         "**Decided**: nothing; the check that the search reaches 99% on full MNIST. "
         f"**Measured** (one run, 2 cores, {ON_EPOCHS}): {r['trials']} trials ended the "
@@ -149,7 +167,8 @@ def full_mnist(r: dict, _quick: dict | None) -> str:
     )
 
 
-def tpe(r: dict, _quick: dict | None) -> str:
+@retired("14", "TPE's settings for parallel trials", "bench --scale full --only tpe --seeds N")
+def tpe(r: dict) -> str:
     settings = ", ".join(f"`{k}={v}`" for k, v in r["default_settings"].items())
     d = r["by_variant"]["default"]
     rows = "; ".join(
@@ -167,7 +186,12 @@ def tpe(r: dict, _quick: dict | None) -> str:
     )
 
 
-def sequence_defaults(r: dict, _quick: dict | None) -> str:
+@retired(
+    "16",
+    "Sequence data: the patch and the early objective's loss",
+    "bench --scale full --only sequence_defaults",
+)
+def sequence_defaults(r: dict) -> str:
     sets = {p["set"]: [] for p in r["patches"]}
     for p in r["patches"]:
         sets[p["set"]].append(f"{p['patch']}: {p['test_acc']:.3f} ({p['epoch_s']:.2f} s)")
@@ -188,7 +212,8 @@ def sequence_defaults(r: dict, _quick: dict | None) -> str:
     )
 
 
-def replay(r: dict, _quick: dict | None) -> str:
+@retired("", "ASHA replayed on recorded curves", "bench --scale full --only winner")
+def replay(r: dict) -> str:
     rows = "; ".join(
         f"on {x['time_axis']}, rf {x['reduction_factor']}: {stat(x['epoch_ratio'], '.2f')} of "
         f"the epochs, {stat(x['wall_ratio'], '.2f')} of the simulated wall time, best val_acc "
@@ -204,46 +229,6 @@ def replay(r: dict, _quick: dict | None) -> str:
     )
 
 
-# (number, entry in docs/benchmarks.json, title, how its section is written, the command)
-RETIRED = [
-    ("1", "efficiency", "Search efficiency", efficiency, "--scale full --only efficiency"),
-    ("3", "utilisation", "Core utilisation", utilisation, "--scale full --only utilisation"),
-    (
-        "4",
-        "early_stopping",
-        "Early stopping",
-        early_stopping,
-        "--scale full --only early_stopping",
-    ),
-    ("5", "loop", "Training loop", loop, "--scale full --only loop"),
-    ("6", "growth", "Growth", growth, "--only growth"),
-    ("8", "anytime", "Anytime recognition", anytime, "--scale full --only anytime --seeds N"),
-    ("9", "losses", "Which rows the loss looks at", losses, "--scale full --only losses"),
-    ("10", "studies", "Studies that outlive a run", studies, "--scale full --only studies"),
-    (
-        "12",
-        "asha_time",
-        "ASHA on epochs or on training seconds",
-        asha_time,
-        "--scale full --only asha_time --seeds N",
-    ),
-    ("13", "full_mnist", "Full MNIST in a two-hour budget", full_mnist, None),
-    ("14", "tpe", "TPE's settings for parallel trials", tpe, "--scale full --only tpe --seeds N"),
-    (
-        "16",
-        "sequence_defaults",
-        "Sequence data: the patch and the early objective's loss",
-        sequence_defaults,
-        "--scale full --only sequence_defaults",
-    ),
-    ("", "replay", "ASHA replayed on recorded curves", replay, "--scale full --only winner"),
-]
-FULL_MNIST = (
-    "python -m search.run --dataset mnist --data-dir ../shared/datasets/mnist --time-budget "
-    "2h`, then `python -m bench.full_mnist RUN_DIR"
-)
-
-
 def render(results: dict) -> str:
     sections = [
         "## Retired experiments",
@@ -257,11 +242,9 @@ def render(results: dict) -> str:
         if not scales:
             continue
         entry = scales.get("full", scales.get("quick"))
-        quick = scales["quick"]["result"] if "full" in scales and "quick" in scales else None
-        run = FULL_MNIST if command is None else f"python -m bench {command}"
         sections += [
             f"### {number + '. ' if number else ''}{title}",
-            f"{write(entry['result'], quick)} Measured {entry['date'][:10]}; rerun with "
-            f"`git checkout {COMMIT} && {run}`.",
+            f"{write(entry['result'])} Measured {entry['date'][:10]}; rerun with "
+            f"`git checkout {COMMIT} && python -m {command}`.",
         ]
     return "\n\n".join(sections)

@@ -26,7 +26,7 @@ from bench.common import (
     goal,
     has_t10k,
     load_t10k,
-    log,
+    merge_rows,
     ours_asha_time,
     run_child,
     search_sizes,
@@ -145,14 +145,8 @@ def seed_rows(seed: int, runs: dict, judged: dict, date: str) -> list[dict]:
 
 
 def merge(old: dict, new: dict) -> dict:
-    """`new`'s rows added to `old`'s (a rerun seed and system replaces its row), summarised
-    again; `new` alone where the sizes differ."""
-    if {**old["sizes"], "seeds": None} != {**new["sizes"], "seeds": None}:
-        log.info("%s: sizes differ from the stored entry's; its seeds are dropped", TITLE)
-        return new
-    fresh = {(r["seed"], r["system"]) for r in new["per_seed"]}
-    kept = [r for r in old["per_seed"] if (r["seed"], r["system"]) not in fresh]
-    return summarise(kept + new["per_seed"], new["sizes"])
+    """A run's (seed, system) rows merged into the stored entry's (`merge_rows`)."""
+    return merge_rows(old, new, lambda r: (r["seed"], r["system"]), summarise)
 
 
 def summarise(rows: list[dict], sizes: dict) -> dict:
