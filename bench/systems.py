@@ -42,7 +42,15 @@ from models.train import evaluate, fit
 from search import metrics as m
 from search.config import SearchConfig
 from search.data import Dataset, load_dataset
-from search.run_folder import RESULT_JSON, checkpoint_state
+from search.run_folder import (
+    RESULT_JSON,
+    TRIALS_CSV,
+    checkpoint_state,
+    load_model,
+    ranked,
+    read_trials,
+)
+from search.run_record import RunRecord
 from search.space import PARAMS, SearchSpace
 from search.trainable import TrialData
 
@@ -117,14 +125,6 @@ def _load(spec: SearchSpec) -> Dataset:
 
 def _run_ours(spec: SearchSpec, started: float) -> dict:
     from search.driver import run  # imports Ray
-    from search.run_folder import (
-        TRIALS_CSV,
-        load_model,
-        ranked,
-        read_run_info,
-        read_trials,
-        run_metric,
-    )
 
     confirm = {} if spec.confirm_top is None else {"confirm_top": spec.confirm_top}
     name = f"ours-s{spec.seed}-t{spec.trials}-e{spec.max_epochs}"
@@ -154,20 +154,20 @@ def _run_ours(spec: SearchSpec, started: float) -> dict:
     wall = time.time() - started
     run_dir = Path(config.storage_path).resolve() / name
     table = read_trials(run_dir / TRIALS_CSV)
-    info = read_run_info(run_dir)
-    best = ranked(table, run_metric(info)).iloc[0]
+    record = RunRecord.read(run_dir)
+    best = ranked(table, record.metric).iloc[0]
     return _tune_folder_measures(run_dir, started) | {
         "best_val_acc": float(best[m.VAL_ACC]),
         "best_config": {k: best[k].item() for k in PARAMS},
         "test_acc": test_accuracy(load_model(run_dir / best["checkpoint"]), _load(spec)),
         "epochs": int(table["epochs"].sum()),
         "trial_epochs": [int(e) for e in table["epochs"]],
-        "fit_wall_s": float(info["wall_seconds"]),
+        "fit_wall_s": record.wall_seconds,
         # The confirmation's retraining (after `Tuner.fit`) is training too.
-        "confirm_busy_s": float(info.get("confirm_busy_seconds", 0.0)),
+        "confirm_busy_s": record.confirm_busy_seconds or 0.0,
         "wall_s": wall,
         "run_dir": str(run_dir),
-        "devices": info.get("devices"),  # what trained the trials: {"cuda": 50}
+        "devices": record.devices,  # what trained the trials: {"cuda": 50}
     }
 
 
