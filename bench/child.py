@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
         from bench.systems import SearchSpec, run_search
 
         result = run_search(SearchSpec(**job))
-    else:  # only the benchmark's own module: a loop measured without Ray imported
+    else:  # only the benchmark's own module: epochs timed without Ray imported
         result = importlib.import_module(f"bench.{kind}").measure(**job)
     Path(argv[1]).write_text(json.dumps(result))
     return 0

@@ -288,13 +288,8 @@ def render(r: dict) -> str:
     s = r["sizes"]
     rows = []
     for name, v in r["per_set"].items():
-        ours = (
-            "not run"
-            if v["test_acc"] is None
-            else (
-                f"{v['test_acc']:.3f} [{v['test_acc_range'][0]:.3f}–{v['test_acc_range'][1]:.3f}]"
-            )
-        )
+        lo, hi = v["test_acc_range"] or (None, None)
+        ours = "not run" if lo is None else f"{v['test_acc']:.3f} [{lo:.3f}–{hi:.3f}]"
         rows.append(
             {
                 "set": name,
