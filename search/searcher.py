@@ -264,9 +264,10 @@ class EpochOptunaSearch(Searcher):
 # counts the running trials as bad results while proposing, so two concurrent proposals
 # do not land on the same spot; `multivariate` models the parameters jointly (depth,
 # width and batch size together set both the accuracy and the cost of a configuration);
-# the first `n_startup_trials` are drawn at random. Benchmark 14 (`bench/tpe.py`) measures
-# each setting changed alone: over seeds 0-2, 20 start-up trials (Optuna's default is 10)
-# gave winners 0.36 [-0.22-+0.45] t10k points better in 0.81x [0.78-1.52] the wall time.
+# the first `n_startup_trials` are drawn at random. Benchmark 14 (retired into
+# docs/benchmarks.md) measured each setting alone: over seeds 0-2, 20 start-up trials
+# (Optuna's default is 10) gave winners 0.36 [-0.22-+0.45] t10k points better in 0.81x
+# [0.78-1.52] the wall time.
 TPE_SETTINGS = {"constant_liar": True, "multivariate": True, "n_startup_trials": 20}
 
 
