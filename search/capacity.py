@@ -1,30 +1,36 @@
-"""How many trials the Ray cluster holds: now, and once its autoscaler has grown it.
+"""How many trials the Ray cluster holds: now, and once its autoscaler has grown it; and
+the checks the driver makes on that before a search starts.
 
 Ray's autoscaler starts a node only for work that waits for one. A search that caps its
 concurrency at the nodes up now leaves no trial waiting, so the cluster never grows, and
-one that asks for a GPU no node has yet would be refused. So the driver asks what the
-cluster can become: the node types the autoscaler may start, each with its resources
-and its maximum count.
+one that asks for a GPU no node has yet would be refused. So the driver needs to know
+what the cluster can become: the worker node types the autoscaler may start, each with
+its resources and its maximum count, and its cap on workers of all types.
 
-Two places hold them. Ray's GCS keeps a `ClusterConfig` where a platform reports one
-(Ray Data reads it the same way); the open-source autoscaler (`ray up`, or `ray start
---head --autoscaling-config=...`) does not report it, but runs on the head node with its
-config file named on its command line, so a task pinned to the head reads that file.
+No public Ray API tells a driver that (the autoscaler's config lives on the head, with
+the autoscaler), so the user states it: `--cluster-config PATH` names the config the
+cluster was started with (cluster.yaml of `ray up`, the file of `ray start --head
+--autoscaling-config`), or `--autoscaler` says the cluster grows without saying to what.
+The nodes up now come from `ray.nodes()`.
 """
 
 from __future__ import annotations
 
 import math
-import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ray
 
-# Ray gives the head node this resource; a task asking for a sliver of it runs there.
-HEAD_RESOURCE = "node:__internal_head__"
-UNLIMITED = -1  # a node type's max_count when the autoscaler may start any number
+from search.errors import UserError
+
+if TYPE_CHECKING:
+    from search.storage import RunLocation
+
+UNLIMITED = -1  # a node type's max_count when only the cap on all workers bounds it
 
 
 @dataclass(frozen=True)
@@ -53,10 +59,18 @@ class NodeType:
 
 
 @dataclass(frozen=True)
+class Autoscaling:
+    """What an autoscaler config lets the cluster grow to."""
+
+    node_types: list[NodeType]  # the worker types; the head's is not one to add
+    max_workers: int | None  # the cap on workers of all types; None: the config has none
+
+
+@dataclass(frozen=True)
 class Capacity:
     """The cluster's alive nodes and, if it has an autoscaler, what it may add."""
 
-    nodes: list[dict[str, float]]  # each alive node's total resources
+    nodes: list[dict[str, float]]  # each alive node's total resources, the head's among them
     node_types: list[NodeType] | None = None  # None: the cluster does not grow
     max_workers: int | None = None  # the autoscaler's cap on worker nodes, all types
 
@@ -75,15 +89,22 @@ class Capacity:
     def slots_at_most(self, shape: TrialShape) -> int | None:
         """Trials the cluster holds at its largest; None when that is not known.
 
-        The head plus as many workers of each type as the autoscaler allows, the types
-        that hold the most trials first while the cap on all workers lasts.
+        The nodes up now, and the workers the autoscaler may still add: its cap on all
+        workers less those up (every node but the head), of each type at most its
+        maximum, the types that hold the most trials first. Which type a worker up is,
+        no public API says, so none counts against its type's maximum: once workers are
+        up, this may count more than the cluster holds, never less.
         """
+        total = self.slots_now(shape)
         if not self.grows:
-            return self.slots_now(shape)
+            return total
         if not self.node_types:
             return None  # --autoscaler said it grows; to what, nothing says
-        head = sum(shape.fits_in(node) for node in self.nodes if HEAD_RESOURCE in node)
-        total, workers_left = head, self.max_workers
+        workers_left = None
+        if self.max_workers is not None:
+            workers_left = max(self.max_workers - (len(self.nodes) - 1), 0)
+            if workers_left == 0:
+                return total  # at the cap already: whatever the types, none is added
         for node_type in sorted(self.node_types, key=lambda t: -shape.fits_in(t.resources)):
             if node_type.max_count == 0:
                 continue
@@ -120,15 +141,14 @@ class Capacity:
         )
 
 
-def measure(assume_autoscaler: bool = False) -> Capacity:
-    """The connected cluster's capacity. `assume_autoscaler`: the user says the cluster
-    grows even where no autoscaler config is found (e.g. KubeRay's, in its own pod)."""
+def measure(assume_autoscaler: bool = False, stated: Autoscaling | None = None) -> Capacity:
+    """The connected cluster's capacity: its nodes up now, and what the user says it may
+    grow to: `stated` (read from --cluster-config), or `assume_autoscaler` (--autoscaler:
+    it grows, to what nothing says)."""
     nodes = _alive_nodes()
-    found = _from_cluster_config() or _from_monitor_on_head(nodes)
-    if found is not None:
-        node_types, max_workers = found
-        if any(t.max_count != 0 for t in node_types) or assume_autoscaler:
-            return Capacity(nodes, node_types, max_workers)
+    may_add = stated is not None and any(t.max_count != 0 for t in stated.node_types)
+    if stated is not None and (may_add or assume_autoscaler):
+        return Capacity(nodes, stated.node_types, stated.max_workers)
     if assume_autoscaler:
         return Capacity(nodes, [])
     return Capacity(nodes)
@@ -138,90 +158,108 @@ def _alive_nodes() -> list[dict[str, float]]:
     return [dict(node["Resources"]) for node in ray.nodes() if node["Alive"]]
 
 
-def _from_cluster_config() -> tuple[list[NodeType], int | None] | None:
-    # Asked by a task inside the cluster: a driver joined through Ray Client (ray://) has
-    # no connection to the cluster's state of its own.
-    read = ray.remote(num_cpus=0)(_node_groups)
-    groups = ray.get(read.remote(), timeout=60)
-    if not groups:
-        return None
-    node_types = [
-        NodeType(name, resources, max_count)
-        for name, resources, max_count in groups
-        if HEAD_RESOURCE not in resources
-    ]
-    return node_types, None
+def read_cluster_config(path: Path) -> Autoscaling:
+    """The worker node types and the cap on all workers of the autoscaler config at
+    `path` (cluster.yaml's schema; JSON too). A file that cannot be read, or is no such
+    config, is the user's to fix: one line, which says why."""
+    import yaml  # a Ray dependency; JSON parses as YAML too
+
+    try:
+        config = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read --cluster-config {path}: {exc.strerror or exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise UserError(f"--cluster-config {path} is not YAML: {reason}") from None
+    try:
+        return _autoscaling_of(config)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"--cluster-config {path} is not a Ray cluster config: {exc}") from None
 
 
-def _node_groups() -> list[tuple[str, dict[str, float], int]]:
-    """The node groups of the cluster's config, as the GCS keeps it (none: no config)."""
-    config = ray._private.state.state.get_cluster_config()
-    if config is None:
-        return []
-    return [
-        (group.name, {k: float(v) for k, v in group.resources.items()}, group.max_count)
-        for group in config.node_group_configs
-    ]
+def _autoscaling_of(config: object) -> Autoscaling:
+    """What an autoscaler config (cluster.yaml's schema) lets the cluster grow to. As Ray
+    reads it: a node type without max_workers is bounded by the cap on all workers only."""
+    if not isinstance(config, Mapping) or not isinstance(
+        config.get("available_node_types"), Mapping
+    ):
+        raise ValueError("it has no available_node_types")
+    if config.get("head_node_type") not in config["available_node_types"]:
+        raise ValueError("its head_node_type is none of its available_node_types")
+    cap = config.get("max_workers")
+    return Autoscaling(_worker_types(config), None if cap is None else _count(cap))
 
 
-def _from_monitor_on_head(
-    nodes: list[dict[str, float]],
-) -> tuple[list[NodeType], int | None] | None:
-    if not any(HEAD_RESOURCE in node for node in nodes):
-        return None  # no head to ask (a cluster without one is not Ray's)
-    read = ray.remote(num_cpus=0, resources={HEAD_RESOURCE: 0.001})(autoscaler_config)
-    found = ray.get(read.remote(ray.get_runtime_context().gcs_address), timeout=60)
-    if found is None:
-        return None
-    _, config = found
-    return node_types_of(config), config.get("max_workers")
-
-
-def node_types_of(config: Mapping) -> list[NodeType]:
+def _worker_types(config: Mapping) -> list[NodeType]:
     """The worker node types of an autoscaler config (cluster.yaml's schema)."""
-    head_type = config.get("head_node_type")
-    return [
-        NodeType(
-            name,
-            {key: float(value) for key, value in (spec.get("resources") or {}).items()},
-            int(spec.get("max_workers", 0)),
-        )
-        for name, spec in (config.get("available_node_types") or {}).items()
-        if name != head_type
-    ]
-
-
-def autoscaler_config(gcs_address: str, proc: Path = Path("/proc")) -> tuple[str, dict] | None:
-    """The config of the autoscaler of the cluster at `gcs_address`, read from its file;
-    None without one. Runs on the head node, where `ray start --head` started the
-    monitor (a machine may run monitors of other clusters too: tests, a second head)."""
-    import yaml  # a Ray dependency; JSON configs parse as YAML too
-
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
+    found = []
+    for name, spec in config["available_node_types"].items():
+        if name == config.get("head_node_type"):
             continue
-        try:
-            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue  # gone, or not ours to read
-        if not any(arg.endswith("monitor.py") and "autoscaler" in arg for arg in args):
-            continue
-        if _arg(args, "--gcs-address") != gcs_address:
-            continue
-        path = _arg(args, "--autoscaling-config")
-        if path is None:
-            continue  # a monitor without an autoscaler: the cluster does not grow
-        path = os.path.expanduser(path)
-        with open(path) as file:
-            return path, yaml.safe_load(file) or {}
-    return None
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"its node type {name} is not a mapping")
+        resources = {key: float(value) for key, value in (spec.get("resources") or {}).items()}
+        cap = spec.get("max_workers")
+        found.append(NodeType(name, resources, UNLIMITED if cap is None else _count(cap)))
+    return found
 
 
-def _arg(args: list[str], flag: str) -> str | None:
-    """The value of `flag` (`--flag=value` or `--flag value`) in a command line."""
-    for i, arg in enumerate(args):
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1] or None
-        if arg == flag and i + 1 < len(args):
-            return args[i + 1]
-    return None
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"max_workers {value!r} is not a count of nodes")
+    return value
+
+
+def check_resources(capacity: Capacity, shape: TrialShape) -> None:
+    """A trial that no node can hold would wait forever: say so instead, unless the
+    autoscaler can start a node that holds it, which is then waited for."""
+    if capacity.slots_now(shape) > 0:
+        return
+    if capacity.grows:
+        node_type = capacity.node_type_for(shape)
+        if node_type is not None or not capacity.node_types:  # none known: trust --autoscaler
+            which = f" of type {node_type.name}" if node_type else ""
+            print(
+                f"search.run: no node holds a trial ({shape.cpus:g} CPU, {shape.gpus:g} GPU) "
+                f"yet; waiting for the autoscaler to start one{which}",
+                file=sys.stderr,
+            )
+            return
+    for resource, wanted, flag in (
+        ("CPU", shape.cpus, "--cpus-per-trial"),
+        ("GPU", shape.gpus, "--gpus-per-trial"),
+    ):
+        available = capacity.largest_now(resource)
+        if wanted > available:
+            also = " (nor any node type of its autoscaler)" if capacity.grows else ""
+            raise UserError(
+                f"{flag} {wanted:g} but no node in the Ray cluster{also} has more than "
+                f"{available:g} {resource}(s)"
+            )
+    raise UserError(
+        f"no node in the Ray cluster has both {shape.cpus:g} CPU(s) and {shape.gpus:g} GPU(s) "
+        "for one trial (--cpus-per-trial, --gpus-per-trial)"
+    )
+
+
+def check_storage_is_shared(
+    capacity: Capacity, run_dir: RunLocation, shared_storage: bool
+) -> None:
+    """On several nodes, trials write checkpoints where they run: storage must be shared.
+    A cluster that may grow past one node counts as several."""
+    if not capacity.may_have_several_nodes() or not run_dir.is_local or shared_storage:
+        return
+    nodes = len(capacity.nodes)
+    has = f"has {nodes} nodes" if nodes > 1 else "may add nodes (it has an autoscaler)"
+    raise UserError(
+        f"the Ray cluster {has} but --storage-path {run_dir.storage} is a local folder; "
+        "use an s3:// (or other) URI, or pass --shared-storage if every node sees that path"
+    )
+
+
+def trial_slots(capacity: Capacity, shape: TrialShape, trials: int) -> int:
+    """Trials at once: as many as the cluster holds (once grown) and no more than the
+    search's `trials`. Trials beyond today's nodes wait, and waiting trials are what make
+    Ray's autoscaler start nodes."""
+    slots = capacity.slots_at_most(shape)
+    return max(1, min(trials, slots if slots is not None else trials))

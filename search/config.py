@@ -96,6 +96,11 @@ def _cv_folds(text: str) -> int:
     return value
 
 
+def _absolute_path(text: str) -> Path:
+    # Absolute, so that the command that resumes a search names the same file anywhere.
+    return Path(text).expanduser().absolute()
+
+
 def _run_name(text: str) -> str:
     # A run name is one folder: no separators, nothing hidden, nothing empty.
     if not text or "/" in text or "\\" in text or text.startswith("."):  # ".", ".." too
@@ -110,6 +115,7 @@ _non_negative_float.__name__ = "non-negative number"
 _positive_float.__name__ = "positive number"
 _reduction_factor.__name__ = "number above 1"
 _run_name.__name__ = "run name (one folder name)"
+_absolute_path.__name__ = "path"
 dataset_name.__name__ = "dataset (mnist-5k, mnist, ucr:NAME, FILE.npz or FILE_TRAIN.ts)"
 _cv_folds.__name__ = "fold count (0, or 2 and more)"
 duration_seconds.__name__ = "duration (e.g. 90s, 15m, 2h)"
@@ -230,10 +236,17 @@ class SearchConfig:
         default=None,
     )
     autoscaler: bool = _flag(
-        "the cluster at --address adds nodes on demand: queue trials for the nodes it may "
-        "start (found without this flag when the autoscaler runs on the head node, as "
-        "with ray up)",
+        "the cluster at --address adds nodes on demand, to a size no flag states: queue "
+        "up to --trials trials for the nodes it may start (--cluster-config states the size)",
         default=False,
+    )
+    cluster_config: Path | None = _flag(
+        "the autoscaler config the cluster at --address was started with (the cluster.yaml "
+        "of ray up; on its head also ~/ray_bootstrap_config.yaml): its worker node types "
+        "and max_workers say what the cluster may grow to, and trials are queued for the "
+        "nodes it may add",
+        _absolute_path,
+        default=None,
     )
     cpus_per_trial: float = _flag(
         "CPUs reserved per trial; torch uses as many threads", _positive_float, default=1.0
@@ -304,7 +317,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         # Values read back from run.json arrive as strings.
-        for name in ("data_dir", "enqueue"):
+        for name in ("data_dir", "enqueue", "cluster_config"):
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)))
         if self.loss is None:

@@ -26,7 +26,15 @@ import pandas as pd
 from search import cluster
 from search import metrics as m
 from search import study as st
-from search.capacity import Capacity, TrialShape, measure
+from search.capacity import (
+    Capacity,
+    TrialShape,
+    check_resources,
+    check_storage_is_shared,
+    measure,
+    read_cluster_config,
+    trial_slots,
+)
 from search.claim import CLAIM_FILE, claim
 from search.config import SearchConfig
 from search.data import confirmation_folds, load_dataset
@@ -112,6 +120,8 @@ def run(config: SearchConfig) -> RunLocation:
     extra_points = (
         read_points(config.enqueue, space) if config.enqueue and not config.resume else []
     )
+    # What the user says the cluster may grow to, read now: a bad file fails before Ray.
+    stated = read_cluster_config(config.cluster_config) if config.cluster_config else None
     if config.confirm_top:
         # Fails now, not after the search, if the pool cannot hold that many folds.
         confirmation_folds(data, config.confirm_folds, config.seed)
@@ -129,11 +139,11 @@ def run(config: SearchConfig) -> RunLocation:
     if joined and not (config.address or "").startswith("ray://"):
         cluster.watch_head(lambda address: _lost_cluster(config, address, owner))
     try:
-        # A fresh local Ray has no autoscaler to look for.
-        capacity = measure(config.autoscaler) if joined else Capacity.of_alive_nodes()
+        # A fresh local Ray has no autoscaler.
+        capacity = measure(config.autoscaler, stated) if joined else Capacity.of_alive_nodes()
         shape = TrialShape(config.cpus_per_trial, config.gpus_per_trial)
-        _check_resources(config, capacity, shape)
-        _check_storage_is_shared(config, run_dir, capacity)
+        check_resources(capacity, shape)
+        check_storage_is_shared(capacity, run_dir, config.shared_storage)
         _check_room(run_dir)
         from search.searcher import reconnect_study_to
         from search.tuner import build_tuner, restore_tuner  # Ray Tune's heavy machinery
@@ -162,7 +172,7 @@ def run(config: SearchConfig) -> RunLocation:
             progress = ProgressLine(
                 config.trials, config.max_epochs, metric=metric, cluster_grows=capacity.grows
             )
-            max_concurrent = config.max_concurrent or _trial_slots(config, capacity, shape)
+            max_concurrent = config.max_concurrent or trial_slots(capacity, shape, config.trials)
             tuner = build_tuner(
                 config,
                 data,
@@ -475,6 +485,7 @@ def _resumed(run_dir: RunLocation, given: SearchConfig) -> tuple[SearchConfig, d
         name=given.name,
         shared_storage=given.shared_storage,
         autoscaler=given.autoscaler,
+        cluster_config=given.cluster_config,
         study_storage=given.study_storage or config.study_storage,
     )
     if not given.study_storage and "***" in (config.study_storage or ""):
@@ -495,6 +506,8 @@ def _resume_command(config: SearchConfig) -> str:
         args.append("--shared-storage")
     if config.autoscaler:
         args.append("--autoscaler")
+    if config.cluster_config:
+        args += ["--cluster-config", str(config.cluster_config)]
     if config.study_storage:  # its password, if any, left for the user to fill in
         args += ["--study-storage", st.without_password(config.study_storage)]
     return shlex.join([*args, "--resume"])
@@ -546,61 +559,6 @@ def _check_saved_state(run_dir: RunLocation) -> None:
                 f"cannot resume {run_dir.display}: its saved state {newest} is damaged ({exc}); "
                 "it may have been written while the disk was full"
             ) from None
-
-
-def _check_storage_is_shared(
-    config: SearchConfig, run_dir: RunLocation, capacity: Capacity
-) -> None:
-    """On several nodes, trials write checkpoints where they run: storage must be shared.
-    A cluster that may grow past one node counts as several."""
-    if not capacity.may_have_several_nodes() or not run_dir.is_local or config.shared_storage:
-        return
-    nodes = len(capacity.nodes)
-    has = f"has {nodes} nodes" if nodes > 1 else "may add nodes (it has an autoscaler)"
-    raise UserError(
-        f"the Ray cluster {has} but --storage-path {run_dir.storage} is a local folder; "
-        "use an s3:// (or other) URI, or pass --shared-storage if every node sees that path"
-    )
-
-
-def _check_resources(config: SearchConfig, capacity: Capacity, shape: TrialShape) -> None:
-    """A trial that no node can hold would wait forever: say so instead, unless the
-    autoscaler can start a node that holds it, which is then waited for."""
-    if capacity.slots_now(shape) > 0:
-        return
-    if capacity.grows:
-        node_type = capacity.node_type_for(shape)
-        if node_type is not None or not capacity.node_types:  # none known: trust --autoscaler
-            which = f" of type {node_type.name}" if node_type else ""
-            print(
-                f"search.run: no node holds a trial ({shape.cpus:g} CPU, {shape.gpus:g} GPU) "
-                f"yet; waiting for the autoscaler to start one{which}",
-                file=sys.stderr,
-            )
-            return
-    for resource, wanted, flag in (
-        ("CPU", config.cpus_per_trial, "--cpus-per-trial"),
-        ("GPU", config.gpus_per_trial, "--gpus-per-trial"),
-    ):
-        available = capacity.largest_now(resource)
-        if wanted > available:
-            also = " (nor any node type of its autoscaler)" if capacity.grows else ""
-            raise UserError(
-                f"{flag} {wanted:g} but no node in the Ray cluster{also} has more than "
-                f"{available:g} {resource}(s)"
-            )
-    raise UserError(
-        f"no node in the Ray cluster has both {shape.cpus:g} CPU(s) and {shape.gpus:g} GPU(s) "
-        "for one trial (--cpus-per-trial, --gpus-per-trial)"
-    )
-
-
-def _trial_slots(config: SearchConfig, capacity: Capacity, shape: TrialShape) -> int:
-    """Trials at once: as many as the cluster holds (once grown) and no more than asked
-    for. Trials beyond today's nodes wait, and waiting trials are what make Ray's
-    autoscaler start nodes."""
-    slots = capacity.slots_at_most(shape)
-    return max(1, min(config.trials, slots if slots is not None else config.trials))
 
 
 def _summary(table: pd.DataFrame, run_dir: str, metric: str, params: tuple[str, ...]) -> str:

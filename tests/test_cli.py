@@ -147,6 +147,8 @@ def bad_inputs(tmp_path):
         "enqueue file missing": ["--enqueue", str(tmp_path / "none.json"), *storage],
         "enqueue file not JSON": ["--enqueue", str(tmp_path / "bad.json"), *storage],
         "enqueue wrong keys": ["--enqueue", str(tmp_path / "keys.json"), *storage],
+        "cluster config missing": ["--cluster-config", str(tmp_path / "none.yaml"), *storage],
+        "cluster config not one": ["--cluster-config", str(tmp_path / "keys.json"), *storage],
         "grace above max": ["--max-epochs", "2", "--grace-epochs", "3"],
         "reduction factor that stops nothing": ["--reduction-factor", "1"],
         "no cluster at address": ["--address", f"127.0.0.1:{_free_port()}", *storage],
@@ -277,10 +279,18 @@ def test_data_files_are_taken_by_their_suffix_and_made_absolute(tmp_path, monkey
         assert parse_args(["--dataset", name]).dataset == str(tmp_path / name)
 
 
+def test_a_cluster_config_is_kept_as_an_absolute_path(tmp_path, monkeypatch):
+    # The command that resumes a search names it; it may run from another folder.
+    monkeypatch.chdir(tmp_path)
+    assert parse_args(["--cluster-config", "c.yaml"]).cluster_config == tmp_path / "c.yaml"
+    assert parse_args([]).cluster_config is None
+
+
 def test_a_config_from_run_json_holds_paths_not_strings():
     # A resumed search builds its SearchConfig from run.json's strings.
-    config = SearchConfig(data_dir="data", enqueue="points.json")
+    config = SearchConfig(data_dir="data", enqueue="points.json", cluster_config="/c.yaml")
     assert (config.data_dir, config.enqueue) == (Path("data"), Path("points.json"))
+    assert config.cluster_config == Path("/c.yaml")
     assert SearchConfig().data_dir is None and SearchConfig().enqueue is None
 
 

@@ -1,7 +1,8 @@
 """The flags that say where and how wide a search runs, each checked by what it does:
-`--address` in its three forms and `RAY_ADDRESS`, `--max-concurrent`, `--autoscaler`;
-the dashboard on a PostgreSQL study; and the code behind the benchmarks' headline
-figures (bench/systems.py's searches and the busy seconds of the core-use figure).
+`--address` in its three forms and `RAY_ADDRESS`, `--max-concurrent`, `--autoscaler`,
+`--cluster-config`; the dashboard on a PostgreSQL study; and the code behind the
+benchmarks' headline figures (bench/systems.py's searches and the busy seconds of the
+core-use figure).
 
 One loopback Ray head (two CPUs, no GPU, a Ray Client server, token authentication) is
 shared by the cluster checks of this module (last in it: the head is up only for them,
@@ -296,25 +297,25 @@ def test_a_search_runs_through_ray_client(head, digits, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------
-# --autoscaler: on a cluster of fixed size, the flag makes the search queue trials for
-# nodes the cluster may add, and ask for storage they would share.
+# --autoscaler, --cluster-config: on a cluster of fixed size, each makes the search queue
+# trials for nodes the cluster may add, and ask for storage they would share.
 
 CAPACITY = """
 import json, sys
-from search.capacity import TrialShape, measure
+from pathlib import Path
+from search.capacity import TrialShape, measure, read_cluster_config, trial_slots
 from search.cluster import connect
-from search.config import SearchConfig
-from search.driver import _trial_slots
 
 connect(sys.argv[1])
-shape, config = TrialShape(cpus=1.0), SearchConfig(trials=5)
-found = {}
-for flag in (False, True):
-    capacity = measure(assume_autoscaler=flag)
-    found[str(flag)] = {
+stated = read_cluster_config(Path(sys.argv[2]))
+shape, found = TrialShape(cpus=1.0), {}
+for name, flags in {"none": (False, None), "autoscaler": (True, None),
+                    "cluster-config": (False, stated)}.items():
+    capacity = measure(*flags)
+    found[name] = {
         "grows": capacity.grows,
         "slots_now": capacity.slots_now(shape),
-        "max_concurrent": _trial_slots(config, capacity, shape),
+        "max_concurrent": trial_slots(capacity, shape, 5),
         "several_nodes": capacity.may_have_several_nodes(),
     }
 print(json.dumps(found))
@@ -322,15 +323,25 @@ print(json.dumps(found))
 
 
 @pytest.mark.e2e
-def test_the_autoscaler_flag_queues_trials_for_nodes_not_up(head, digits, tmp_path):
-    found = python(CAPACITY, head.address, env=head.env)
-    # No autoscaler runs on this head: without the flag, two trials at once (its CPUs) ...
-    assert found["False"] == {
+def test_the_autoscaler_flags_queue_trials_for_nodes_not_up(head, digits, tmp_path):
+    # A config whose one worker type adds a two-CPU node, once.
+    config = tmp_path / "autoscaling.yaml"
+    config.write_text(
+        "max_workers: 4\nhead_node_type: head\navailable_node_types:\n  head: {resources: {}}\n"
+        "  two_cpus: {resources: {CPU: 2}, max_workers: 1}\n"
+    )
+    found = python(CAPACITY, head.address, str(config), env=head.env)
+    # No autoscaler is named: two trials at once (the head's CPUs) ...
+    assert found["none"] == {
         "grows": False, "slots_now": 2, "max_concurrent": 2, "several_nodes": False
     }  # fmt: skip
-    # ... with it, all five trials of the search are queued, for nodes yet to come.
-    assert found["True"] == {
+    # ... with --autoscaler, all five trials of the search are queued, for nodes to come;
+    assert found["autoscaler"] == {
         "grows": True, "slots_now": 2, "max_concurrent": 5, "several_nodes": True
+    }  # fmt: skip
+    # with --cluster-config, as many as the head and the one node it may add hold.
+    assert found["cluster-config"] == {
+        "grows": True, "slots_now": 2, "max_concurrent": 4, "several_nodes": True
     }  # fmt: skip
     # Through the CLI: a cluster that may grow needs shared storage, so a search that
     # runs on this head's local disk without the flag (the RAY_ADDRESS test's) is
