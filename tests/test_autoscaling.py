@@ -6,7 +6,8 @@ AutoscalingCluster` generates), started as `RAY_FAKE_CLUSTER=1 ray start --head
 --autoscaling-config=...`; not through that class, whose start and shutdown run
 `ray stop --force` and would end every Ray process on the machine. The nodes the
 autoscaler launches are processes of the head's monitor, in the head's process group,
-so killing that group ends them too.
+so killing that group ends them too. Each search names that config (`--cluster-config`),
+as a user names the cluster.yaml of `ray up`.
 
 Also a node with a logical GPU: `--gpus-per-trial 0.25` packs four trials on it. Where
 the machine has no CUDA, those trials train on the CPU and the run records that; on a
@@ -87,15 +88,15 @@ class AutoscalingHead:
     def __init__(self, tmp: Path, worker_types: dict):
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        config = tmp / "autoscaling.json"
-        config.write_text(json.dumps(fake_autoscaler_config(self.port, worker_types)))
+        self.config = tmp / "autoscaling.json"
+        self.config.write_text(json.dumps(fake_autoscaler_config(self.port, worker_types)))
         self.env = token_env(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
         self.tmp = tmp
         self.head = Node.head(
             self.port,
             self.env,
             tmp / "head.log",
-            f"--autoscaling-config={config}",
+            f"--autoscaling-config={self.config}",
             "--include-dashboard=false",
             "--num-gpus",  # the config's head type has no GPU, on any machine
             "0",
@@ -115,7 +116,9 @@ class AutoscalingHead:
         self.head.kill()
 
     def search(self, name: str, *args: str):
-        return search(self.address, self.env, self.tmp, name, "--shared-storage", *args)
+        """A search told what the cluster may grow to: the config its autoscaler has."""
+        flags = ("--shared-storage", "--cluster-config", str(self.config))
+        return search(self.address, self.env, self.tmp, name, *flags, *args)
 
 
 def run_folder(tmp: Path, name: str) -> tuple[pd.DataFrame, dict]:
