@@ -25,7 +25,7 @@ from analysis import plots
 from analysis import results as res
 from search import metrics as m
 from search.errors import UserError
-from search.run_folder import CONFIRMED_COLUMNS, confirmed_text, run_objective
+from search.run_folder import CONFIRMED_COLUMNS, confirmed_text
 from search.space import PARAMS
 
 
@@ -46,7 +46,7 @@ def by_step_compares(runs: list[res.Run], tops: list[pd.DataFrame]) -> bool:
     """Whether a step means the same in every run: one dataset (as --dataset named it)
     of one length, and one patch among the configurations shown. Otherwise the curves
     compare by the share of each series read."""
-    datasets = {(run.info["dataset"], run.data["length"]) for run in runs}
+    datasets = {(run.info.dataset, run.data["length"]) for run in runs}
     patches = {int(p) for top in tops for p in top["patch"]}
     return len(datasets) == 1 and len(patches) == 1
 
@@ -87,7 +87,7 @@ def build(paths: list[Path], top_k: int = 3) -> doc.Document:
     else:
         curves = _share_section(pd.concat(by_share, ignore_index=True), style, w)
 
-    datasets = {run.info["dataset"] for run in runs}
+    datasets = {run.info.dataset for run in runs}
     shown = [p for p in PARAMS if any(p in run.params for run in runs)]
     sections = [
         doc.Section(
@@ -134,14 +134,14 @@ def _row(name: str, run: res.Run, best: pd.Series, points: pd.DataFrame) -> dict
     info = run.info
     row = {
         "run": name,
-        "dataset": info["dataset"],
-        "seed": info.get("seed", ""),
+        "dataset": info.dataset,
+        "seed": info.seed,
         "trials": len(run.trials),
-        "wall_seconds": info.get("wall_seconds"),
+        "wall_seconds": info.wall_seconds,
         "trial_id": best["trial_id"],
         **{k: best[k] for k in PARAMS},
-        "loss": info["flags"]["loss"],
-        "objective": run_objective(info),
+        "loss": info.flags["loss"],
+        "objective": info.objective,
         m.VAL_ACC: best[m.VAL_ACC],
         m.VAL_AREA: best[m.VAL_AREA],
         m.VAL_HM: best[m.VAL_HM],

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from search import study as st
 from search.errors import UserError
-from search.run_folder import RUN_JSON, check_format, read_run_info
+from search.run_record import RUN_JSON, RunRecord
 
 EXIT_USER_ERROR = 2
 REFRESH_SECONDS = 5.0
@@ -67,9 +67,7 @@ class _readable_storage:
         if "://" in self.source:
             url, name = self.source, None
         elif (folder / RUN_JSON).is_file():
-            info = read_run_info(folder)
-            check_format(info, str(folder))
-            ref = st.ref_of_run(folder, info)
+            ref = st.ref_of_run(folder, RunRecord.read(folder))
             if "***" in ref.url:
                 raise UserError(
                     f"{folder}'s study is in {ref.url}; run.json keeps no password: pass "

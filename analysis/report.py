@@ -69,8 +69,8 @@ def build(run: res.Run, top_k: int = TOP_K) -> doc.Document:
 
     info = run.info
     intro: list = [
-        f"Run folder: {run.path}. Dataset: {info['dataset']}. "
-        f"Search started {info.get('started', '?')}, finished {info.get('finished', '?')}.",
+        f"Run folder: {run.path}. Dataset: {info.dataset}. "
+        f"Search started {info.started}, finished {info.finished or '?'}.",
         *notes,
     ]
     sections = [
@@ -93,7 +93,7 @@ def build(run: res.Run, top_k: int = TOP_K) -> doc.Document:
 
 def _data_text(run: res.Run) -> str:
     """The data in one sentence: classes, shape, lengths, splits, how the pool is judged."""
-    data, sizes, w = run.data, run.info["split_sizes"], run.words
+    data, sizes, w = run.data, run.info.split_sizes, run.words
     classes = run.classes
     names = ", ".join(map(str, classes[:12])) + (", ..." if len(classes) > 12 else "")
     if run.image:
@@ -114,7 +114,7 @@ def _data_text(run: res.Run) -> str:
             f"{sizes['train']:,} training, {sizes['val']:,} validation and "
             f"{sizes['test']:,} test {w.many}"
         )
-    return f"Dataset {run.info['dataset']}: {len(classes)} classes ({names}); {shape}; {split}."
+    return f"Dataset {run.info.dataset}: {len(classes)} classes ({names}); {shape}; {split}."
 
 
 def _summary(run: res.Run, chosen: pd.DataFrame, top_k: int) -> doc.Section:
@@ -129,7 +129,7 @@ def _summary(run: res.Run, chosen: pd.DataFrame, top_k: int) -> doc.Section:
     metric = run.metric
     words = m.METRIC_WORDS[metric]
     confirmed = chosen[m.CONFIRMED_OF[metric]].notna()
-    folds = info["flags"].get("confirm_folds")
+    folds = info.flags["confirm_folds"]
     front = (
         ", then the other configurations on the Pareto front"
         if chosen["on_front"].any() and len(run.objectives) > 1
@@ -170,12 +170,12 @@ def _summary(run: res.Run, chosen: pd.DataFrame, top_k: int) -> doc.Section:
         )
     blocks: list = [
         _data_text(run) + f" {len(trials)} trials: {count_text}. "
-        f"Wall time {_duration(info.get('wall_seconds'))}.",
+        f"Wall time {_duration(info.wall_seconds)}.",
         f"Best configuration ({how}): {best['name']}; {figure}validation "
         f"accuracy {_pct(best[m.VAL_ACC])}, test accuracy {_pct(best.get('test_acc'))} "
         f"(trial {best['trial_id']}, best epoch {_int(best['best_epoch'])} of "
         f"{_int(best['epochs'])}).{early}",
-        f"{order} Test figures are measured here, on the {info['split_sizes']['test']:,} "
+        f"{order} Test figures are measured here, on the {info.split_sizes['test']:,} "
         f"held-out test {w.many}, with each trial's best checkpoint; they played no part in "
         f"choosing. Area: the mean over test {w.many} of the share of its own {w.steps} "
         f"after which the model is right; {w.steps} to 50% / 90%: the first {w.step} after "

@@ -31,20 +31,16 @@ from search.data import Split
 from search.errors import UserError
 from search.run_folder import (
     RESULT_JSON,
-    RUN_JSON,
     TEST_SPLIT,
     TRIALS_CSV,
     TrialStatus,
-    check_format,
     load_model,
     ranked,
-    read_run_info,
     read_test_split,
     read_trials,
-    run_metric,
-    run_objective,
     trial_dir,
 )
+from search.run_record import RUN_JSON, RunRecord
 from search.space import PARAMS, SEED_LABEL, SearchSpace, format_param
 
 log = logging.getLogger(__name__)
@@ -105,7 +101,7 @@ class Run:
     """One run folder, read. `notes` says in plain words what the folder lacks."""
 
     path: Path
-    info: dict
+    info: RunRecord  # its run.json
     trials: pd.DataFrame  # trials.csv, plus `trial_number` and `rank`
     epochs: pd.DataFrame  # one row per reported epoch of every trial (EPOCH_COLUMNS)
     test: Split | None
@@ -118,17 +114,17 @@ class Run:
     @property
     def metric(self) -> str:
         """What the run ranks its trials by: its primary objective."""
-        return run_metric(self.info)
+        return self.info.metric
 
     @property
     def objectives(self) -> list[tuple[str, str]]:
         """The run's objectives, (metric, mode) pairs; two for a multi-objective search."""
-        return m.objective_metrics(run_objective(self.info))
+        return m.objective_metrics(self.info.objective)
 
     @property
     def data(self) -> dict:
         """What run.json says of the data: classes, features, length, image, selection."""
-        return self.info["data"]
+        return self.info.data
 
     @property
     def classes(self) -> list:
@@ -151,7 +147,7 @@ class Run:
 
     @functools.cached_property
     def space(self) -> SearchSpace:
-        return SearchSpace.from_dict(self.info["space"])
+        return SearchSpace.from_dict(self.info.space)
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -175,22 +171,18 @@ def load_run(run_dir: Path) -> Run:
         raise UserError(f"{run_dir} is not a folder")
     if not (run_dir / RUN_JSON).is_file():
         raise UserError(f"{run_dir} is not a run folder: it has no {RUN_JSON}")
-    try:
-        info = read_run_info(run_dir)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{run_dir / RUN_JSON} is not valid JSON: {exc}") from exc
-    check_format(info, str(run_dir))
+    info = RunRecord.read(run_dir)
     if not (run_dir / TRIALS_CSV).is_file():
         raise UserError(
             f"{run_dir} has no {TRIALS_CSV}: the search did not finish (or is still running)"
         )
     trials = read_trials(run_dir / TRIALS_CSV)
-    metric = run_metric(info)
+    metric = info.metric
     if ranked(trials, metric).empty:
         raise UserError(f"{run_dir}: no trial finished an epoch; there is nothing to report")
 
     notes = []
-    epochs = read_epochs(run_dir, trials["trial_id"])
+    epochs = read_epochs(run_dir, trials["trial_id"], info.started)
     lacking = sorted(set(ranked(trials, metric)["trial_id"]) - set(epochs["trial_id"]))
     if lacking:
         notes.append(
@@ -215,9 +207,9 @@ def load_run(run_dir: Path) -> Run:
     return Run(run_dir, info, trials, epochs, test, notes)
 
 
-def read_epochs(run_dir: Path, trial_ids) -> pd.DataFrame:
-    """Every epoch every trial reported, with its wall-clock time since the run started."""
-    started = _run_start(run_dir)
+def read_epochs(run_dir: Path, trial_ids, started: str) -> pd.DataFrame:
+    """Every epoch every trial reported, with its wall-clock time since the run started
+    (`started`, run.json's ISO time)."""
     rows = []
     for trial_id in trial_ids:
         path = run_dir / trial_dir(trial_id) / RESULT_JSON
@@ -239,20 +231,10 @@ def read_epochs(run_dir: Path, trial_ids) -> pd.DataFrame:
     numbers = (m.VAL_ACC, m.VAL_LOSS, m.VAL_AREA, m.VAL_HM, m.TRAIN_LOSS)
     for column in (*numbers, "time_total_s", "wall_seconds"):
         epochs[column] = pd.to_numeric(epochs[column], errors="coerce")
-    if started is None and not epochs.empty:
-        started = float((epochs["wall_seconds"] - epochs["time_total_s"]).min())
-    epochs["wall_seconds"] = epochs["wall_seconds"] - (started or 0.0)
+    epochs["wall_seconds"] = epochs["wall_seconds"] - datetime.fromisoformat(started).timestamp()
     # A trial restored after a failure repeats the epochs after its checkpoint: keep the
     # last report of each epoch for curves (the earlier ones still count for wall time).
     return epochs.sort_values(["wall_seconds", "trial_id", m.EPOCH]).reset_index(drop=True)
-
-
-def _run_start(run_dir: Path) -> float | None:
-    started = read_run_info(run_dir).get("started")
-    try:
-        return datetime.fromisoformat(started).timestamp()
-    except (TypeError, ValueError):  # not recorded (None), or not a time
-        return None
 
 
 def _add_order(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -536,7 +518,7 @@ def pareto_front(run: Run) -> pd.DataFrame:
     if len(objectives) < 2 or usable.empty:
         return usable.iloc[:0]
     with st.optuna_quiet():
-        study = optuna.create_study(directions=st.directions(run_objective(run.info)))
+        study = optuna.create_study(directions=st.directions(run.info.objective))
         for _, row in usable.iterrows():
             values = [float(row[metric]) for metric in metrics]
             study.add_trial(
@@ -653,7 +635,7 @@ def study_history(run: Run) -> pd.DataFrame:
     study, _ = run.study
     if study is None:
         return pd.DataFrame(columns=columns)
-    mine = {t.number for t in st.own_trials(study, run.info["study"]["run"])}
+    mine = {t.number for t in st.own_trials(study, run.info.study.run)}
     rows = []
     for trial, value in _measured(study):
         if trial.number in mine:
@@ -688,7 +670,7 @@ def _measured_points(run: Run) -> tuple[list[tuple[dict, float]], str]:
         ]
         return points, f"a study rebuilt from {TRIALS_CSV} ({why_not})"
     points = [(trial.params, value) for trial, value in _measured(study)]
-    own = len(st.own_trials(study, run.info["study"]["run"], states=st.WARM_STATES))
+    own = len(st.own_trials(study, run.info.study.run, states=st.WARM_STATES))
     return points, (
         f"the search's Optuna study: {len(points)} measured trials, {own} of them this run's"
     )
@@ -702,13 +684,13 @@ def _plain(value, distribution):
     return float(value)
 
 
-def environment(info: dict) -> pd.DataFrame:
+def environment(info: RunRecord) -> pd.DataFrame:
     """What a reader needs to reproduce the run, as (item, value) rows."""
-    data = info["data"]
+    data = info.data
     rows = [
-        ("command", info.get("command")),
-        ("seed", info.get("seed")),
-        ("dataset", info["dataset"]),
+        ("command", info.command),
+        ("seed", info.seed),
+        ("dataset", info.dataset),
         ("data: fingerprint", data["fingerprint"]),
         ("data: classes", ", ".join(map(str, data["classes"]))),
         ("data: values per time point", data["features"]),
@@ -716,15 +698,15 @@ def environment(info: dict) -> pd.DataFrame:
         ("data: equal lengths", data["equal_length"]),
         ("data: images read row by row", data["image"]),
         ("data: selection", data["selection"]),
-        ("split sizes", _join(info["split_sizes"])),
-        ("search space: patches", ", ".join(map(str, info["space"]["patches"]))),
-        ("started", info.get("started")),
-        ("finished", info.get("finished")),
-        ("wall time (s)", info.get("wall_seconds")),
+        ("split sizes", _join(info.split_sizes)),
+        ("search space: patches", ", ".join(map(str, info.space["patches"]))),
+        ("started", info.started),
+        ("finished", info.finished),
+        ("wall time (s)", info.wall_seconds),
     ]
-    rows += [(f"machine: {k}", v) for k, v in info.get("machine", {}).items()]
-    rows += [(f"package: {k}", v) for k, v in info.get("packages", {}).items()]
-    rows += [(f"flag: --{k.replace('_', '-')}", v) for k, v in info.get("flags", {}).items()]
+    rows += [(f"machine: {k}", v) for k, v in info.machine.items()]
+    rows += [(f"package: {k}", v) for k, v in info.packages.items()]
+    rows += [(f"flag: --{k.replace('_', '-')}", v) for k, v in info.flags.items()]
     return pd.DataFrame(
         [(item, "(not set)" if value is None else str(value)) for item, value in rows],
         columns=["item", "value"],

@@ -10,17 +10,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
-import hashlib
 import json
 import os
 import pickletools
 import shlex
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import optuna
 import pandas as pd
 
 from search import cluster
@@ -37,27 +38,23 @@ from search.capacity import (
 )
 from search.claim import CLAIM_FILE, claim
 from search.config import SearchConfig
-from search.data import confirmation_folds, load_dataset
+from search.data import Dataset, confirmation_folds, load_dataset
 from search.errors import UserError
 from search.faults import FOLDER_GONE, RESERVE_FLOOR_BYTES, DiskFault, watch
 from search.faults import stop_cause as disk_stop_cause
 from search.progress import ProgressLine
 from search.run_folder import (
-    RUN_JSON,
     STUDY_TRIAL,
     TOP_K,
     TUNER_STATE,
     TrialStatus,
-    check_format,
     confirmed_text,
-    new_run_info,
     ranked,
-    read_run_info,
     write_best,
-    write_run_info,
     write_test_split,
     write_trials,
 )
+from search.run_record import RUN_JSON, RunRecord, StudyRecord
 from search.space import SearchSpace, format_param, read_points
 from search.storage import RunLocation
 from search.trials import trials_table
@@ -92,20 +89,58 @@ def run(config: SearchConfig) -> RunLocation:
     before every trial finished (its state is saved and `--resume` continues it).
     """
     run_dir = RunLocation.open(config.storage_path, config.name)
+    config, record = _open_run_folder(run_dir, config)
+    prepared = _prepare(config, run_dir, record)
+    with _connected(config, run_dir, prepared.stated_cluster) as capacity:
+        tuner, record = _tuner(config, run_dir, prepared, record, capacity)
+        table = _search(tuner, config, run_dir, record)
+        outcome = _outcome(table, config)
+        if outcome is not None:
+            table = _confirm_and_export(table, config, run_dir, prepared.data, record)
+    _tell(table, config, run_dir, record, prepared.space.params)
+    if outcome is None:
+        # Stopped by Ctrl-C, SIGTERM, or the watch over the run folder's disk.
+        raise DiskFault(cause) if (cause := disk_stop_cause()) else Interrupted
+    if outcome:
+        print(f"search.run: {outcome}", file=sys.stderr)
+    return run_dir
+
+
+@dataclass
+class Prepared:
+    """What a search needs besides its flags, read and checked before Ray starts: a bad
+    data file or study fails in a second, not after a cluster start."""
+
+    data: Dataset
+    space: SearchSpace
+    extra_points: list[dict]  # --enqueue's, tried right after the tutorial's configuration
+    signature: dict  # what the study records of this search (`study.signature`)
+    study_ref: st.StudyRef
+    warm_sources: list[tuple[str, optuna.Study]]  # --warm-start's studies
+    database_study: optuna.Study | None  # a --study-storage study, prepared now
+    stated_cluster: dict | None  # --cluster-config's autoscaler config
+
+
+def _open_run_folder(
+    run_dir: RunLocation, config: SearchConfig
+) -> tuple[SearchConfig, RunRecord | None]:
+    """A new run's folder must not exist (unless --overwrite); a resumed run's gives its
+    flags and its record."""
     if config.resume:
-        config, info = _resumed(run_dir, config)
-    elif run_dir.exists() and not config.overwrite:
+        return _resumed(run_dir, config)
+    if run_dir.exists() and not config.overwrite:
         raise UserError(
             f"run folder {run_dir.display} already exists; pass --resume to continue it, "
             "--overwrite to replace it, or choose another --name"
         )
+    return config, None
+
+
+def _prepare(config: SearchConfig, run_dir: RunLocation, record: RunRecord | None) -> Prepared:
     if config.grace_epochs > config.max_epochs:
         raise UserError(
             f"--grace-epochs ({config.grace_epochs}) exceeds --max-epochs ({config.max_epochs})"
         )
-    metric = m.primary_metric(config.objective)  # what the run ranks and confirms by
-
-    # Data before Ray: a bad data file fails in a second, not after a cluster start.
     data = load_dataset(
         config.dataset,
         config.data_dir,
@@ -113,127 +148,168 @@ def run(config: SearchConfig) -> RunLocation:
         seed=config.seed,
         cv_folds=config.cv_folds,
     )
-    if config.resume:
-        _check_same_data(run_dir, info, data)
-    space = SearchSpace.for_length(data.length)
-    # Read now, so a bad file fails before Ray starts; a resumed searcher has its own.
-    extra_points = (
-        read_points(config.enqueue, space) if config.enqueue and not config.resume else []
-    )
-    # What the user says the cluster may grow to, read now: a bad file fails before Ray.
-    stated = read_cluster_config(config.cluster_config) if config.cluster_config else None
-    if config.confirm_top:
-        # Fails now, not after the search, if the pool cannot hold that many folds.
+    if record is not None and record.data["fingerprint"] != data.fingerprint:
+        raise UserError(
+            f"cannot resume {run_dir.display}: --dataset {data.name} holds other data "
+            "than when the search started"
+        )
+    if config.confirm_top:  # fails now, not after the search, if the pool is too small
         confirmation_folds(data, config.confirm_folds, config.seed)
-    # The study's storage and the warm-start sources, checked before anything is written.
+    space = SearchSpace.for_length(data.length)
     signature = st.signature(_data_identity(data), config.loss, config.objective, space)
-    study_ref = _study_ref(config, run_dir)
-    warm_sources = [] if config.resume else _warm_start_sources(config, run_dir, signature)
-    # A database's study now; the run folder's own once the folder exists.
-    study = (
-        st.prepare(study_ref, signature) if config.study_storage and not config.resume else None
+    new = not config.resume  # a resumed search has its points, sources and study already
+    study_ref = st.ref_for_run(config, run_dir)
+    return Prepared(
+        data=data,
+        space=space,
+        extra_points=read_points(config.enqueue, space) if config.enqueue and new else [],
+        signature=signature,
+        study_ref=study_ref,
+        warm_sources=st.warm_start_sources(config, run_dir, signature) if new else [],
+        database_study=st.prepare(study_ref, signature) if config.study_storage and new else None,
+        stated_cluster=_stated_cluster(config),
     )
 
+
+def _stated_cluster(config: SearchConfig) -> dict | None:
+    """What the user says the cluster may grow to (--cluster-config), read before Ray."""
+    return read_cluster_config(config.cluster_config) if config.cluster_config else None
+
+
+@contextlib.contextmanager
+def _connected(
+    config: SearchConfig, run_dir: RunLocation, stated_cluster: dict | None
+) -> Iterator[Capacity]:
+    """Ray connected, the cluster checked to hold a trial, and the run folder claimed for
+    this search; on the way out, Ray shut down, the study stored and the claim released."""
     joined = cluster.connect(config.address)
     owner = None
     if joined and not (config.address or "").startswith("ray://"):
         cluster.watch_head(lambda address: _lost_cluster(config, address, owner))
     try:
         # A fresh local Ray has no autoscaler.
-        capacity = measure(config.autoscaler, stated) if joined else Capacity.of_alive_nodes()
-        shape = TrialShape(config.cpus_per_trial, config.gpus_per_trial)
-        check_resources(capacity, shape)
+        capacity = (
+            measure(config.autoscaler, stated_cluster) if joined else Capacity.of_alive_nodes()
+        )
+        check_resources(capacity, TrialShape(config.cpus_per_trial, config.gpus_per_trial))
         check_storage_is_shared(capacity, run_dir, config.shared_storage)
         _check_room(run_dir)
-        from search.searcher import reconnect_study_to
-        from search.tuner import build_tuner, restore_tuner  # Ray Tune's heavy machinery
-
-        # Everything has checked out: the run folder becomes this search's alone.
-        owner = claim(run_dir)
-        if config.resume:
-            _check_saved_state(run_dir)
-            _fetch_study(run_dir, config)
-            reconnect_study_to(study_ref.url)
-            tuner = restore_tuner(run_dir, config, data)
-        else:
-            if config.overwrite:
-                run_dir.clear(keep=CLAIM_FILE)
-            elif run_dir.entries() != [CLAIM_FILE]:  # made since the check above
-                raise UserError(
-                    f"run folder {run_dir.display} already exists; choose another --name"
-                )
-            info = new_run_info(config, data.describe(), data.sizes(), space.to_dict())
-            info = _hide_password(info, config)
-            study = _start_study(config, run_dir, info, study, study_ref, signature, warm_sources)
-            unit = _asha_unit(config, data, space) if config.judges_on_seconds else None
-            info["asha_unit_seconds"] = unit
-            write_run_info(run_dir, info)
-            write_test_split(run_dir, data.test)
-            progress = ProgressLine(
-                config.trials, config.max_epochs, metric=metric, cluster_grows=capacity.grows
-            )
-            max_concurrent = config.max_concurrent or trial_slots(capacity, shape, config.trials)
-            tuner = build_tuner(
-                config,
-                data,
-                space,
-                run_dir.storage,
-                [progress],
-                max_concurrent,
-                extra_points,
-                study=study_ref,
-                run=info["study"]["run"],
-                sampler_seed=info["study"]["sampler_seed"],
-                warm_curves=st.warm_curves(study) if warm_sources else None,
-                unit_seconds=unit,
-            )
-
-        session_started = time.monotonic()
-        watch(run_dir.path if run_dir.is_local else None)
-        results = tuner.fit()
-        table = trials_table(results, run_dir, config.max_epochs, metric)
-        table = _with_study_trials(table, study_ref, info["study"]["run"])
-        write_trials(table, run_dir)  # before confirming: an interruption loses nothing
-        info.update(
-            finished=datetime.now(UTC).isoformat(timespec="seconds"),
-            # Summed over sessions, so a resumed run reports its whole search time.
-            wall_seconds=round(
-                info.get("wall_seconds", 0.0) + time.monotonic() - session_started, 1
-            ),
-            trial_counts=table["status"].value_counts().to_dict(),
-            # What trained the trials: a GPU search on nodes without CUDA says "cpu" here.
-            devices=table[m.DEVICE].value_counts().to_dict(),
-            sessions=info.get("sessions", 0) + 1,
-        )
-        write_run_info(run_dir, info)
-        outcome = _outcome(table, config)
-        fold_models = None
-        if outcome is not None and config.confirm_top:
-            confirmed = _confirm(table, data, config, info, metric)
-            table, fold_models = confirmed.table, confirmed.models
-            write_trials(table, run_dir)
-            write_run_info(run_dir, info)
-        if outcome is not None:
-            write_best(run_dir, table, fold_models, metric, list(data.classes))
+        owner = claim(run_dir)  # everything has checked out: the folder is this search's
+        yield capacity
     finally:
         cluster.shutdown()
         if owner is not None:
-            _store_study(run_dir, config)
+            st.store_copy(run_dir, config)
             owner.release()
 
-    print(_summary(table, run_dir.display, metric, space.params))
-    if config.gpus_per_trial and (on_cpu := info["devices"].get("cpu", 0)):
+
+def _tuner(config, run_dir: RunLocation, prepared: Prepared, record, capacity: Capacity):
+    """A resumed run's Tuner, restored; a new run's, built on its new folder and record."""
+    from search.searcher import reconnect_study_to
+    from search.tuner import build_tuner, restore_tuner  # Ray Tune's heavy machinery
+
+    if config.resume:
+        _check_saved_state(run_dir)
+        st.fetch_copy(run_dir, config)
+        reconnect_study_to(prepared.study_ref.url)
+        return restore_tuner(run_dir, config, prepared.data), record
+    record, study = _start_run_folder(config, run_dir, prepared)
+    shape = TrialShape(config.cpus_per_trial, config.gpus_per_trial)
+    progress = ProgressLine(
+        config.trials, config.max_epochs, metric=record.metric, cluster_grows=capacity.grows
+    )
+    tuner = build_tuner(
+        config,
+        prepared.data,
+        prepared.space,
+        run_dir.storage,
+        [progress],
+        config.max_concurrent or trial_slots(capacity, shape, config.trials),
+        prepared.extra_points,
+        study=prepared.study_ref,
+        run=record.study.run,
+        sampler_seed=record.study.sampler_seed,
+        warm_curves=st.warm_curves(study) if prepared.warm_sources else None,
+        unit_seconds=record.asha_unit_seconds,
+    )
+    return tuner, record
+
+
+def _start_run_folder(
+    config: SearchConfig, run_dir: RunLocation, prepared: Prepared
+) -> tuple[RunRecord, optuna.Study]:
+    """A new run's folder: emptied (--overwrite), its study opened and warm-started, the
+    ASHA unit timed, run.json and the test split written."""
+    if config.overwrite:
+        run_dir.clear(keep=CLAIM_FILE)
+    elif run_dir.entries() != [CLAIM_FILE]:  # made since `_open_run_folder` looked
+        raise UserError(f"run folder {run_dir.display} already exists; choose another --name")
+    data = prepared.data
+    record = RunRecord.new(config, data.describe(), data.sizes(), prepared.space.to_dict())
+    _hide_password(record, config)
+    st.remove_leftover_copy(run_dir, config)
+    # What the run's trials are marked with, in a study others may share.
+    run = f"{config.name}@{record.started}"
+    alone = not (config.study_storage or prepared.warm_sources)
+    record.study = StudyRecord(
+        # None: the run folder's study.db
+        storage=st.without_password(config.study_storage) if config.study_storage else None,
+        name=prepared.study_ref.name,
+        run=run,
+        sampler_seed=st.sampler_seed(config.seed, run, alone=alone),
+    )
+    study = prepared.database_study or st.prepare(prepared.study_ref, prepared.signature)
+    if prepared.warm_sources:
+        record.warm_start = st.warm_start(study, prepared.warm_sources, run)
+    if config.judges_on_seconds:
+        record.asha_unit_seconds = _asha_unit(config, data, prepared.space)
+    record.save(run_dir)
+    write_test_split(run_dir, data.test)
+    return record, study
+
+
+def _search(tuner, config: SearchConfig, run_dir: RunLocation, record: RunRecord) -> pd.DataFrame:
+    """Run the trials; trials.csv and run.json then say what they did."""
+    session_started = time.monotonic()
+    watch(run_dir.path if run_dir.is_local else None)
+    results = tuner.fit()
+    table = trials_table(results, run_dir, config.max_epochs, record.metric)
+    table = _with_study_trials(table, st.ref_for_run(config, run_dir), record.study.run)
+    write_trials(table, run_dir)  # before confirming: an interruption loses nothing
+    record.finished = datetime.now(UTC).isoformat(timespec="seconds")
+    # Summed over sessions, so a resumed run reports its whole search time.
+    record.wall_seconds = round(record.wall_seconds + time.monotonic() - session_started, 1)
+    record.trial_counts = table["status"].value_counts().to_dict()
+    # What trained the trials: a GPU search on nodes without CUDA says "cpu" here.
+    record.devices = table[m.DEVICE].value_counts().to_dict()
+    record.sessions += 1
+    record.save(run_dir)
+    return table
+
+
+def _confirm_and_export(
+    table: pd.DataFrame, config: SearchConfig, run_dir: RunLocation, data, record: RunRecord
+) -> pd.DataFrame:
+    """The best trials retrained on other folds (--confirm-top), and the winner in best/."""
+    fold_models = None
+    if config.confirm_top:
+        confirmed = _confirm(table, data, config, record)
+        table, fold_models = confirmed.table, confirmed.models
+        write_trials(table, run_dir)
+        record.save(run_dir)
+    write_best(run_dir, table, fold_models, record.metric, list(data.classes))
+    return table
+
+
+def _tell(table, config: SearchConfig, run_dir: RunLocation, record: RunRecord, params) -> None:
+    """The summary on stdout; on stderr, GPU trials that trained on a CPU."""
+    print(_summary(table, run_dir.display, record.metric, params))
+    if config.gpus_per_trial and (on_cpu := record.devices.get("cpu", 0)):
         print(
             f"search.run: {on_cpu} trial(s) had a GPU share but no CUDA device on their node "
             "and trained on the CPU (trials.csv, column device)",
             file=sys.stderr,
         )
-    if outcome is None:
-        # Stopped by Ctrl-C, SIGTERM, or the watch over the run folder's disk.
-        raise DiskFault(cause) if (cause := disk_stop_cause()) else Interrupted
-    if outcome:
-        print(f"search.run: {outcome}", file=sys.stderr)
-    return run_dir
 
 
 EXIT_LOST_CLUSTER = 69  # sysexits' EX_UNAVAILABLE
@@ -281,126 +357,6 @@ def _data_identity(data) -> str:
     return f"{data.name}@{data.fingerprint}" if data.fingerprint != data.name else data.name
 
 
-def _check_same_data(run_dir: RunLocation, info: dict, data) -> None:
-    """A resumed search trains on the data it started with, or not at all."""
-    if info["data"]["fingerprint"] != data.fingerprint:
-        raise UserError(
-            f"cannot resume {run_dir.display}: --dataset {data.name} holds other data "
-            "than when the search started"
-        )
-
-
-def _start_study(
-    config: SearchConfig,
-    run_dir: RunLocation,
-    info: dict,
-    study,
-    ref: st.StudyRef,
-    signature: dict,
-    warm_sources: list,
-):
-    """A new run's study (`study` if already prepared, else created or joined now),
-    warm-started, and recorded in `info`."""
-    if _keeps_a_local_copy(config, run_dir):  # a working copy left by an earlier run
-        for leftover in _local_study_file(run_dir).parent.glob(f"{st.STUDY_DB}*"):
-            leftover.unlink()
-    # What the run's trials are marked with, in a study others may share.
-    run = f"{config.name}@{info['started']}"
-    info["study"] = {
-        # None: the run folder's study.db
-        "storage": st.without_password(config.study_storage) if config.study_storage else None,
-        "name": ref.name,
-        "run": run,
-        "sampler_seed": st.sampler_seed(
-            config.seed, run, alone=not (config.study_storage or warm_sources)
-        ),
-    }
-    study = study or st.prepare(ref, signature)
-    if warm_sources:
-        info["warm_start"] = st.warm_start(study, warm_sources, run)
-    return study
-
-
-def _study_ref(config: SearchConfig, run_dir: RunLocation) -> st.StudyRef:
-    """Where the run's study is kept: --study-storage, else the run folder's study.db.
-    SQLite needs a local disk: for a run folder in an object store or on a shared mount,
-    the driver works on a local copy and puts it in the run folder (`_store_study`)."""
-    name = config.study_name or config.name
-    if config.study_storage:
-        return st.StudyRef(config.study_storage, name)
-    if _keeps_a_local_copy(config, run_dir):
-        return st.StudyRef(st.sqlite_url(_local_study_file(run_dir)), name)
-    return st.StudyRef.in_run_folder(run_dir.path, name)
-
-
-def _keeps_a_local_copy(config: SearchConfig, run_dir: RunLocation) -> bool:
-    return not config.study_storage and (config.shared_storage or not run_dir.is_local)
-
-
-def _local_study_file(run_dir: RunLocation) -> Path:
-    """This machine's working copy of a remote run folder's study.db."""
-    key = hashlib.sha256(run_dir.uri.encode()).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / "lstm-search-studies" / key
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / st.STUDY_DB
-
-
-def _store_study(run_dir: RunLocation, config: SearchConfig) -> None:
-    """A run folder in an object store or on a shared mount gets a copy of the study the
-    driver kept locally (after every session, interrupted or not)."""
-    local = _local_study_file(run_dir) if _keeps_a_local_copy(config, run_dir) else None
-    if local is None or not local.exists() or not run_dir.exists():
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        snapshot = Path(tmp) / st.STUDY_DB
-        st.sqlite_snapshot(local, snapshot)
-        run_dir.write_bytes(st.STUDY_DB, snapshot.read_bytes())
-
-
-def _fetch_study(run_dir: RunLocation, config: SearchConfig) -> None:
-    """Before a resume on another machine: the run folder's copy of the study becomes the
-    local working copy. (Here, the working copy is as new as the run folder's or newer:
-    a killed driver never stored it.)"""
-    if not _keeps_a_local_copy(config, run_dir) or not run_dir.exists(st.STUDY_DB):
-        return
-    local = _local_study_file(run_dir)
-    if not local.exists():
-        local.write_bytes(run_dir.read_bytes(st.STUDY_DB))
-
-
-def _warm_start_sources(
-    config: SearchConfig, run_dir: RunLocation, signature: dict
-) -> list[tuple[str, object]]:
-    """--warm-start's runs and studies, opened and checked against this search."""
-    sources = []
-    for item in config.warm_start or []:
-        study = st.load(_warm_start_ref(item, config, run_dir), f"--warm-start {item}")
-        st.check_signature(study, signature, f"--warm-start {item}")
-        if config.judges_on_seconds:  # its trials' epochs go on rungs by their cost
-            st.check_costs(study, f"--warm-start {item}")
-        sources.append((item, study))
-    return sources
-
-
-def _warm_start_ref(item: str, config: SearchConfig, run_dir: RunLocation) -> st.StudyRef:
-    """A run folder (a path, or a run name under a local --storage-path), else a study
-    of that name in --study-storage."""
-    folders = [Path(item).expanduser()]
-    if run_dir.is_local:
-        folders.append(Path(run_dir.storage) / item)
-    for folder in folders:
-        if (folder / RUN_JSON).is_file():
-            info = read_run_info(folder)
-            check_format(info, f"--warm-start {item}")
-            return st.ref_of_run(folder, info)
-    if config.study_storage:
-        return st.StudyRef(config.study_storage, item)
-    raise UserError(
-        f"--warm-start {item}: no run folder there, and no --study-storage to find a study "
-        "of that name in"
-    )
-
-
 def _with_study_trials(table: pd.DataFrame, ref: st.StudyRef, run: str) -> pd.DataFrame:
     """`table` with each trial's number in the study. Once the search is over, a trial of
     this run that no Tune trial holds (asked just before a crash) is FAIL, not RUNNING."""
@@ -411,13 +367,12 @@ def _with_study_trials(table: pd.DataFrame, ref: st.StudyRef, run: str) -> pd.Da
     return table.assign(**{STUDY_TRIAL: table["trial_id"].map(numbers).astype("Int64")})
 
 
-def _hide_password(info: dict, config: SearchConfig) -> dict:
+def _hide_password(record: RunRecord, config: SearchConfig) -> None:
     """run.json keeps no database password (a --resume gives --study-storage again)."""
     if config.study_storage:
         shown = st.without_password(config.study_storage)
-        info["flags"]["study_storage"] = shown
-        info["command"] = info["command"].replace(config.study_storage, shown)
-    return info
+        record.flags["study_storage"] = shown
+        record.command = record.command.replace(config.study_storage, shown)
 
 
 def _outcome(table: pd.DataFrame, config: SearchConfig) -> str | None:
@@ -432,11 +387,12 @@ def _outcome(table: pd.DataFrame, config: SearchConfig) -> str | None:
     return None
 
 
-def _confirm(table: pd.DataFrame, data, config: SearchConfig, info: dict, metric: str):
-    """Retrain the best configurations by `metric` on other folds (search.confirm); timed
-    in run.json."""
+def _confirm(table: pd.DataFrame, data, config: SearchConfig, record: RunRecord):
+    """Retrain the best configurations by the run's metric on other folds
+    (search.confirm); timed in run.json."""
     from search.confirm import confirm
 
+    metric = record.metric
     started = time.monotonic()
     top = min(config.confirm_top, len(ranked(table, metric)))
     folds = len(confirmation_folds(data, config.confirm_folds, config.seed))
@@ -452,29 +408,22 @@ def _confirm(table: pd.DataFrame, data, config: SearchConfig, info: dict, metric
         metric=metric,
         loss=config.loss,
     )
-    info["confirm_seconds"] = round(time.monotonic() - started, 1)
-    info["confirm_busy_seconds"] = round(confirmed.busy_seconds, 1)
+    record.confirm_seconds = round(time.monotonic() - started, 1)
+    record.confirm_busy_seconds = round(confirmed.busy_seconds, 1)
     return confirmed
 
 
-def _resumed(run_dir: RunLocation, given: SearchConfig) -> tuple[SearchConfig, dict]:
+def _resumed(run_dir: RunLocation, given: SearchConfig) -> tuple[SearchConfig, RunRecord]:
     """For --resume: the flags the run was started with (only where it runs and stores
-    may change), and the run's run.json."""
+    may change), and the run's record."""
     if given.overwrite:
         raise UserError("--resume and --overwrite contradict each other; choose one")
     if not (run_dir.exists(TUNER_STATE) and run_dir.exists(RUN_JSON)):
         raise UserError(f"nothing to resume: {run_dir.display} is not a search run folder")
+    record = RunRecord.from_json(run_dir.read_bytes(RUN_JSON), run_dir.display)
     try:
-        info = json.loads(run_dir.read_bytes(RUN_JSON))
-    except ValueError as exc:
-        raise UserError(
-            f"cannot resume: {run_dir.display}/{RUN_JSON} is damaged ({exc})"
-        ) from None
-    check_format(info, run_dir.display)
-    try:
-        known = {f.name for f in dataclasses.fields(SearchConfig)}
-        config = SearchConfig(**{k: v for k, v in info["flags"].items() if k in known})
-    except (ValueError, KeyError, TypeError) as exc:
+        config = SearchConfig(**record.flags)
+    except (ValueError, TypeError) as exc:
         damaged = f"{run_dir.display}/{RUN_JSON}"
         raise UserError(f"cannot resume: {damaged} is damaged ({exc})") from None
     config = dataclasses.replace(
@@ -492,7 +441,7 @@ def _resumed(run_dir: RunLocation, given: SearchConfig) -> tuple[SearchConfig, d
         raise UserError(
             "run.json keeps no database password: resume with --study-storage URL again"
         )
-    return config, info
+    return config, record
 
 
 def _resume_command(config: SearchConfig) -> str:

@@ -22,14 +22,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import platform
-import shlex
-import sys
-from dataclasses import asdict
-from datetime import UTC, datetime
 from enum import StrEnum
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,10 +40,6 @@ from search.space import PARAMS
 if TYPE_CHECKING:  # pyarrow comes with Ray; reading a run folder needs neither
     from search.storage import RunLocation
 
-RUN_JSON = "run.json"
-# The version of the run folder's layout; a folder of another version is refused in one
-# line instead of being half read.
-FORMAT_VERSION = 2
 TRIALS_CSV = "trials.csv"
 # The test split, as tensors, so reports evaluate on exactly the series the search
 # held out, on any machine, without the original data.
@@ -151,16 +140,6 @@ def confirmed_text(row, metric: str = m.VAL_ACC) -> str:
         return ""
     low, high = (row[k] for k in m.INTERVAL_OF[confirmed])
     return f"{row[confirmed]:.1%} ({100 * low:.1f}–{100 * high:.1f})"
-
-
-def run_objective(info: dict) -> str:
-    """A run's `--objective`, from its run.json."""
-    return info["flags"]["objective"]
-
-
-def run_metric(info: dict) -> str:
-    """The metric a run ranks its trials by (its primary objective), from its run.json."""
-    return m.primary_metric(run_objective(info))
 
 
 def ranked(table: pd.DataFrame, metric: str = m.VAL_ACC) -> pd.DataFrame:
@@ -297,72 +276,6 @@ def load_best(run_dir: str | Path, device: torch.device | str = "cpu") -> Classi
 
 def _plain(value):
     return value.item() if hasattr(value, "item") else value
-
-
-# ---------------------------------------------------------------- run.json
-
-
-PACKAGES = (
-    "torch",
-    "torchvision",
-    "ray",
-    "optuna",
-    "numpy",
-    "pandas",
-    "seaborn",
-    "mlxtend",
-    "aeon",
-)
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def new_run_info(config, data: dict, split_sizes: dict[str, int], space: dict) -> dict:
-    """run.json of a new run; `config` is its SearchConfig, `data` what the dataset says
-    of itself (`Dataset.describe`), `space` its search space (`SearchSpace.to_dict`)."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "dataset": data["name"],
-        "data": data,
-        "split_sizes": split_sizes,
-        "space": space,
-        "seed": config.seed,
-        "flags": asdict(config),
-        # Quoted as a shell needs it, so that it can be pasted back.
-        "command": shlex.join([Path(sys.executable).name, "-m", "search.run", *sys.argv[1:]]),
-        "packages": package_versions(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-
-
-def check_format(info: dict, where: str) -> None:
-    """UserError unless run.json `info` is of this version's layout."""
-    found = info.get("format_version")
-    if found != FORMAT_VERSION:
-        made = "an older version" if found is None or found < FORMAT_VERSION else "a newer one"
-        raise UserError(
-            f"{where} was made by {made} of this tool (run folder format {found or 1}, "
-            f"this one reads {FORMAT_VERSION}); rerun the search to get a folder it reads"
-        )
-
-
-def write_run_info(run: RunLocation, info: dict) -> None:
-    """Write (or rewrite) run.json; on local disks atomically, so a crash leaves no half file."""
-    text = json.dumps(info, indent=2, default=str) + "\n"
-    run.write_bytes(RUN_JSON, text.encode())
-
-
-def read_run_info(run_dir: Path) -> dict:
-    return json.loads((run_dir / RUN_JSON).read_text())
 
 
 # ---------------------------------------------------------------- test split and trials.csv

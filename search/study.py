@@ -21,10 +21,12 @@ import contextlib
 import functools
 import hashlib
 import logging
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.storages import RDBStorage
@@ -32,7 +34,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import metrics as m
 from search.errors import UserError
+from search.run_record import RUN_JSON, RunRecord
 from search.space import SearchSpace
+
+if TYPE_CHECKING:  # study.py is read by the analysis too, which needs neither
+    from search.config import SearchConfig
+    from search.storage import RunLocation
 
 STUDY_DB = "study.db"  # the default storage, inside the run folder
 RUN_ATTR = "run"  # user attribute: the run that added the trial
@@ -319,12 +326,99 @@ def fail_unclaimed(study: optuna.Study, run: str, tune_ids: set[str]) -> int:
     return len(unclaimed)
 
 
-def ref_of_run(run_dir: str | Path, info: dict) -> StudyRef:
+# ---------------------------------------------------------------- where a run keeps its study
+
+
+def ref_for_run(config: SearchConfig, run_dir: RunLocation) -> StudyRef:
+    """Where the run's study is kept: --study-storage, else the run folder's study.db.
+    SQLite needs a local disk: for a run folder in an object store or on a shared mount,
+    the driver works on a local copy and puts it in the run folder (`store_copy`)."""
+    name = config.study_name or config.name
+    if config.study_storage:
+        return StudyRef(config.study_storage, name)
+    if _keeps_a_local_copy(config, run_dir):
+        return StudyRef(sqlite_url(_local_study_file(run_dir)), name)
+    return StudyRef.in_run_folder(run_dir.path, name)
+
+
+def _keeps_a_local_copy(config: SearchConfig, run_dir: RunLocation) -> bool:
+    return not config.study_storage and (config.shared_storage or not run_dir.is_local)
+
+
+def _local_study_file(run_dir: RunLocation) -> Path:
+    """This machine's working copy of a remote run folder's study.db."""
+    key = hashlib.sha256(run_dir.uri.encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / "lstm-search-studies" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / STUDY_DB
+
+
+def store_copy(run_dir: RunLocation, config: SearchConfig) -> None:
+    """A run folder in an object store or on a shared mount gets a copy of the study the
+    driver kept locally (after every session, interrupted or not)."""
+    local = _local_study_file(run_dir) if _keeps_a_local_copy(config, run_dir) else None
+    if local is None or not local.exists() or not run_dir.exists():
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        snapshot = Path(tmp) / STUDY_DB
+        sqlite_snapshot(local, snapshot)
+        run_dir.write_bytes(STUDY_DB, snapshot.read_bytes())
+
+
+def fetch_copy(run_dir: RunLocation, config: SearchConfig) -> None:
+    """Before a resume on another machine: the run folder's copy of the study becomes the
+    local working copy. (Here, the working copy is as new as the run folder's or newer:
+    a killed driver never stored it.)"""
+    if not _keeps_a_local_copy(config, run_dir) or not run_dir.exists(STUDY_DB):
+        return
+    local = _local_study_file(run_dir)
+    if not local.exists():
+        local.write_bytes(run_dir.read_bytes(STUDY_DB))
+
+
+def warm_start_sources(
+    config: SearchConfig, run_dir: RunLocation, signature: dict
+) -> list[tuple[str, optuna.Study]]:
+    """--warm-start's runs and studies, opened and checked against this search."""
+    sources = []
+    for item in config.warm_start or []:
+        study = load(_warm_start_ref(item, config, run_dir), f"--warm-start {item}")
+        check_signature(study, signature, f"--warm-start {item}")
+        if config.judges_on_seconds:  # its trials' epochs go on rungs by their cost
+            check_costs(study, f"--warm-start {item}")
+        sources.append((item, study))
+    return sources
+
+
+def _warm_start_ref(item: str, config: SearchConfig, run_dir: RunLocation) -> StudyRef:
+    """A run folder (a path, or a run name under a local --storage-path), else a study
+    of that name in --study-storage."""
+    folders = [Path(item).expanduser()]
+    if run_dir.is_local:
+        folders.append(Path(run_dir.storage) / item)
+    for folder in folders:
+        if (folder / RUN_JSON).is_file():
+            return ref_of_run(folder, RunRecord.read(folder))
+    if config.study_storage:
+        return StudyRef(config.study_storage, item)
+    raise UserError(
+        f"--warm-start {item}: no run folder there, and no --study-storage to find a study "
+        "of that name in"
+    )
+
+
+def remove_leftover_copy(run_dir: RunLocation, config: SearchConfig) -> None:
+    """A new run starts without the working copy an earlier run of its name left here."""
+    if _keeps_a_local_copy(config, run_dir):
+        for leftover in _local_study_file(run_dir).parent.glob(f"{STUDY_DB}*"):
+            leftover.unlink()
+
+
+def ref_of_run(run_dir: str | Path, info: RunRecord) -> StudyRef:
     """The study a run folder's run.json names: its `study.db`, or a database."""
-    kept = info["study"]
-    if kept.get("storage") is None:
-        return StudyRef.in_run_folder(run_dir, kept["name"])
-    return StudyRef(kept["storage"], kept["name"])
+    if info.study.storage is None:
+        return StudyRef.in_run_folder(run_dir, info.study.name)
+    return StudyRef(info.study.storage, info.study.name)
 
 
 def sqlite_snapshot(source: Path, target: Path) -> None:

@@ -40,12 +40,11 @@ from search.run_folder import (
     TRIAL_COLUMNS,
     TrialStatus,
     checkpoint_state,
-    new_run_info,
     trial_dir,
-    write_run_info,
     write_test_split,
     write_trials,
 )
+from search.run_record import RunRecord, StudyRecord
 from search.space import SEED_CONFIG, SEED_LABEL, SearchSpace, hyperparameters, is_seed
 from search.storage import RunLocation
 from tests.conftest import write_idx_folder
@@ -110,14 +109,9 @@ def build_run(
     )
     run = RunLocation.open(storage, name)
     run.create()
-    info = new_run_info(config, data.describe(), data.sizes(), space.to_dict())
-    info["command"] = f"python -m search.run --name {name} --seed {seed}"
-    info["study"] = {
-        "storage": None,
-        "name": name,
-        "run": f"{name}@{info['started']}",
-        "sampler_seed": seed,
-    }
+    info = RunRecord.new(config, data.describe(), data.sizes(), space.to_dict())
+    info.command = f"python -m search.run --name {name} --seed {seed}"
+    info.study = StudyRecord(None, name, run=f"{name}@{info.started}", sampler_seed=seed)
     write_test_split(run, data.test)
     ref = st.StudyRef.in_run_folder(run.path, name)
     study = st.prepare(ref, st.signature(data.name, loss, objective, space))
@@ -129,12 +123,17 @@ def build_run(
     with mock.patch.object(train, "MIN_EPOCH_SERIES", 1):
         for trial_id, params, epochs in trials:
             row, curve = _trial(Path(run.path), trial_id, params, epochs, data, config, started)
-            row[STUDY_TRIAL] = _tell(study, space, info["study"]["run"], row, curve, objective)
+            row[STUDY_TRIAL] = _tell(study, space, info.study.run, row, curve, objective)
             rows.append(row)
     write_trials(pd.DataFrame(rows, columns=TRIAL_COLUMNS), run)
     statuses = pd.Series([r["status"] for r in rows]).value_counts().to_dict()
-    info.update(finished=info["started"], wall_seconds=12.5, trial_counts=statuses, sessions=1)
-    write_run_info(run, info)
+    info.finished, info.wall_seconds, info.trial_counts, info.sessions = (
+        info.started,
+        12.5,
+        statuses,
+        1,
+    )
+    info.save(run)
     return Path(run.path)
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from search import study as st
 from search.run_folder import RESULT_JSON, trial_dir
+from search.run_record import RunRecord
 
 # What Optuna must hold for each outcome in trials.csv (see search/searcher.py).
 STUDY_STATES = {
@@ -33,14 +34,13 @@ def epochs_reported(run_dir: Path) -> dict[str, list[dict]]:
 def optuna_study(run_dir: Path, url: str | None = None) -> optuna.Study:
     """The search's Optuna study, from the storage its run.json names (or `url`, for a
     database whose password run.json does not keep)."""
-    info = json.loads((run_dir / "run.json").read_text())
-    ref = st.ref_of_run(run_dir, info)
+    ref = st.ref_of_run(run_dir, RunRecord.read(run_dir))
     return st.load(st.StudyRef(url, ref.name) if url else ref)
 
 
 def study_trials(run_dir: Path, url: str | None = None) -> dict[str, tuple[str, int]]:
     """The run's own trials in its study: Tune's trial id -> (Optuna state, number)."""
-    run = json.loads((run_dir / "run.json").read_text())["study"]["run"]
+    run = RunRecord.read(run_dir).study.run
     trials = st.own_trials(optuna_study(run_dir, url), run)
     return {t.user_attrs[st.TUNE_ID_ATTR]: (t.state.name, t.number) for t in trials}
 

@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 import torch
 
-from search.run_folder import RUN_JSON, TRIALS_CSV
+from search.run_folder import TRIALS_CSV
+from search.run_record import RUN_JSON
 from tests.ray_nodes import Node, finish, free_port, search, token_env, wait_for_nodes
 
 pytestmark = pytest.mark.e2e

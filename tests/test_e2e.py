@@ -13,7 +13,6 @@ import torch
 from search import metrics as m
 from search.run_folder import (
     BEST_CONFIG,
-    RUN_JSON,
     TRIAL_COLUMNS,
     TRIALS_CSV,
     load_best,
@@ -21,6 +20,7 @@ from search.run_folder import (
     read_test_split,
     read_trials,
 )
+from search.run_record import RUN_JSON
 from search.space import SEED_CONFIG
 
 pytestmark = pytest.mark.e2e

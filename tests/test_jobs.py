@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from search.run_folder import RUN_JSON, TRIALS_CSV
+from search.run_folder import TRIALS_CSV
+from search.run_record import RUN_JSON
 from tests.conftest import REPO
 from tests.ray_nodes import RAY, Node, command_lines, free_port, token_env, wait_for_nodes
 

@@ -33,12 +33,11 @@ from search.run_folder import (
     TRIALS_CSV,
     checkpoint_state,
     load_checkpoint,
-    new_run_info,
     read_trials,
     write_best,
-    write_run_info,
     write_trials,
 )
+from search.run_record import RunRecord
 from search.space import SearchSpace, hyperparameters
 from search.storage import RunLocation
 from search.tuner import early_stopping, run_config, trainable
@@ -181,7 +180,7 @@ def run_folder(storage: Path, objective: str):
     run.create()
     data = toy_data()
     space = SearchSpace.for_length(data.length).to_dict()
-    write_run_info(run, new_run_info(config, data.describe(), data.sizes(), space))
+    RunRecord.new(config, data.describe(), data.sizes(), space).save(run)
     model, optimizer = build(TINY, data.shape_for(data.train), seed=0)
     torch.save(checkpoint_state([model], [optimizer], 1, 0.0), Path(run.path) / CHECKPOINT_FILE)
     rows = [

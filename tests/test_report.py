@@ -30,13 +30,13 @@ from search import metrics as m
 from search.data import Split
 from search.run_folder import (
     REPORT_DIR,
-    RUN_JSON,
     TRIALS_CSV,
     load_model,
     ranked,
     read_test_split,
     read_trials,
 )
+from search.run_record import RUN_JSON
 from search.space import SEED_LABEL
 from tests.conftest import REPO
 from tests.fake_run import SERIES_CLASSES, build_run

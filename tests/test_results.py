@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -16,7 +15,8 @@ from analysis import results as res
 from models.early import THRESHOLDS
 from search import metrics as m
 from search.data import Split
-from search.run_folder import RUN_JSON, TEST_SPLIT, TRIALS_CSV, read_run_info
+from search.run_folder import TEST_SPLIT, TRIALS_CSV
+from search.run_record import RunRecord
 from search.space import SEED_LABEL
 
 
@@ -28,13 +28,6 @@ def copy_of(fake_run, tmp_path):
 def test_epoch_times_count_from_the_run_s_start(fake_run, tmp_path):
     wall = res.load_run(fake_run).epochs["wall_seconds"]
     assert wall.min() >= 0 and wall.max() < 600  # the fake run trains in seconds
-    # Without a start time in run.json, from the first epoch's start instead.
-    run_dir = copy_of(fake_run, tmp_path)
-    info = read_run_info(run_dir)
-    del info["started"]
-    (run_dir / RUN_JSON).write_text(json.dumps(info))
-    wall = res.load_run(run_dir).epochs["wall_seconds"]
-    assert wall.min() >= 0 and wall.max() < 600
 
 
 def test_what_a_run_folder_lacks_is_said_in_notes(fake_run, tmp_path):
@@ -55,13 +48,13 @@ def test_what_a_run_folder_lacks_is_said_in_notes(fake_run, tmp_path):
 
 
 def test_the_environment_table_says_how_to_reproduce_the_run(fake_run):
-    info = read_run_info(fake_run)
+    info = RunRecord.read(fake_run)
     rows = dict(res.environment(info).itertuples(index=False))
-    assert rows["command"] == info["command"] and rows["seed"] == str(info["seed"])
+    assert rows["command"] == info.command and rows["seed"] == str(info.seed)
     assert rows["machine: cpus"] == str(os.cpu_count())
-    assert rows["package: torch"] == info["packages"]["torch"]
-    assert rows["flag: --trials"] == str(info["flags"]["trials"])
-    del info["finished"]
+    assert rows["package: torch"] == info.packages["torch"]
+    assert rows["flag: --trials"] == str(info.flags["trials"])
+    info.finished = None
     assert dict(res.environment(info).itertuples(index=False))["finished"] == "(not set)"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import math
 import os
 import platform
@@ -17,13 +18,12 @@ import pandas as pd
 import pytest
 
 from search import metrics as m
-from search import run_folder
+from search import run_record
 from search.config import SearchConfig
 from search.run_folder import (
     REPORT_DIR,
     TrialStatus,
     confirmed_text,
-    new_run_info,
     ranked,
     trial_status,
 )
@@ -113,15 +113,30 @@ def test_a_report_needs_no_ray(fake_run, tmp_path):
     assert (run_dir / REPORT_DIR / "index.html").stat().st_size > 0
 
 
-def test_run_folders_of_another_format_are_refused_in_one_line():
+def test_run_json_is_a_typed_record_and_other_formats_are_refused_in_one_line():
     from search.errors import UserError
-    from search.run_folder import FORMAT_VERSION, check_format
+    from search.run_record import FORMAT_VERSION, RunRecord, StudyRecord
 
-    check_format({"format_version": FORMAT_VERSION}, "runs/x")  # this version's: fine
-    for info, made in (({}, "an older version"), ({"format_version": 99}, "a newer one")):
-        with pytest.raises(UserError, match=made) as caught:
-            check_format(info, "runs/x")
+    record = RunRecord.new(SearchConfig(), {"name": "toy"}, {"train": 1}, {})
+    record.study = StudyRecord(None, "toy", run="toy@now", sampler_seed=3)
+    assert RunRecord.from_json(record.to_json(), "runs/x") == record  # written, read back
+    fields = json.loads(record.to_json())
+    assert fields["format_version"] == FORMAT_VERSION
+    for changed, says in (
+        ({"format_version": None}, "made by an older version"),
+        ({"format_version": 1}, "made by an older version"),
+        ({"format_version": 99}, "made by a newer version"),
+        ({"unknown": 1}, "runs/x/run.json is damaged"),
+    ):
+        with pytest.raises(UserError, match=says) as caught:
+            RunRecord.from_json(json.dumps({**fields, **changed}), "runs/x")
         assert "\n" not in str(caught.value)
+    del fields["started"]
+    with pytest.raises(UserError, match="damaged .*started"):
+        RunRecord.from_json(json.dumps(fields), "runs/x")
+    for text in ("{not json", "[1, 2]"):
+        with pytest.raises(UserError, match="runs/x/run.json is not"):
+            RunRecord.from_json(text, "runs/x")
 
 
 def test_a_checkpoint_of_folds_loads_as_one_ensemble(tmp_path):
@@ -145,17 +160,17 @@ def test_a_checkpoint_of_folds_loads_as_one_ensemble(tmp_path):
 
 
 def test_run_json_records_the_command_the_machine_and_the_versions(monkeypatch):
-    monkeypatch.setattr(run_folder, "PACKAGES", (*run_folder.PACKAGES, "no-such-package"))
+    monkeypatch.setattr(run_record, "PACKAGES", (*run_record.PACKAGES, "no-such-package"))
     monkeypatch.setattr(sys, "argv", ["/x/search/run.py", "--name", "my run", "--trials", "3"])
-    info = new_run_info(SearchConfig(), {"name": "toy"}, {"train": 1}, {})
-    command = shlex.split(info["command"])  # a shell gets back what was typed
+    info = run_record.RunRecord.new(SearchConfig(), {"name": "toy"}, {"train": 1}, {})
+    command = shlex.split(info.command)  # a shell gets back what was typed
     assert command == [Path(sys.executable).name, "-m", "search.run", *sys.argv[1:]]
-    assert info["machine"] == {"platform": platform.platform(), "cpus": os.cpu_count()}
-    versions = info["packages"]
+    assert info.machine == {"platform": platform.platform(), "cpus": os.cpu_count()}
+    versions = info.packages
     assert versions["python"] == platform.python_version()
     assert versions["torch"] == metadata.version("torch")
     assert versions["no-such-package"] == "not installed"
-    sizes = (info["dataset"], info["split_sizes"], info["flags"]["trials"])
+    sizes = (info.dataset, info.split_sizes, info.flags["trials"])
     assert sizes == ("toy", {"train": 1}, 50)
 
 

@@ -21,8 +21,9 @@ from optuna.trial import TrialState
 from analysis import results
 from search import metrics as m
 from search import study as st
+from search.config import SearchConfig
 from search.errors import UserError
-from search.run_folder import FORMAT_VERSION
+from search.run_record import RunRecord, StudyRecord
 from search.searcher import EpochOptunaSearch, reconnect_study_to, tpe_sampler
 from search.space import SEED_CONFIG, SearchSpace
 from tests.conftest import REPO
@@ -251,7 +252,8 @@ def test_the_reports_history_and_importances_come_from_the_study(ref, tmp_path):
     st.warm_start(st.prepare(target, signature()), [("run-a", st.load(ref))], "run-b")
     b = stored_searcher(target, run="run-b")
     run_trial(b, "own", [0.6, 0.8, 0.75])
-    info = {"study": {"storage": None, "name": "b", "run": "run-b"}}
+    info = RunRecord.new(SearchConfig(), {"name": "toy"}, {}, {})
+    info.study = StudyRecord(None, "b", "run-b", sampler_seed=0)
     run = results.Run(tmp_path / "b", info, pd.DataFrame(), pd.DataFrame(), test=None)
 
     history = results.study_history(run)
@@ -262,8 +264,7 @@ def test_the_reports_history_and_importances_come_from_the_study(ref, tmp_path):
     assert sorted(v for _, v in points) == [0.45, 0.7, 0.8]
     assert source.endswith("3 measured trials, 1 of them this run's")
     # A study this machine cannot open (here: its file is gone): no history, no crash.
-    gone = {"study": {"storage": None, "name": "b", "run": "run-b"}}
-    no_study = results.Run(tmp_path / "elsewhere", gone, pd.DataFrame(), pd.DataFrame(), None)
+    no_study = results.Run(tmp_path / "elsewhere", info, pd.DataFrame(), pd.DataFrame(), None)
     assert results.study_history(no_study).empty
 
 
@@ -297,9 +298,9 @@ def test_readme_dashboard_command_refuses_a_folder_that_is_no_run(tmp_path):
 def test_the_dashboard_follows_a_live_sqlite_study_through_snapshots(ref, tmp_path):
     s = stored_searcher(ref)
     run_trial(s, "t1", [0.5, 0.6, 0.7])
-    study = {"storage": None, "name": ref.name, "run": RUN}
-    info = {"format_version": FORMAT_VERSION, "study": study}
-    (tmp_path / "run.json").write_text(json.dumps(info))
+    info = RunRecord.new(SearchConfig(), {"name": "toy"}, {}, {})
+    info.study = StudyRecord(None, ref.name, RUN, sampler_seed=0)
+    (tmp_path / "run.json").write_text(info.to_json())
     with dashboard(tmp_path) as page:
         assert page.endswith("/dashboard/studies/1")
         api = page.replace("/dashboard/studies/1", "/api/studies/1?after=0")
@@ -407,11 +408,9 @@ def test_a_warm_start_on_seconds_refuses_sources_that_never_measured_their_cost(
 def test_warm_start_takes_a_run_folder_a_run_name_or_a_study_name(fake_run, tmp_path):
     """--warm-start ITEM: a folder's path, a run's name under --storage-path, or else a
     study's name in --study-storage; each opens the study it names, and nothing else."""
-    from search import driver
-    from search.config import SearchConfig
     from search.storage import RunLocation
 
-    source = st.load(st.ref_of_run(fake_run, json.loads((fake_run / "run.json").read_text())))
+    source = st.load(st.ref_of_run(fake_run, RunRecord.read(fake_run)))
     sig = source.user_attrs[st.SIGNATURE_ATTR]
     url = st.sqlite_url(tmp_path / "studies.db")
     shared = st.prepare(st.StudyRef(url, "shared"), sig)
@@ -422,7 +421,7 @@ def test_warm_start_takes_a_run_folder_a_run_name_or_a_study_name(fake_run, tmp_
             storage_path=str(fake_run.parent), warm_start=items, asha_time="epochs", **flags
         )
         new_run = RunLocation.open(config.storage_path, "new")
-        opened = driver._warm_start_sources(config, new_run, sig)
+        opened = st.warm_start_sources(config, new_run, sig)
         assert [item for item, _ in opened] == list(items)
         return [len(study.trials) for _, study in opened]
 
