@@ -51,7 +51,7 @@ class ProgressLine(tune.Callback):
         # Called by Tune when a search starts or resumes: the clock is this session's.
         self.started = time.monotonic()
         self._last_print = 0.0
-        self._last_finished = -1
+        self._last_done = -1
         self._width = 0
 
     @property
@@ -103,7 +103,7 @@ class ProgressLine(tune.Callback):
         finished = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
         interactive = self.stream.isatty()
         due = now - self._last_print >= (1.0 if interactive else self.log_every_s)
-        if not (force or due or finished != self._last_finished):
+        if not (force or due or finished != self._last_done):
             return
         line = self.summary(trials)
         if interactive:
@@ -113,7 +113,7 @@ class ProgressLine(tune.Callback):
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
-        self._last_print, self._last_finished = now, finished
+        self._last_print, self._last_done = now, finished
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info) -> None:
         self._print(trials)

@@ -57,6 +57,9 @@ def reconnect_study_to(url: str) -> None:
     _restore_url = url
 
 
+_ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)  # told, never again
+
+
 class EpochOptunaSearch(Searcher):
     """A Tune `Searcher` that drives an Optuna study through ask and tell.
 
@@ -187,9 +190,7 @@ class EpochOptunaSearch(Searcher):
         # the configurations it drew for the trials asked since the state was saved.
         self.sampler.reseed_rng()
         self._connect(url)
-        finished = {
-            t.number for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()
-        }
+        finished = {t.number for t in self.study.get_trials(deepcopy=False, states=_ENDED)}
         # Told before the crash, after the state was saved: not told twice.
         self._told |= {tid for tid, number in self.numbers.items() if number in finished}
         claimed = set(self.numbers.values())

@@ -19,6 +19,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
+
 from tests.conftest import REPO
 from tests.postgres import free_port
 
@@ -107,10 +109,9 @@ class Cluster:
 
 def command_lines() -> Iterator[tuple[int, list[bytes]]]:
     """(pid, arguments) of every process on this machine whose command line is readable."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                yield int(entry.name), (entry / "cmdline").read_bytes().split(b"\0")
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if process.info["cmdline"]:  # None where it is not ours to read
+            yield process.info["pid"], [arg.encode() for arg in process.info["cmdline"]]
 
 
 def wait_for_nodes(address: str, env: dict, count: int, logs: Path, timeout: float = 90) -> None:
