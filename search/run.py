@@ -1,9 +1,11 @@
 """`python -m search.run`: the command line of the search: flags, search, then report.
 
-Flags are parsed before torch and Ray are imported, so `--help` and a bad flag answer at
-once; the search itself lives in `search.driver`. The report is its own program
-(`python -m analysis.report RUN`) reading only the run folder, and runs as one here too:
-the search never imports the analysis, and a report that fails leaves the run whole.
+A thin layer over `search.api`, which is the same search from Python: this module turns
+its exceptions into exit codes and one line on stderr, and runs the report. Flags are
+parsed before torch and Ray are imported, so `--help` and a bad flag answer at once. The
+report is its own program (`python -m analysis.report RUN`) reading only the run folder,
+and runs as one here too: the search never imports the analysis, and a report that fails
+leaves the run whole.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from search import api
+from search.api import REPORT_COMMAND
 from search.config import parse_args
 from search.errors import UserError
 from search.signals import sigterm_as_ctrl_c
@@ -19,7 +23,6 @@ from search.signals import sigterm_as_ctrl_c
 EXIT_USER_ERROR = 2
 EXIT_DISK = 74  # sysexits' EX_IOERR: the run folder's disk is full, read-only or gone
 EXIT_INTERRUPTED = 130  # the shell's code for "ended by Ctrl-C"; also after SIGTERM
-REPORT_COMMAND = ("-m", "analysis.report")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,41 +30,34 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     sigterm_as_ctrl_c()
     try:
-        from search import driver  # torch and Ray: a few seconds
-    except KeyboardInterrupt:
-        print("search.run: interrupted; the search had not started", file=sys.stderr)
+        run = api.search(config)
+    except api.Interrupted as exc:
+        print(f"search.run: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    try:
-        run_dir = driver.run(config)
+    except api.DiskError as exc:  # a UserError with its own exit status
+        print(f"search.run: {exc}", file=sys.stderr)
+        return EXIT_DISK
     except UserError as exc:
         print(f"search.run: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except (driver.Interrupted, KeyboardInterrupt):
-        print(f"search.run: {driver.interrupted_message(config)}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        from search.faults import disk_fault_cause
-
-        if (cause := disk_fault_cause(exc)) is None:
-            raise  # our bug: its traceback
-        print(f"search.run: {driver.disk_fault_message(config, cause)}", file=sys.stderr)
-        return EXIT_DISK
     if not config.no_report:
-        _report(run_dir.path if run_dir.is_local else None, run_dir.display)
+        _report(run)
     print(f"Done in {time.monotonic() - started:.0f} s.", file=sys.stderr)
     return 0
 
 
-def _report(local_path: str | None, display: str) -> None:
+def _report(run: api.Run) -> None:
     """Write the run's report, when the run folder is on this machine's disk."""
-    if local_path is None:
+    if not run.local:
         print(
-            f"Report: copy {display} to a local folder, then run python -m analysis.report FOLDER",
+            f"Report: copy {run.location} to a local folder, then run python -m "
+            "analysis.report FOLDER",
             file=sys.stderr,
         )
         return
+    # Unlike `api.Run.report`, the report's stderr goes straight to the terminal.
     done = subprocess.run(
-        [sys.executable, *REPORT_COMMAND, local_path], stdout=subprocess.PIPE, text=True
+        [sys.executable, *REPORT_COMMAND, run.location], stdout=subprocess.PIPE, text=True
     )
     # The report prints its index page. A report the run cannot have (e.g. no trial
     # finished) has said why in one line on stderr; anything else is a bug in the report,
