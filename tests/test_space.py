@@ -134,3 +134,12 @@ def test_only_the_log_sampled_hyperparameters_are_plotted_on_a_log_scale():
 def test_a_missing_value_is_shown_as_nothing():
     assert format_param("lr", None) == format_param("lr", math.nan) == ""
     assert format_param("lr", 0.001) == "1.0e-03" and format_param("dropout", 0.25) == "0.25"
+
+
+def test_a_single_patch_is_still_read_by_every_trial():
+    # Series too long for 64 steps at any patch offer only the coarsest; a configuration
+    # without a patch would read them one time point per step.
+    space = SearchSpace.for_length(10_000)
+    assert space.patches == (64,) and "patch" in space.params
+    assert space.seed_config == {**SEED_CONFIG, "patch": 64}
+    assert {c["patch"] for c in draw(5, space=space)} == {64}
