@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
+from search.errors import UserError
 from search.metrics import OBJECTIVE_CHOICES
 
 # The training losses models.train knows; declared here, where the flags are, so that
@@ -274,6 +275,13 @@ class SearchConfig:
         Path,
         default=None,
     )
+    space: Path | None = _flag(
+        "TOML file that narrows, widens or fixes hyperparameters, one table each: low and "
+        "high (and log = true), choices = [...], or value = ...; the rest keep their "
+        "default range (docs/how-it-works.md)",
+        _absolute_path,
+        default=None,
+    )
     time_budget: float | None = _flag(
         "wall-clock budget of the search (90s, 15m, 2h): no trial starts that the budget "
         "cannot hold, trials still running at its end stop there, and the best are then "
@@ -317,7 +325,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         # Values read back from run.json arrive as strings.
-        for name in ("data_dir", "enqueue", "cluster_config"):
+        for name in ("data_dir", "enqueue", "cluster_config", "space"):
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)))
         if self.loss is None:
@@ -367,9 +375,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> SearchConfig:
     """Flags -> SearchConfig. Bad flags exit with status 2 and one line on stderr."""
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
     values = {k: v for k, v in args.items() if v is not None}
-    return SearchConfig(**values)
+    config = SearchConfig(**values)
+    if config.space is not None:
+        _check_space_file(parser, config.space)
+    return config
+
+
+def _check_space_file(parser: argparse.ArgumentParser, path: Path) -> None:
+    """A --space file the model cannot take is refused now, before the data is read or
+    Ray starts; the driver reads it again to build the space."""
+    from search.space import read_space  # Optuna: imported only when --space is given
+
+    try:
+        read_space(path)
+    except UserError as exc:
+        parser.error(str(exc))
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):

@@ -155,7 +155,12 @@ def _prepare(config: SearchConfig, run_dir: RunLocation, record: RunRecord | Non
         )
     if config.confirm_top:  # fails now, not after the search, if the pool is too small
         confirmation_folds(data, config.confirm_folds, config.seed)
-    space = SearchSpace.for_length(data.length)
+    # A resumed search keeps the space it started with, whatever its --space file says now.
+    space = (
+        SearchSpace.from_dict(record.space)
+        if record is not None
+        else SearchSpace.for_length(data.length, config.space)
+    )
     signature = st.signature(_data_identity(data), config.loss, config.objective, space)
     new = not config.resume  # a resumed search has its points, sources and study already
     study_ref = st.ref_for_run(config, run_dir)

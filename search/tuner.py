@@ -41,11 +41,11 @@ def build_tuner(
     warm_curves: list[WarmCurve] | None = None,
     unit_seconds: float | None = None,
 ) -> tune.Tuner:
-    """A new search; `extra_points` are tried right after the tutorial's configuration.
-    Its Optuna study is `study` (prepared by the caller); `run` marks the run's trials;
-    `warm_curves` are a warm start's per-epoch values, which ASHA's rungs start with;
-    `unit_seconds` is ASHA's time unit under --asha-time seconds (search.cost), in which
-    the searcher records each trial's cost."""
+    """A new search; `extra_points` are tried right after the tutorial's configuration
+    (`first_points`). Its Optuna study is `study` (prepared by the caller); `run` marks
+    the run's trials; `warm_curves` are a warm start's per-epoch values, which ASHA's
+    rungs start with; `unit_seconds` is ASHA's time unit under --asha-time seconds
+    (search.cost), in which the searcher records each trial's cost."""
     quiet_tune()
     deadline = Deadline(config.time_budget) if config.time_budget else None
     objectives = m.objective_metrics(config.objective)
@@ -53,7 +53,7 @@ def build_tuner(
     searcher = EpochOptunaSearch(
         space=space,
         objectives=objectives,
-        points_to_evaluate=[space.seed_config, *extra_points],
+        points_to_evaluate=[*first_points(space), *extra_points],
         sampler=tpe_sampler(sampler_seed),
         max_epochs=config.max_epochs,
         unit_seconds=unit_seconds,
@@ -85,6 +85,12 @@ def build_tuner(
         ),
         run_config=run_config(config, storage_path, callbacks, stop=deadline),
     )
+
+
+def first_points(space: SearchSpace) -> list[dict]:
+    """The tutorial's configuration, tried first where the space holds it (a --space
+    file may leave it out: the search then tries only what the file allows)."""
+    return [space.seed_config] if space.contains(space.seed_config) else []
 
 
 # Under --asha-time seconds, the time after which ASHA ends a trial, in units: far beyond

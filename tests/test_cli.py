@@ -110,6 +110,7 @@ def bad_inputs(tmp_path):
     (tmp_path / "a-file").write_text("x")
     (tmp_path / "bad.json").write_text("[{")
     (tmp_path / "keys.json").write_text('[{"lr": 0.001}]')
+    (tmp_path / "space.toml").write_text("[hiden_size]\nlow = 64\nhigh = 512\n")
     np.savez(tmp_path / "nan.npz", X=np.array([[0.0, np.nan]] * 10), y=np.arange(10) % 2)
     np.savez(tmp_path / "one-class.npz", X=np.zeros((10, 3)), y=np.zeros(10))
     np.savez(tmp_path / "flat.npz", X=np.zeros((10, 3, 2, 1)), y=np.arange(10) % 2)
@@ -147,6 +148,7 @@ def bad_inputs(tmp_path):
         "enqueue file missing": ["--enqueue", str(tmp_path / "none.json"), *storage],
         "enqueue file not JSON": ["--enqueue", str(tmp_path / "bad.json"), *storage],
         "enqueue wrong keys": ["--enqueue", str(tmp_path / "keys.json"), *storage],
+        "space file with an unknown hyperparameter": ["--space", str(tmp_path / "space.toml")],
         "cluster config missing": ["--cluster-config", str(tmp_path / "none.yaml"), *storage],
         "cluster config not one": ["--cluster-config", str(tmp_path / "keys.json"), *storage],
         "grace above max": ["--max-epochs", "2", "--grace-epochs", "3"],
@@ -288,9 +290,11 @@ def test_a_cluster_config_is_kept_as_an_absolute_path(tmp_path, monkeypatch):
 
 def test_a_config_from_run_json_holds_paths_not_strings():
     # A resumed search builds its SearchConfig from run.json's strings.
-    config = SearchConfig(data_dir="data", enqueue="points.json", cluster_config="/c.yaml")
+    config = SearchConfig(
+        data_dir="data", enqueue="points.json", cluster_config="/c.yaml", space="/s.toml"
+    )
     assert (config.data_dir, config.enqueue) == (Path("data"), Path("points.json"))
-    assert config.cluster_config == Path("/c.yaml")
+    assert config.cluster_config == Path("/c.yaml") and config.space == Path("/s.toml")
     assert SearchConfig().data_dir is None and SearchConfig().enqueue is None
 
 
@@ -298,3 +302,38 @@ def test_default_run_names_are_a_timestamp_and_four_random_hex_digits():
     names = {parse_args([]).name for _ in range(20)}
     assert all(re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", name) for name in names)
     assert len(names) > 1  # made within a second or two: the random digits tell them apart
+
+
+def test_a_space_file_is_read_at_once_and_kept_as_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("space.toml").write_text("[batch_size]\nvalue = 64\n")
+    assert parse_args(["--space", "space.toml"]).space == tmp_path / "space.toml"
+    assert parse_args([]).space is None
+
+
+# A --space file the model cannot take ends the command before the data is read or Ray
+# starts: one line, status 2 (through the whole CLI in this process; Ray must not start).
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (None, r"cannot read --space file .*space.toml: No such file or directory"),
+        ("[lr\nvalue = 1e-3", r"--space file .*space.toml is not valid TOML: "),
+        ("[learning_rate]\nvalue = 1e-3", r"space.toml: unknown hyperparameter 'learning_rate'"),
+        ("[lr]\nlow = 0\nhigh = 0.1", r"\[lr\] low 0 is outside what the model takes \(lr > 0\)"),
+        ("[num_layers]\nlow = 0\nhigh = 2", r"\[num_layers\] low 0 is outside"),
+        ("[dropout]\nvalue = 1", r"\[dropout\] value 1 is outside .*\(0 <= dropout < 1\)"),
+        ("[batch_size]\nvalue = 0", r"\[batch_size\] value 0 is outside"),
+        ("[patch]\nvalue = 3", r"\[patch\] value 3 is outside .*patch one of 1, 2, 4"),
+        ("[hidden_size]\nlow = 512\nhigh = 64", r"\[hidden_size\] low 512 is not below high 64"),
+    ],
+)
+def test_a_bad_space_file_ends_in_one_line_and_status_2(text, says, tmp_path, capsys, monkeypatch):
+    path = tmp_path / "space.toml"
+    if text is not None:
+        path.write_text(text)
+    storage = ["--storage-path", str(tmp_path / "runs")]
+    code, stderr = main_in_this_process(["--space", str(path), *storage], capsys, monkeypatch)
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1, stderr
+    assert lines[0].startswith("python -m search.run: error: ") and re.search(says, lines[0])
+    assert not (tmp_path / "runs").exists()  # nothing was made
