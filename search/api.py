@@ -16,7 +16,6 @@ Importing this module imports neither torch nor Ray.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import io
 import json
 import logging
@@ -27,7 +26,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.config import SearchConfig, parse_args
+from search.config import SearchConfig, flag_words, parse_args
 from search.errors import UserError
 from search.run_record import RunRecord
 
@@ -84,7 +83,7 @@ def configure(config: SearchConfig | None = None, /, **flags: Any) -> SearchConf
     if config is not None and flags:
         raise TypeError("give a SearchConfig or flags, not both")
     values = flags if config is None else {f.name: getattr(config, f.name) for f in _FIELDS}
-    argv = _argv(values)
+    argv = flag_words(values)
     # The command line's own parsing, checks after argparse's included (a --space file),
     # so that nothing it refuses passes here. It answers a bad flag with one line on
     # stderr and SystemExit; that line becomes the UserError.
@@ -96,34 +95,6 @@ def configure(config: SearchConfig | None = None, /, **flags: Any) -> SearchConf
         line = said.getvalue().strip()
         refusal = _REFUSAL.fullmatch(line)
         raise UserError(refusal.group(1) if refusal else line) from None
-
-
-def _argv(values: dict[str, Any]) -> list[str]:
-    """Keyword flags -> the command line's words. Defaults are left out, so that they
-    keep their own type (the parser converts only what it is given)."""
-    known = {f.name: f for f in _FIELDS}
-    argv: list[str] = []
-    for name, value in values.items():
-        if name not in known:
-            near = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise TypeError(f"unknown flag {name!r}{hint} (the flags are SearchConfig's fields)")
-        field, flag = known[name], "--" + name.replace("_", "-")
-        default = field.default
-        if value is default or (type(value) is type(default) and value == default):
-            continue
-        if field.type in ("bool", bool):
-            if not isinstance(value, bool):
-                raise UserError(f"argument {flag}: expected True or False, got {value!r}")
-            argv.append(flag)  # True: False is the default, left out above
-        elif value is None:
-            raise UserError(f"argument {flag}: expected a value, got None")
-        elif field.metadata["nargs"]:
-            items = [value] if isinstance(value, str | Path) else list(value)
-            argv += [flag, *map(str, items)]
-        else:
-            argv.append(f"{flag}={value}")  # one word: a value may start with "-"
-    return argv
 
 
 def search(config: SearchConfig) -> Run:

@@ -7,6 +7,7 @@ hyperparameters live in `search.space` and travel in each trial's Tune `config`.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import secrets
 from dataclasses import MISSING, dataclass, field, fields
@@ -382,6 +383,35 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
     if config.space is not None:
         _check_space_file(parser, config.space)
     return config
+
+
+def flag_words(values: dict) -> list[str]:
+    """Flag values by SearchConfig's field names -> the command line's words for them
+    (`{"trials": 20}` -> `["--trials=20"]`). Defaults are left out, so that they keep
+    their own type (the parser converts only what it is given)."""
+    known = {f.name: f for f in fields(SearchConfig)}
+    words: list[str] = []
+    for name, value in values.items():
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise TypeError(f"unknown flag {name!r}{hint} (the flags are SearchConfig's fields)")
+        field_, flag = known[name], "--" + name.replace("_", "-")
+        default = field_.default
+        if value is default or (type(value) is type(default) and value == default):
+            continue
+        if field_.type in ("bool", bool):
+            if not isinstance(value, bool):
+                raise UserError(f"argument {flag}: expected True or False, got {value!r}")
+            words.append(flag)  # True: False is the default, left out above
+        elif value is None:
+            raise UserError(f"argument {flag}: expected a value, got None")
+        elif field_.metadata["nargs"]:
+            items = [value] if isinstance(value, str | Path) else list(value)
+            words += [flag, *map(str, items)]
+        else:
+            words.append(f"{flag}={value}")  # one word: a value may start with "-"
+    return words
 
 
 def _check_space_file(parser: argparse.ArgumentParser, path: Path) -> None:

@@ -61,7 +61,7 @@ class RunRecord:
     space: dict[str, Any]  # the search space (`SearchSpace.to_dict`)
     seed: int
     flags: dict[str, Any]  # the SearchConfig, field by field
-    command: str  # quoted as a shell needs it, so that it can be pasted back
+    command: str  # the command line that runs this search (`command_line`)
     packages: dict[str, str]
     machine: dict[str, Any]
     started: str  # ISO time, UTC
@@ -88,7 +88,7 @@ class RunRecord:
             space=space,
             seed=config.seed,
             flags=asdict(config),
-            command=shlex.join([Path(sys.executable).name, "-m", "search.run", *sys.argv[1:]]),
+            command=command_line(config),
             packages=package_versions(),
             machine={"platform": platform.platform(), "cpus": os.cpu_count()},
             started=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -141,6 +141,16 @@ class RunRecord:
         """Write (or rewrite) run.json; on local disks atomically, so a crash leaves no
         half file."""
         run.write_bytes(RUN_JSON, self.to_json().encode())
+
+
+def command_line(config) -> str:
+    """The command that runs the search `config` describes (its flags that differ from
+    the defaults), quoted as a shell needs it: the same whether the search was started
+    from the command line or from Python (search.api)."""
+    from search.config import flag_words  # argparse's side of the flags
+
+    words = flag_words(asdict(config))
+    return shlex.join([Path(sys.executable).name, "-m", "search.run", *words])
 
 
 def package_versions() -> dict[str, str]:

@@ -19,7 +19,7 @@ import pytest
 
 from search import metrics as m
 from search import run_record
-from search.config import SearchConfig
+from search.config import SearchConfig, parse_args
 from search.run_folder import (
     REPORT_DIR,
     TrialStatus,
@@ -161,17 +161,19 @@ def test_a_checkpoint_of_folds_loads_as_one_ensemble(tmp_path):
 
 def test_run_json_records_the_command_the_machine_and_the_versions(monkeypatch):
     monkeypatch.setattr(run_record, "PACKAGES", (*run_record.PACKAGES, "no-such-package"))
-    monkeypatch.setattr(sys, "argv", ["/x/search/run.py", "--name", "my run", "--trials", "3"])
-    info = run_record.RunRecord.new(SearchConfig(), {"name": "toy"}, {"train": 1}, {})
-    command = shlex.split(info.command)  # a shell gets back what was typed
-    assert command == [Path(sys.executable).name, "-m", "search.run", *sys.argv[1:]]
+    config = parse_args(["--name", "my run", "--trials", "3", "--dataset", "ucr:GunPoint"])
+    info = run_record.RunRecord.new(config, {"name": "toy"}, {"train": 1}, {})
+    command = shlex.split(info.command)  # a shell gets back the search's flags
+    assert command[:3] == [Path(sys.executable).name, "-m", "search.run"]
+    assert parse_args(command[3:]) == config
+    assert "--name=my run" in command and not any("--seed" in w for w in command)
     assert info.machine == {"platform": platform.platform(), "cpus": os.cpu_count()}
     versions = info.packages
     assert versions["python"] == platform.python_version()
     assert versions["torch"] == metadata.version("torch")
     assert versions["no-such-package"] == "not installed"
     sizes = (info.dataset, info.split_sizes, info.flags["trials"])
-    assert sizes == ("toy", {"train": 1}, 50)
+    assert sizes == ("toy", {"train": 1}, 3)
 
 
 def test_a_confirmed_figure_is_written_with_its_interval():
