@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import matplotlib as mpl
 import numpy as np
@@ -664,13 +664,15 @@ def hyperparameter_effects(
     params: Sequence[str] = PARAMS,
     metric: str = m.VAL_ACC,
     ylabel: str = "validation accuracy (best epoch)",
+    log_params: Collection[str] | None = None,
 ) -> Figure:
     """Validation `metric` against each searched hyperparameter (`params`), one point per
-    trial.
+    trial; `log_params` (default: the default space's) on a log axis.
 
     Shown configurations keep their colours; the rest are grey. Marker shape is the
     trial's outcome: ASHA-stopped trials were judged at fewer epochs.
     """
+    log_params = log_scaled() if log_params is None else log_params
     cols = 3 if len(params) <= 6 else 4
     rows = int(np.ceil(len(params) / cols))
     fig = Figure(figsize=(4.7 * cols, 4.25 * rows), layout="constrained")
@@ -709,7 +711,7 @@ def hyperparameter_effects(
                 linewidth=0.8,
                 zorder=3,
             )
-        if param in log_scaled():
+        if param in log_params:
             ax.set_xscale("log")
             ax.xaxis.set_major_locator(
                 LogLocator(

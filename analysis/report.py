@@ -33,7 +33,7 @@ from search.run_folder import (
     load_model,
     ranked,
 )
-from search.space import SEED_LABEL
+from search.space import SEED_LABEL, log_scaled
 
 log = logging.getLogger(__name__)
 
@@ -640,7 +640,9 @@ def _hyperparameters(run: res.Run, chosen: pd.DataFrame, style) -> doc.Section:
     section.blocks.append(
         doc.Plot(
             "hyperparameters",
-            plots.hyperparameter_effects(table, style, run.params, metric, f"{axis} (best epoch)"),
+            plots.hyperparameter_effects(
+                table, style, run.params, metric, f"{axis} (best epoch)", log_scaled(run.space)
+            ),
             f"Validation {words} (best epoch) of every finished trial against each searched "
             "hyperparameter. Crosses: stopped early by ASHA, so judged after fewer epochs.",
             {"hyperparameters.csv": table},

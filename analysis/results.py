@@ -684,6 +684,11 @@ def _plain(value, distribution):
     return float(value)
 
 
+def _space_file(space: dict) -> str | None:
+    """A --space file's tables as run.json keeps them; None for the default ranges."""
+    return json.dumps(space["overrides"]) if "overrides" in space else None
+
+
 def environment(info: RunRecord) -> pd.DataFrame:
     """What a reader needs to reproduce the run, as (item, value) rows."""
     data = info.data
@@ -700,6 +705,8 @@ def environment(info: RunRecord) -> pd.DataFrame:
         ("data: selection", data["selection"]),
         ("split sizes", _join(info.split_sizes)),
         ("search space: patches", ", ".join(map(str, info.space["patches"]))),
+        # A --space file's tables (none: the default ranges).
+        ("search space: --space file", _space_file(info.space)),
         ("started", info.started),
         ("finished", info.finished),
         ("wall time (s)", info.wall_seconds),

@@ -306,9 +306,11 @@ def hyperparameters(config: dict) -> dict:
     return {k: config.get(k, DEFAULTS.get(k)) for k in PARAMS}
 
 
-def log_scaled() -> set[str]:
-    """The hyperparameters sampled on a log scale (plotted on one too)."""
-    return {name for name, d in SearchSpace().distributions().items() if getattr(d, "log", False)}
+def log_scaled(space: SearchSpace | None = None) -> set[str]:
+    """The hyperparameters `space` (default: the default space) samples on a log scale;
+    the report plots them on one too."""
+    distributions = (space or SearchSpace()).distributions()
+    return {name for name, d in distributions.items() if getattr(d, "log", False)}
 
 
 # How a hyperparameter's value is written for a reader: the CLI's summary, the reports

@@ -56,6 +56,11 @@ def test_the_environment_table_says_how_to_reproduce_the_run(fake_run):
     assert rows["flag: --trials"] == str(info.flags["trials"])
     info.finished = None
     assert dict(res.environment(info).itertuples(index=False))["finished"] == "(not set)"
+    # The default space has no file; a --space file's tables are shown as recorded.
+    assert rows["search space: --space file"] == "(not set)"
+    info.space = {**info.space, "overrides": {"batch_size": {"value": 64}}}
+    rows = dict(res.environment(info).itertuples(index=False))
+    assert rows["search space: --space file"] == '{"batch_size": {"value": 64}}'
 
 
 def test_only_finished_or_pruned_study_trials_count_as_measured():

@@ -143,3 +143,16 @@ def test_a_single_patch_is_still_read_by_every_trial():
     assert space.patches == (64,) and "patch" in space.params
     assert space.seed_config == {**SEED_CONFIG, "patch": 64}
     assert {c["patch"] for c in draw(5, space=space)} == {64}
+
+
+def test_a_space_file_sets_which_hyperparameters_are_on_a_log_scale(tmp_path):
+    from search.space import log_scaled, read_space
+
+    assert log_scaled() == {"hidden_size", "lr"}  # the default space's
+    path = tmp_path / "space.toml"
+    path.write_text(
+        "[lr]\nlow = 0.001\nhigh = 0.01\n[dropout]\nlow = 0.01\nhigh = 0.5\nlog = true\n"
+    )
+    space = SearchSpace.for_length(28, path)
+    assert log_scaled(space) == {"hidden_size", "dropout"}
+    assert read_space(path)  # the same file, read as the flag reads it
