@@ -34,6 +34,11 @@ def connect(address: str | None) -> bool:
     recorded on this machine, even a dead one; "local" always starts a new instance.
     """
     address = address or os.environ.get("RAY_ADDRESS") or None
+    # Older Ray releases hid the GPUs from a task that asked for none, and warned at every
+    # start that they would stop (ray#54868); newer ones no longer hide them. Trials pick
+    # their device from the GPUs Ray gave them (search.trainable), so the newer way is
+    # taken on every supported release, and the warning goes.
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     common = dict(
         logging_level=logging.WARNING,
         # Trials report through Tune; their own stdout/stderr (e.g. the SIGTERM a
