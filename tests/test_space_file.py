@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -25,6 +24,7 @@ from search.space import (
 from search.storage import RunLocation
 from tests.conftest import write_idx_folder
 from tests.test_resume import base_args, run_search
+from tests.test_space import draw
 
 # The issue's example: a wider, log-uniform width and a fixed batch size.
 EXAMPLE = """
@@ -72,20 +72,9 @@ def space_file(tmp_path, text: str, name: str = "space.toml"):
     return path
 
 
-def draw(space: SearchSpace, n: int, seed: int = 0) -> list[dict]:
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    configs = []
-    for _ in range(n):
-        trial = study.ask()
-        space(trial)
-        configs.append(trial.params)
-        study.tell(trial, 0.0)
-    return configs
-
-
 def test_the_example_widens_one_range_fixes_another_and_keeps_the_rest(tmp_path):
     space = SearchSpace.for_length(28, space_file(tmp_path, EXAMPLE))
-    configs = draw(space, 200)
+    configs = draw(200, space=space)
     hidden = [c["hidden_size"] for c in configs]
     assert min(hidden) >= 64 and max(hidden) <= 512
     assert max(hidden) > 256  # wider than the default's 256
@@ -102,7 +91,7 @@ def test_a_file_that_narrows_every_range_keeps_every_draw_inside(tmp_path):
     space = SearchSpace.for_length(
         150, space_file(tmp_path, NARROW + "[patch]\nchoices = [8, 16]")
     )
-    for c in draw(space, 200):
+    for c in draw(200, space=space):
         assert 1 <= c["num_layers"] <= 2 and 16 <= c["hidden_size"] <= 32
         assert 0.1 <= c["dropout"] <= 0.2 and 0.5 <= c["forget_bias"] <= 1.5
         assert 2e-3 <= c["lr"] <= 5e-3 and c["batch_size"] in (64, 128)
@@ -119,7 +108,7 @@ def test_an_empty_file_is_the_default_space(tmp_path):
 def test_a_fixed_patch_reaches_every_configuration(tmp_path):
     # Even on MNIST's short rows, where the default space reads one row per step.
     space = SearchSpace.for_length(28, space_file(tmp_path, "[patch]\nvalue = 4"))
-    assert "patch" in space.params and {c["patch"] for c in draw(space, 5)} == {4}
+    assert "patch" in space.params and {c["patch"] for c in draw(5, space=space)} == {4}
     assert space.seed_config == SEED_CONFIG | {"patch": 4}
 
 
