@@ -93,7 +93,7 @@ def run(config: SearchConfig) -> RunLocation:
     prepared = _prepare(config, run_dir, record)
     with _connected(config, run_dir, prepared.stated_cluster) as capacity:
         tuner, record = _tuner(config, run_dir, prepared, record, capacity)
-        table = _search(tuner, config, run_dir, record)
+        table = _search(tuner, config, run_dir, prepared.study_ref, record)
         outcome = _outcome(table, config)
         if outcome is not None:
             table = _confirm_and_export(table, config, run_dir, prepared.data, record)
@@ -273,13 +273,15 @@ def _start_run_folder(
     return record, study
 
 
-def _search(tuner, config: SearchConfig, run_dir: RunLocation, record: RunRecord) -> pd.DataFrame:
+def _search(
+    tuner, config: SearchConfig, run_dir: RunLocation, study_ref: st.StudyRef, record: RunRecord
+) -> pd.DataFrame:
     """Run the trials; trials.csv and run.json then say what they did."""
     session_started = time.monotonic()
     watch(run_dir.path if run_dir.is_local else None)
     results = tuner.fit()
     table = trials_table(results, run_dir, config.max_epochs, record.metric)
-    table = _with_study_trials(table, st.ref_for_run(config, run_dir), record.study.run)
+    table = _with_study_trials(table, study_ref, record.study.run)
     write_trials(table, run_dir)  # before confirming: an interruption loses nothing
     record.finished = datetime.now(UTC).isoformat(timespec="seconds")
     # Summed over sessions, so a resumed run reports its whole search time.
