@@ -19,6 +19,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -109,12 +110,20 @@ def search(config: SearchConfig) -> Run:
 
 def _search(config: SearchConfig) -> Run:
     """`search`, for a config `configure` has checked."""
+    with _environment_restored():
+        location = _driver_run(config)
+    if location.is_local:
+        return Run(location.path)
+    return Run(location.display, local=False)
+
+
+def _driver_run(config: SearchConfig):
     try:
         from search import driver  # torch and Ray: a few seconds
     except KeyboardInterrupt:
         raise Interrupted("interrupted; the search had not started") from None
     try:
-        location = driver.run(config)
+        return driver.run(config)
     except UserError:
         raise
     except (driver.Interrupted, KeyboardInterrupt):
@@ -125,9 +134,18 @@ def _search(config: SearchConfig) -> Run:
         if (cause := disk_fault_cause(exc)) is None:
             raise  # our bug: its traceback
         raise DiskError(driver.disk_fault_message(config, cause)) from None
-    if location.is_local:
-        return Run(location.path)
-    return Run(location.display, local=False)
+
+
+@contextlib.contextmanager
+def _environment_restored():
+    """The driver quiets Ray, Tune and their loggers through environment variables; a
+    notebook's environment, and the processes it starts afterwards, keep their own."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def run(config: SearchConfig | None = None, /, **flags: Any) -> Run:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import re
 import shutil
 import signal
@@ -345,6 +346,7 @@ def test_importing_the_api_imports_neither_torch_nor_ray():
 def test_the_python_api_runs_a_tiny_search_and_returns_its_trials_and_winner(tmp_path):
     data_dir = write_idx_folder(tmp_path / "digits", n_train=300, n_test=60)
     handler = signal.getsignal(signal.SIGTERM)  # the search installs its own
+    environment = dict(os.environ)
     try:
         result = api.run(
             dataset="mnist",
@@ -359,6 +361,9 @@ def test_the_python_api_runs_a_tiny_search_and_returns_its_trials_and_winner(tmp
         )
     finally:
         signal.signal(signal.SIGTERM, handler)
+    # Tune's quieting (e.g. no automatic loggers) must not leak into what the caller
+    # starts next: a stock Tune run after it found no result.json.
+    assert dict(os.environ) == environment
     assert result == api.Run.open(tmp_path / "runs" / "api")
     trials = result.trials
     assert len(trials) == 2 and set(trials["status"]) == {"completed"}
