@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from search import tracking
 from search.config import SearchConfig, flag_words, parse_args
 from search.errors import UserError
 from search.run_record import RunRecord
@@ -162,6 +163,8 @@ def run(config: SearchConfig | None = None, /, **flags: Any) -> Run:
             result.report()
         except (UserError, RuntimeError) as exc:
             log.warning("no report of %s: %s", result.location, exc)
+        else:
+            tracking.add_report(result.path)
     return result
 
 

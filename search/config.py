@@ -123,6 +123,15 @@ _cv_folds.__name__ = "fold count (0, or 2 and more)"
 duration_seconds.__name__ = "duration (e.g. 90s, 15m, 2h)"
 
 
+def _tracker(text: str) -> str:
+    from search.tracking import tracker_spec  # no tracker library: only a look for one
+
+    try:
+        return tracker_spec(text)
+    except ValueError as exc:  # argparse words its own message for a bare ValueError
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _default_name() -> str:
     # A timestamp, and four random hex digits so that searches started in the same
     # second (by a script, or by two people sharing storage) never share a folder.
@@ -131,10 +140,11 @@ def _default_name() -> str:
 
 # Not mutated (mutmut): it runs while the module is imported, before a mutant is switched
 # on, so no test could see a change here; a broken one breaks every test at import.
-def _flag(help: str, parse=None, choices=None, nargs=None, **kwargs):  # pragma: no mutate block
-    return field(
-        metadata={"help": help, "parse": parse, "choices": choices, "nargs": nargs}, **kwargs
-    )
+def _flag(
+    help: str, parse=None, choices=None, nargs=None, action=None, **kwargs
+):  # pragma: no mutate block
+    metadata = {"help": help, "parse": parse, "choices": choices, "nargs": nargs}
+    return field(metadata=metadata | {"action": action}, **kwargs)
 
 
 @dataclass
@@ -318,6 +328,16 @@ class SearchConfig:
         nargs="+",
         default=None,
     )
+    track: list[str] | None = _flag(
+        "experiment tracker to write the search and its trials to, repeatable: "
+        "tensorboard (event files in the run folder), mlflow or mlflow=URI (a tracking "
+        "server or store; default: MLflow's own, MLFLOW_TRACKING_URI), wandb or "
+        "wandb=PROJECT (Weights & Biases; WANDB_MODE=offline works without a network)",
+        _tracker,
+        nargs="+",
+        action="extend",
+        default=None,
+    )
     seed: int = _flag(
         "seed for the data split, Optuna's sampler and model initialisation",
         _non_negative_int,
@@ -366,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
         kwargs = {"default": default, "help": help_text}
         if f.metadata["nargs"] is not None:
             kwargs["nargs"] = f.metadata["nargs"]
+        if f.metadata["action"] is not None:
+            kwargs["action"] = f.metadata["action"]
         if f.metadata["choices"] is not None:
             kwargs["choices"] = f.metadata["choices"]
         if f.metadata["parse"] is not None:

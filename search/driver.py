@@ -24,7 +24,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from search import cluster
+from search import cluster, tracking
 from search import metrics as m
 from search import study as st
 from search.capacity import (
@@ -57,6 +57,7 @@ from search.run_folder import (
 from search.run_record import RUN_JSON, RunRecord, StudyRecord
 from search.space import SearchSpace, format_param, read_points
 from search.storage import RunLocation
+from search.tracking import SearchEnd, Trackers
 from search.trials import trials_table
 
 
@@ -92,11 +93,12 @@ def run(config: SearchConfig) -> RunLocation:
     config, record = _open_run_folder(run_dir, config)
     prepared = _prepare(config, run_dir, record)
     with _connected(config, run_dir, prepared.stated_cluster) as capacity:
-        tuner, record = _tuner(config, run_dir, prepared, record, capacity)
+        tuner, record, trackers = _tuner(config, run_dir, prepared, record, capacity)
         table = _search(tuner, config, run_dir, prepared.study_ref, record)
-        outcome = _outcome(table, config)
+        outcome, winner = _outcome(table, config), None
         if outcome is not None:
-            table = _confirm_and_export(table, config, run_dir, prepared.data, record)
+            table, winner = _confirm_and_export(table, config, run_dir, prepared.data, record)
+    trackers.finish(SearchEnd(table, winner, outcome is None, record.trial_counts))
     _tell(table, config, run_dir, record, prepared.space.params)
     if outcome is None:
         # Stopped by Ctrl-C, SIGTERM, or the watch over the run folder's disk.
@@ -211,24 +213,29 @@ def _connected(
 def _tuner(config, run_dir: RunLocation, prepared: Prepared, record, capacity: Capacity):
     """A resumed run's Tuner, restored; a new run's, built on its new folder and record."""
     from search.searcher import reconnect_study_to
+    from search.tracking.callback import TrackingCallback
     from search.tuner import build_tuner, restore_tuner  # Ray Tune's heavy machinery
 
     if config.resume:
         _check_saved_state(run_dir)
         st.fetch_copy(run_dir, config)
         reconnect_study_to(prepared.study_ref.url)
-        return restore_tuner(run_dir, config, prepared.data), record
+        # The trials' side of tracking comes back with Tune's callbacks.
+        trackers = _open_trackers(config, run_dir, record)
+        return restore_tuner(run_dir, config, prepared.data), record, trackers
     record, study = _start_run_folder(config, run_dir, prepared)
+    trackers = _open_trackers(config, run_dir, record)
     shape = TrialShape(config.cpus_per_trial, config.gpus_per_trial)
     progress = ProgressLine(
         config.trials, config.max_epochs, metric=record.metric, cluster_grows=capacity.grows
     )
+    tracking = [TrackingCallback(trackers, config.max_epochs)] if trackers else []
     tuner = build_tuner(
         config,
         prepared.data,
         prepared.space,
         run_dir.storage,
-        [progress],
+        [progress, *tracking],
         config.max_concurrent or trial_slots(capacity, shape, config.trials),
         prepared.extra_points,
         study=prepared.study_ref,
@@ -237,7 +244,21 @@ def _tuner(config, run_dir: RunLocation, prepared: Prepared, record, capacity: C
         warm_curves=st.warm_curves(study) if prepared.warm_sources else None,
         unit_seconds=record.asha_unit_seconds,
     )
-    return tuner, record
+    return tuner, record, trackers
+
+
+def _open_trackers(config: SearchConfig, run_dir: RunLocation, record: RunRecord) -> Trackers:
+    """The --track trackers, each with the search's record opened (or, resumed, found
+    again); what they need to find it later goes into run.json."""
+    local_dir = Path(run_dir.path) if run_dir.is_local else None
+    search = tracking.search_info(record, run_dir.display, local_dir)
+    trackers = tracking.build(config.track or [], search, record.tracking)
+    for tracker in trackers:
+        tracker.check()  # what a tracker cannot follow is refused now, in one line
+    if trackers:
+        record.tracking |= trackers.start(resumed=config.resume)
+        record.save(run_dir)
+    return trackers
 
 
 def _start_run_folder(
@@ -296,16 +317,17 @@ def _search(
 
 def _confirm_and_export(
     table: pd.DataFrame, config: SearchConfig, run_dir: RunLocation, data, record: RunRecord
-) -> pd.DataFrame:
-    """The best trials retrained on other folds (--confirm-top), and the winner in best/."""
+) -> tuple[pd.DataFrame, dict | None]:
+    """The best trials retrained on other folds (--confirm-top), and the winner in best/
+    (and what best/config.json says of it; None when no trial can win)."""
     fold_models = None
     if config.confirm_top:
         confirmed = _confirm(table, data, config, record)
         table, fold_models = confirmed.table, confirmed.models
         write_trials(table, run_dir)
         record.save(run_dir)
-    write_best(run_dir, table, fold_models, record.metric, list(data.classes))
-    return table
+    winner = write_best(run_dir, table, fold_models, record.metric, list(data.classes))
+    return table, winner
 
 
 def _tell(table, config: SearchConfig, run_dir: RunLocation, record: RunRecord, params) -> None:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from search import api
+from search import api, tracking
 from search.api import REPORT_COMMAND
 from search.config import parse_args
 from search.errors import UserError
@@ -64,6 +64,7 @@ def _report(run: api.Run) -> None:
     # whose traceback is above, and the run folder is whole either way.
     if done.returncode == 0:
         print(f"Report: {done.stdout.strip()}")
+        tracking.add_report(run.path)
     elif done.returncode != EXIT_USER_ERROR:
         print("search.run: the report failed; the run folder is whole", file=sys.stderr)
 

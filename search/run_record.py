@@ -68,6 +68,8 @@ class RunRecord:
     study: StudyRecord | None = None  # set once the study is open
     warm_start: dict | None = None  # what --warm-start copied (`study.warm_start`)
     asha_unit_seconds: float | None = None  # under --asha-time seconds (`search.cost`)
+    # What each --track tracker needs to find this search's records again (its run ids).
+    tracking: dict[str, dict] = field(default_factory=dict)
     # Filled once the trials are over; summed over the sessions of a resumed search.
     finished: str | None = None
     sessions: int = 0

@@ -1,0 +1,211 @@
+"""MLflow (`--track mlflow`, `--track mlflow=URI`): a parent run per search, a child run
+per trial.
+
+The parent holds the search's flags, dataset and command; at the end its winner (tags
+`winner.*`, metrics `winner_*`), its trial counts, and `best/` and the report as
+artifacts. Each child holds its trial's hyperparameters (params), every epoch's figures
+(metrics, step = epoch) and its outcome (tag `outcome`: completed, stopped, diverged,
+failed). The children are found again by their parent and `trial_id` tags, so a resumed
+search continues the same runs, whatever Tune's saved state remembers.
+
+Only MLflow's client (`MlflowClient`) is used: no active run, no global state in the
+process that a notebook may use for its own runs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from search.run_folder import BEST_DIR, TrialStatus
+from search.tracking import SearchEnd, Tracker
+
+EXPERIMENT = "lstm-search"  # unless MLFLOW_EXPERIMENT_NAME says another
+PARENT_TAG = "mlflow.parentRunId"  # what MLflow's UI nests child runs by
+TRIAL_TAG = "trial_id"  # Tune's trial id: a child's key
+# MLflow's ends of a run, by the trial's outcome (a run stopped by ASHA ended normally).
+RUN_STATUS = {
+    TrialStatus.COMPLETED: "FINISHED",
+    TrialStatus.STOPPED: "FINISHED",
+    TrialStatus.DIVERGED: "FINISHED",
+    TrialStatus.FAILED: "FAILED",
+    TrialStatus.UNFINISHED: "KILLED",  # the search was interrupted; --resume continues it
+}
+LOST = "lost"  # a child whose trial Tune never saved (the driver was killed just after)
+
+
+class MlflowTracker(Tracker):
+    kind = "mlflow"
+
+    def __getstate__(self) -> dict:
+        # Tune pickles this with its callbacks; a client (and its connection) is not state.
+        return {
+            k: v
+            for k, v in self.__dict__.items()
+            if k not in ("_client", "_children", "_last_epochs")
+        }
+
+    @property
+    def client(self):
+        if getattr(self, "_client", None) is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.state.get("tracking_uri"))
+        return self._client
+
+    @property
+    def parent(self) -> str:
+        return self.state["run_id"]
+
+    # ------------------------------------------------------------ the search's side
+
+    def start(self, resumed: bool) -> dict:
+        if self.state.get("run_id"):  # resumed: the same parent run
+            self.client.update_run(self.parent, status="RUNNING")
+            return self.state
+        import mlflow
+
+        # Resolved now and kept: a resume from another folder finds the same store.
+        self.state["tracking_uri"] = self.spec.value or mlflow.get_tracking_uri()
+        experiment = _experiment_name()
+        found = self.client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        search = self.search
+        run = self.client.create_run(
+            experiment_id,
+            run_name=search.name,
+            tags={
+                "dataset": search.dataset,
+                "command": search.command,
+                "run_folder": search.location,
+                "metric": search.metric,
+            },
+        )
+        self.state |= {"experiment_id": experiment_id, "run_id": run.info.run_id}
+        self._log(self.parent, params=_params(search.flags))
+        return self.state
+
+    def finish(self, end: SearchEnd) -> None:
+        children = self._find_children()
+        statuses = dict(zip(end.table["trial_id"], end.table["status"], strict=True))
+        for trial_id, run_id in children.items():
+            outcome = statuses.get(trial_id, LOST)
+            self.client.set_tag(run_id, "outcome", str(outcome))
+            self.client.set_terminated(run_id, RUN_STATUS.get(outcome, "KILLED"))
+        metrics = {f"trials_{outcome}": float(n) for outcome, n in end.counts.items()}
+        if end.winner is not None:
+            winner = end.winner
+            metrics |= {
+                f"winner_{k}": float(v)
+                for k, v in winner.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+            tags = {f"winner.{k}": str(v) for k, v in winner["hyperparameters"].items()}
+            tags |= {
+                "winner.trial_id": winner["trial_id"],
+                "winner.chosen_by": winner["chosen_by"],
+            }
+            if (child := children.get(winner["trial_id"])) is not None:
+                tags["winner.run_id"] = child
+            self._log(self.parent, tags=tags)
+            if self.search.local_dir is not None:
+                self.client.log_artifacts(
+                    self.parent, str(self.search.local_dir / BEST_DIR), BEST_DIR
+                )
+        self._log(self.parent, metrics=metrics)
+        self.client.set_terminated(self.parent, "KILLED" if end.interrupted else "FINISHED")
+
+    def add_report(self, report_dir: Path) -> None:
+        if self.state.get("run_id") and report_dir.is_dir():
+            self.client.log_artifacts(self.parent, str(report_dir), report_dir.name)
+
+    # ------------------------------------------------------------ the trials' side
+
+    def trial_started(self, trial_id: str, name: str, hyperparameters: dict) -> None:
+        children = self._children_by_trial()
+        if trial_id in children:  # resumed from its checkpoint
+            self.client.update_run(children[trial_id], status="RUNNING")
+            return
+        run = self.client.create_run(
+            self.state["experiment_id"],
+            run_name=name,
+            tags={PARENT_TAG: self.parent, TRIAL_TAG: trial_id},
+        )
+        children[trial_id] = run.info.run_id
+        self._log(run.info.run_id, params=_params(hyperparameters))
+
+    def epoch(self, trial_id: str, epoch: int, figures: dict[str, float]) -> None:
+        run_id = self._children_by_trial().get(trial_id)
+        last = self._last_epochs.get(trial_id, 0)
+        if run_id is None or epoch <= last:
+            # An epoch it has logged already: Tune replays those after a killed driver's
+            # last saved state, from the checkpoint before them.
+            return
+        self._last_epochs[trial_id] = epoch
+        self._log(run_id, metrics={**figures, "epoch": float(epoch)}, step=epoch)
+
+    def trial_ended(self, trial_id: str, outcome: str, figures: dict[str, float]) -> None:
+        run_id = self._children_by_trial().get(trial_id)
+        if run_id is not None:
+            self.client.set_tag(run_id, "outcome", outcome)
+            self.client.set_terminated(run_id, RUN_STATUS[TrialStatus(outcome)])
+
+    def close(self) -> None:
+        self._client = None
+
+    # ------------------------------------------------------------ helpers
+
+    def _children_by_trial(self) -> dict[str, str]:
+        """trial id -> child run id, read from the server once per session (a resumed
+        search's children were made by an earlier process)."""
+        if getattr(self, "_children", None) is None:
+            self._children, self._last_epochs = {}, {}
+            for run in self._child_runs():
+                trial_id = run.data.tags[TRIAL_TAG]
+                self._children[trial_id] = run.info.run_id
+                self._last_epochs[trial_id] = int(run.data.metrics.get("epoch", 0))
+        return self._children
+
+    def _find_children(self) -> dict[str, str]:
+        return {run.data.tags[TRIAL_TAG]: run.info.run_id for run in self._child_runs()}
+
+    def _child_runs(self):
+        token, runs = None, []
+        while True:
+            page = self.client.search_runs(
+                [self.state["experiment_id"]],
+                filter_string=f"tags.`{PARENT_TAG}` = '{self.parent}'",
+                max_results=1000,
+                page_token=token,
+            )
+            runs += [r for r in page if TRIAL_TAG in r.data.tags]
+            token = page.token
+            if not token:
+                return runs
+
+    def _log(self, run_id: str, metrics=None, params=None, tags=None, step: int = 0) -> None:
+        """One request for everything (MLflow's batch limits are far above a search's)."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, step) for k, v in (metrics or {}).items()],
+            params=[Param(k, str(v)) for k, v in (params or {}).items()],
+            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+        )
+
+
+def _experiment_name() -> str:
+    import os
+
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+
+
+def _params(values: dict) -> dict[str, str]:
+    """Flags or hyperparameters as MLflow params: set ones only, as text (MLflow keeps
+    at most 6,000 characters of a value)."""
+    return {k: str(v)[:6000] for k, v in values.items() if v is not None}
+
+
+TRACKER = MlflowTracker
