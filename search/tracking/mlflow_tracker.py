@@ -14,6 +14,7 @@ process that a notebook may use for its own runs.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -49,6 +50,13 @@ class MlflowTracker(Tracker):
     def client(self):
         if getattr(self, "_client", None) is None:
             from mlflow.tracking import MlflowClient
+
+            # A server that stops answering must cost the search seconds, not minutes:
+            # by default MLflow's client retries a request 7 times, with growing waits,
+            # and waits 120 s for each answer. A user's own settings win.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
 
             self._client = MlflowClient(tracking_uri=self.state.get("tracking_uri"))
         return self._client
@@ -197,8 +205,6 @@ class MlflowTracker(Tracker):
 
 
 def _experiment_name() -> str:
-    import os
-
     return os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
 
 

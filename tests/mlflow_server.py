@@ -1,0 +1,68 @@
+"""A real MLflow tracking server for the tests: `mlflow server` on a SQLite file and an
+artifact folder in a temporary folder, listening on a loopback port, started in a process
+group of its own and stopped by it (the server starts workers of its own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.postgres import free_port
+
+
+class MlflowServer:
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="mlflow-tests-"))
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.log = self.folder / "server.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "server",
+                 "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
+                 "--artifacts-destination", str(self.folder / "artifacts"),
+                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its background job runner (for GenAI jobs) is a handful of processes
+                # that a test machine's cores are better without.
+                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                start_new_session=True,
+            )  # fmt: skip
+        self._wait_until_up()
+
+    def _wait_until_up(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.uri}/health", timeout=2) as answer,
+            ):
+                if answer.status == 200:
+                    return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                self.stop()
+                raise RuntimeError(f"mlflow server did not start:\n{tail}")
+            time.sleep(0.3)
+
+    def stop(self, keep_files: bool = False) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=20)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        if not keep_files:
+            shutil.rmtree(self.folder, ignore_errors=True)
