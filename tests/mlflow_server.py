@@ -20,17 +20,26 @@ from tests.postgres import free_port
 
 
 class MlflowServer:
-    def __init__(self) -> None:
+    """`mlflow server` on its own store; or, given `ui_in`, `mlflow ui` started in that
+    folder with MLflow's defaults, as a user types it (the README's second command)."""
+
+    def __init__(self, ui_in: Path | None = None) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="mlflow-tests-"))
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log = self.folder / "server.log"
+        address = ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        if ui_in is None:
+            store = f"sqlite:///{self.folder / 'mlflow.db'}"
+            artifacts = str(self.folder / "artifacts")
+            command = ["server", "--backend-store-uri", store,
+                       "--artifacts-destination", artifacts, *address]  # fmt: skip
+        else:
+            command = ["ui", *address]
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mlflow", "server",
-                 "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
-                 "--artifacts-destination", str(self.folder / "artifacts"),
-                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+                [sys.executable, "-m", "mlflow", *command],
+                cwd=ui_in,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 # Its background job runner (for GenAI jobs) is a handful of processes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -359,3 +360,30 @@ def test_a_server_that_dies_mid_search_is_one_warning_and_the_search_goes_on(dig
     assert len(warnings) == 1 and "mlflow tracking stopped" in warnings[0], err[-3000:]
     assert "Traceback" not in err
     assert len(read_trials(tmp_path / "runs" / "orphan" / TRIALS_CSV)) == 4
+
+
+@pytest.mark.e2e
+def test_the_readme_s_two_commands_show_the_runs_in_mlflow_s_ui(digits, tmp_path):
+    """`python -m search.run --track mlflow`, then `mlflow ui`, in one folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "search.run", "--track", "mlflow",
+         *search_args(tmp_path, digits, "here", "--trials", "2", "--max-epochs", "1"),
+         "--confirm-top", "0", "--no-report"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    ui = MlflowServer(ui_in=tmp_path)
+    try:
+        client = MlflowClient(ui.uri)
+        (parent,) = parent_runs(client, "here")
+        table = read_trials(tmp_path / "runs" / "here" / TRIALS_CSV)
+        assert_children_match(client, parent.info.run_id, table)
+        best = {a.path for a in client.list_artifacts(parent.info.run_id, "best")}
+        assert "best/config.json" in best
+    finally:
+        ui.stop()
