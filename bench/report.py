@@ -12,14 +12,14 @@ import json
 import sys
 from pathlib import Path
 
-from bench import chaos, datasets, gpu, overhead, retired, winner
+from bench import chaos, datasets, gpu, overhead, retired, tracking, winner
 from bench.common import table
 
 # The benchmarks that guard the README's claims, in the report's order. Each module holds
 # one: its TITLE, `run(config, searches)` (the measurement, as plain JSON), `goals(result)`
 # and `render(result)` (its section's body); those that measure in a child process also
 # have `measure`.
-MODULES = (overhead, winner, gpu, datasets, chaos)
+MODULES = (overhead, winner, gpu, datasets, chaos, tracking)
 BENCHMARKS = {module.__name__.removeprefix("bench."): module for module in MODULES}
 
 REPO = Path(__file__).resolve().parent.parent

@@ -123,6 +123,39 @@ def test_overhead_compares_warm_runs_and_whole_searches(monkeypatch):
     assert "1.050" in overhead.render(result)
 
 
+def test_tracking_alternates_the_order_and_judges_the_median_wall_ratio(monkeypatch):
+    from bench import tracking
+
+    class FakeServer:
+        uri = "http://127.0.0.1:1"
+        stopped = False
+
+        def stop(self):
+            FakeServer.stopped = True
+
+    order = []
+
+    def child(job, config):
+        order.append((job["seed"], job["uri"] is not None))
+        tracked = job["uri"] is not None
+        wall = {0: 100.0, 1: 200.0, 2: 50.0}[job["seed"]] * (1.01 if tracked else 1.0)
+        return {"wall_s": wall, "tracker_s": 0.5 if tracked else 0.0, "trials": 50}
+
+    monkeypatch.setattr("bench.mlflow_server.MlflowServer", FakeServer)
+    monkeypatch.setattr("bench.tracking.run_child", child)
+    result = tracking.run(BenchConfig(seeds=[0, 1, 2], workdir=""), FakeSearches())
+    # Seed 0 untracked first, seed 1 tracked first, ...: drift falls on both sides.
+    assert order == [(0, False), (0, True), (1, True), (1, False), (2, False), (2, True)]
+    assert FakeServer.stopped
+    assert result["wall_overhead"]["median"] == pytest.approx(0.01)
+    assert result["inside_share"]["range"] == pytest.approx([0.5 / 202, 0.5 / 50.5])
+    (judged,) = tracking.goals(result)
+    assert judged["met"] is True and "+1.0% [+1.0%–+1.0%]" in judged["measured"]
+    assert "| 1 | tracked |" in tracking.render(result)
+    monkeypatch.setattr("bench.tracking.GOAL", 0.005)
+    assert tracking.goals(result)[0]["met"] is False
+
+
 def test_plain_optuna_baseline_on_tiny_data(tmp_path):
     folder = write_idx_folder(tmp_path / "digits", n_train=120, n_test=40)
     spec = SearchSpec(

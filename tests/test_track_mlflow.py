@@ -19,6 +19,7 @@ import pytest
 mlflow = pytest.importorskip("mlflow")  # the `mlflow` extra, in the test extra
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from bench.mlflow_server import MlflowServer  # noqa: E402
 from search import tracking  # noqa: E402
 from search.config import parse_args  # noqa: E402
 from search.run_folder import BEST_CONFIG, TRIALS_CSV, read_trials  # noqa: E402
@@ -26,7 +27,6 @@ from search.run_record import RunRecord  # noqa: E402
 from search.tracking import SearchEnd, SearchInfo, Spec, Tracker, Trackers  # noqa: E402
 from search.tracking.mlflow_tracker import EXPERIMENT, LOST, PARENT_TAG  # noqa: E402
 from tests.conftest import REPO, write_idx_folder  # noqa: E402
-from tests.mlflow_server import MlflowServer  # noqa: E402
 
 # ---------------------------------------------------------------- the flag
 

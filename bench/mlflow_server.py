@@ -1,6 +1,7 @@
-"""A real MLflow tracking server for the tests: `mlflow server` on a SQLite file and an
-artifact folder in a temporary folder, listening on a loopback port, started in a process
-group of its own and stopped by it (the server starts workers of its own).
+"""A real MLflow tracking server, for the tests and the tracking benchmark (18):
+`mlflow server` on a SQLite file and an artifact folder in a temporary folder, listening
+on a loopback port, started in a process group of its own and stopped by it (the server
+starts workers of its own).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +18,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.postgres import free_port
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class MlflowServer:
