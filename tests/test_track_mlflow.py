@@ -102,6 +102,8 @@ def test_a_tracker_that_fails_is_one_warning_line_and_left_out(capsys):
     assert broken.calls == ["t1:1", "close"]  # let go of at once, never called again
     assert fine.calls == ["t1:1", "t1:2", "t1:3"]
     assert list(trackers) == [fine]
+    # Tune keeps the trials' side with its state: a --resume tries the tracker again.
+    assert [t.kind for t in pickle.loads(pickle.dumps(trackers))] == ["mlflow", "recorder"]
 
 
 # ---------------------------------------------------------------- MLflow, on a local store

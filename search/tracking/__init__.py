@@ -225,6 +225,15 @@ class Trackers:
 
     def __init__(self, trackers: list[Tracker]) -> None:
         self.trackers = list(trackers)
+        self._given = list(trackers)
+
+    # Tune pickles the trials' side with its state: a --resume tries every tracker again,
+    # those left out in an earlier session too.
+    def __getstate__(self) -> dict:
+        return {"trackers": self._given}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["trackers"])
 
     def __bool__(self) -> bool:
         return bool(self.trackers)
