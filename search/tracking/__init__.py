@@ -194,8 +194,10 @@ def search_info(record: RunRecord, location: str, local_dir: Path | None) -> Sea
 def add_report(run_dir: Path) -> None:
     """Give the trackers of the search in `run_dir` its report, once written."""
     from search.run_folder import REPORT_DIR
-    from search.run_record import RunRecord
+    from search.run_record import RUN_JSON, RunRecord
 
+    if not (run_dir / RUN_JSON).exists():  # not a run folder: no trackers to tell
+        return
     record = RunRecord.read(run_dir)
     if record.flags.get("track"):
         search = search_info(record, str(run_dir), run_dir)
