@@ -139,7 +139,8 @@ def test_tracking_alternates_the_order_and_judges_the_median_wall_ratio(monkeypa
         order.append((job["seed"], job["uri"] is not None))
         tracked = job["uri"] is not None
         wall = {0: 100.0, 1: 200.0, 2: 50.0}[job["seed"]] * (1.01 if tracked else 1.0)
-        return {"wall_s": wall, "tracker_s": 0.5 if tracked else 0.0, "trials": 50}
+        spent = {"tracker_s": 0.5, "background_s": 3.0} if tracked else {"tracker_s": 0.0}
+        return {"wall_s": wall, **spent, "trials": 50}
 
     monkeypatch.setattr("bench.mlflow_server.MlflowServer", FakeServer)
     monkeypatch.setattr("bench.tracking.run_child", child)

@@ -106,6 +106,25 @@ def test_a_tracker_that_fails_is_one_warning_line_and_left_out(capsys):
     assert [t.kind for t in pickle.loads(pickle.dumps(trackers))] == ["mlflow", "recorder"]
 
 
+def test_the_trials_side_runs_on_its_own_thread_in_order_and_call_waits_for_it():
+    import threading
+    import time
+
+    class Slow(Recorder):
+        def epoch(self, trial_id, epoch, figures):
+            time.sleep(0.05)  # a slow server
+            self.calls.append((f"{trial_id}:{epoch}", threading.current_thread().name))
+
+    slow = Slow()
+    trackers = Trackers([slow])
+    started = time.perf_counter()
+    for epoch in range(1, 6):
+        trackers.later("epoch", "t1", epoch, {})
+    assert time.perf_counter() - started < 0.05  # Tune's loop did not wait
+    trackers.call("close")  # the search's side: after every queued call
+    assert slow.calls == [(f"t1:{e}", "trackers") for e in range(1, 6)] + ["close"]
+
+
 # ---------------------------------------------------------------- MLflow, on a local store
 
 

@@ -22,7 +22,9 @@ import contextlib
 import importlib
 import importlib.util
 import math
+import queue
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,14 +225,21 @@ def build(specs: list[str], search: SearchInfo, states: dict[str, dict] | None =
 
 class Trackers:
     """Calls every tracker in turn. A tracker that raises is reported in one warning line
-    and left out for the rest of this session: tracking never stops a search."""
+    and left out for the rest of this session: tracking never stops a search.
+
+    The trials' side calls `later`: on a thread of its own, in order, so that a tracker's
+    requests never hold Tune's loop, which waits for its callbacks before it takes a
+    trial's next result. `call` waits for those first, so the search's end comes after
+    every trial's.
+    """
 
     def __init__(self, trackers: list[Tracker]) -> None:
         self.trackers = list(trackers)
         self._given = list(trackers)
+        self._pending: queue.Queue | None = None  # (method, args) for the thread
 
     # Tune pickles the trials' side with its state: a --resume tries every tracker again,
-    # those left out in an earlier session too.
+    # those left out in an earlier session too. A queue and a thread are not state.
     def __getstate__(self) -> dict:
         return {"trackers": self._given}
 
@@ -243,8 +252,34 @@ class Trackers:
     def __iter__(self):
         return iter(self.trackers)
 
+    def later(self, method: str, *args: Any) -> None:
+        """`call`, on the trackers' thread: returns at once."""
+        if self._pending is None:
+            self._pending = queue.Queue()
+            # A daemon: a process that ends without `call` (killed) does not wait for it.
+            threading.Thread(target=self._work, name="trackers", daemon=True).start()
+        self._pending.put((method, args))
+
+    def _work(self) -> None:
+        while True:
+            method, args = self._pending.get()
+            try:
+                self._call(method, *args)
+            finally:
+                self._pending.task_done()
+
+    def wait(self) -> None:
+        """Until the calls `later` queued are done."""
+        if self._pending is not None:
+            self._pending.join()
+
     def call(self, method: str, *args: Any) -> dict[str, Any]:
-        """`tracker.method(*args)` on each tracker still in; returns what each returned."""
+        """`tracker.method(*args)` on each tracker still in, after the calls queued before;
+        returns what each returned."""
+        self.wait()
+        return self._call(method, *args)
+
+    def _call(self, method: str, *args: Any) -> dict[str, Any]:
         answers = {}
         for tracker in list(self.trackers):
             try:

@@ -1,5 +1,6 @@
 """The trials' side of tracking: a Tune callback, in the driver's process, that hands
-each trial's start, epochs and end to the trackers (`search.tracking`).
+each trial's start, epochs and end to the trackers (`search.tracking`), on their own
+thread (`Trackers.later`): Tune's loop does not wait for a tracker's requests.
 
 Tune pickles its callbacks with the experiment's state and restores them on `--resume`,
 so the trackers come back with the search; each finds its records again on first use.
@@ -23,14 +24,14 @@ class TrackingCallback(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
         # Also when a trial resumes from its checkpoint (after a retry or a --resume).
         config = hyperparameters(trial.config)
-        self.trackers.call("trial_started", trial.trial_id, trial_dir(trial.trial_id), config)
+        self.trackers.later("trial_started", trial.trial_id, trial_dir(trial.trial_id), config)
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info
     ) -> None:
         if m.EPOCH in result:
             figures = epoch_figures(result)
-            self.trackers.call("epoch", trial.trial_id, int(result[m.EPOCH]), figures)
+            self.trackers.later("epoch", trial.trial_id, int(result[m.EPOCH]), figures)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info):
         self._ended(trial, failed=False)
@@ -48,7 +49,7 @@ class TrackingCallback(tune.Callback):
             max_epochs=self.max_epochs,
             ended=True,
         )
-        self.trackers.call("trial_ended", trial.trial_id, str(outcome), epoch_figures(last))
+        self.trackers.later("trial_ended", trial.trial_id, str(outcome), epoch_figures(last))
 
     def on_experiment_end(self, trials: list[Trial], **info) -> None:
-        self.trackers.call("close")
+        self.trackers.call("close")  # after the calls still queued

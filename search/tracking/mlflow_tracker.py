@@ -57,6 +57,9 @@ class MlflowTracker(Tracker):
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+            # Not a "View run ... at" pair of lines for every trial that ends (and the
+            # request that finds its name): `start` says where the search's run is, once.
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
             self._client = MlflowClient(tracking_uri=self.state.get("tracking_uri"))
         return self._client
@@ -91,15 +94,22 @@ class MlflowTracker(Tracker):
         )
         self.state |= {"experiment_id": experiment_id, "run_id": run.info.run_id}
         self._log(self.parent, params=_params(search.flags))
+        print(f"MLflow: run {search.name} ({run.info.run_id}) in {_where(self.state)}")
         return self.state
 
     def finish(self, end: SearchEnd) -> None:
-        children = self._find_children()
+        # trials.csv has the last word on each trial's outcome; most children have it
+        # already (`trial_ended`), the rest ended with the session or were lost.
         statuses = dict(zip(end.table["trial_id"], end.table["status"], strict=True))
-        for trial_id, run_id in children.items():
-            outcome = statuses.get(trial_id, LOST)
-            self.client.set_tag(run_id, "outcome", str(outcome))
-            self.client.set_terminated(run_id, RUN_STATUS.get(outcome, "KILLED"))
+        children = {}
+        for run in self._child_runs():
+            trial_id, run_id = run.data.tags[TRIAL_TAG], run.info.run_id
+            children[trial_id] = run_id
+            outcome = str(statuses.get(trial_id, LOST))
+            status = RUN_STATUS.get(outcome, "KILLED")
+            if (run.data.tags.get("outcome"), run.info.status) != (outcome, status):
+                self.client.set_tag(run_id, "outcome", outcome)
+                self.client.set_terminated(run_id, status)
         metrics = {f"trials_{outcome}": float(n) for outcome, n in end.counts.items()}
         if end.winner is not None:
             winner = end.winner
@@ -174,9 +184,6 @@ class MlflowTracker(Tracker):
                 self._last_epochs[trial_id] = int(run.data.metrics.get("epoch", 0))
         return self._children
 
-    def _find_children(self) -> dict[str, str]:
-        return {run.data.tags[TRIAL_TAG]: run.info.run_id for run in self._child_runs()}
-
     def _child_runs(self):
         token, runs = None, []
         while True:
@@ -202,6 +209,14 @@ class MlflowTracker(Tracker):
             params=[Param(k, str(v)) for k, v in (params or {}).items()],
             tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
         )
+
+
+def _where(state: dict) -> str:
+    """Where a user finds the search's run: its page on a server, or the store."""
+    uri = state["tracking_uri"]
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/#/experiments/{state['experiment_id']}/runs/{state['run_id']}"
+    return f"{uri} (`mlflow ui --backend-store-uri {uri}` shows it)"
 
 
 def _experiment_name() -> str:
