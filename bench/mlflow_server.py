@@ -70,6 +70,18 @@ class MlflowServer:
                 raise RuntimeError(f"mlflow server did not start:\n{tail}")
             time.sleep(0.3)
 
+    def cpu_seconds(self) -> float:
+        """The CPU time the server's processes have used so far (user and system)."""
+        import psutil
+
+        main = psutil.Process(self.process.pid)
+        total = 0.0
+        for process in [main, *main.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
     def stop(self, keep_files: bool = False) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             with contextlib.suppress(ProcessLookupError):

@@ -123,12 +123,16 @@ def test_overhead_compares_warm_runs_and_whole_searches(monkeypatch):
     assert "1.050" in overhead.render(result)
 
 
-def test_tracking_alternates_the_order_and_judges_the_median_wall_ratio(monkeypatch):
+def test_tracking_alternates_the_order_and_judges_what_it_takes_from_the_machine(monkeypatch):
     from bench import tracking
 
     class FakeServer:
         uri = "http://127.0.0.1:1"
         stopped = False
+        cpu = 0.0
+
+        def cpu_seconds(self):
+            return FakeServer.cpu
 
         def stop(self):
             FakeServer.stopped = True
@@ -138,9 +142,10 @@ def test_tracking_alternates_the_order_and_judges_the_median_wall_ratio(monkeypa
     def child(job, config):
         order.append((job["seed"], job["uri"] is not None))
         tracked = job["uri"] is not None
-        wall = {0: 100.0, 1: 200.0, 2: 50.0}[job["seed"]] * (1.01 if tracked else 1.0)
-        spent = {"tracker_s": 0.5, "background_s": 3.0} if tracked else {"tracker_s": 0.0}
-        return {"wall_s": wall, **spent, "trials": 50}
+        FakeServer.cpu += 3.0 if tracked else 0.1  # the server works only when tracked
+        wall = {0: 100.0, 1: 200.0, 2: 50.0}[job["seed"]] * (1.5 if tracked else 1.0)
+        spent = {"driver_s": 0.5 if tracked else 0.0, "thread_cpu_s": 1.0 if tracked else 0.0}
+        return {"wall_s": wall, **spent, "cpus": 2, "trials": 50}
 
     monkeypatch.setattr("bench.mlflow_server.MlflowServer", FakeServer)
     monkeypatch.setattr("bench.tracking.run_child", child)
@@ -148,12 +153,15 @@ def test_tracking_alternates_the_order_and_judges_the_median_wall_ratio(monkeypa
     # Seed 0 untracked first, seed 1 tracked first, ...: drift falls on both sides.
     assert order == [(0, False), (0, True), (1, True), (1, False), (2, False), (2, True)]
     assert FakeServer.stopped
-    assert result["wall_overhead"]["median"] == pytest.approx(0.01)
-    assert result["inside_share"]["range"] == pytest.approx([0.5 / 202, 0.5 / 50.5])
+    # (3 s of server + 1 s of thread) over 150 s x 2 cores, for seed 0.
+    assert result["machine_share"]["values"][0] == pytest.approx(4 / 300)
+    assert result["per_seed"][0]["idle_server_cpu_s"] == pytest.approx(0.1)
+    assert result["driver_share"]["median"] == pytest.approx(0.5 / 150)
+    assert result["wall_overhead"]["median"] == pytest.approx(0.5)  # shown, not judged
     (judged,) = tracking.goals(result)
-    assert judged["met"] is True and "+1.0% [+1.0%–+1.0%]" in judged["measured"]
+    assert judged["met"] is True and "+50.0%" in judged["measured"]
     assert "| 1 | tracked |" in tracking.render(result)
-    monkeypatch.setattr("bench.tracking.GOAL", 0.005)
+    monkeypatch.setattr("bench.tracking.GOAL", 0.01)
     assert tracking.goals(result)[0]["met"] is False
 
 
