@@ -128,16 +128,24 @@ def test_the_trials_side_runs_on_its_own_thread_in_order_and_call_waits_for_it()
 # ---------------------------------------------------------------- MLflow, on a local store
 
 
-def search_info(tmp_path, name="s") -> SearchInfo:
+def search_info(tmp_path, name="s", local_dir=None) -> SearchInfo:
     return SearchInfo(
         name=name,
         location=str(tmp_path / name),
-        local_dir=None,  # no best/ to upload here
+        local_dir=local_dir,  # None: no best/ to upload, no result.json to read
         dataset="mnist-5k",
         flags={"trials": 3, "name": name, "track": ["mlflow"], "study_name": None},
         command=f"python -m search.run --name={name}",
         metric="val_acc",
     )
+
+
+def tune_logged(run_dir, trial_id: str, *accs: float) -> None:
+    """A trial's result.json, as Tune's JSON logger writes it: epochs 1, 2, ..."""
+    folder = run_dir / f"trial_{trial_id}"
+    folder.mkdir(parents=True)
+    lines = [json.dumps({"epoch": e, "val_acc": acc}) for e, acc in enumerate(accs, 1)]
+    (folder / "result.json").write_text("\n".join(lines) + "\n")
 
 
 def children(client: MlflowClient, parent: str) -> dict[str, object]:
@@ -155,26 +163,44 @@ def steps(client: MlflowClient, run_id: str, key: str = "val_acc") -> list[tuple
 def test_mlflow_tracker_through_a_resume_on_a_local_store(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    first = tracking.build([f"mlflow={uri}"], search_info(tmp_path))
+    run_dir = tmp_path / "s"
+    (run_dir / "best").mkdir(parents=True)
+    (run_dir / "best" / "config.json").write_text("{}")
+    first = tracking.build([f"mlflow={uri}"], search_info(tmp_path, local_dir=run_dir))
     state = first.start(resumed=False)["mlflow"]
     assert state["tracking_uri"] == uri and state["run_id"]
-    first.call("trial_started", "a", "trial_a", {"hidden_size": 128, "lr": 1e-3})
-    first.call("trial_started", "b", "trial_b", {"hidden_size": 64, "lr": 2e-3})
-    first.call("trial_started", "c", "trial_c", {"hidden_size": 32, "lr": 3e-3})
+    for trial, hidden in (("a", 128), ("b", 64), ("c", 32), ("d", 16), ("e", 8)):
+        first.call("trial_started", trial, f"trial_{trial}", {"hidden_size": hidden, "lr": 1e-3})
     for epoch, acc in ((1, 0.5), (2, 0.7)):
         first.call("epoch", "a", epoch, {"val_acc": acc, "val_loss": 1 / epoch})
+    first.call("trial_ended", "a", "completed", {"val_acc": 0.7})  # sent: it ended
+    # Epochs held back (sent together, at most every FLUSH_SECONDS) when the driver is
+    # killed: Tune's result.json has them.
     first.call("epoch", "b", 1, {"val_acc": 0.4})
-    first.call("trial_ended", "a", "completed", {"val_acc": 0.7})
-    # The driver is killed; Tune's saved state has its callbacks as they were pickled, and
-    # knows trials a and b, not c (started just before the kill).
+    for epoch, acc in ((1, 0.3), (2, 0.35)):
+        first.call("epoch", "d", epoch, {"val_acc": acc})
+    first.call("epoch", "e", 1, {"val_acc": 0.2})
+    tune_logged(run_dir, "d", 0.3, 0.35)
+    tune_logged(run_dir, "e", 0.2)
+    # Tune's saved state has its callbacks as they were pickled, and knows trials a, b, d
+    # and e (e as stopped at epoch 1), not c (started just before the kill).
     (resumed_tracker,) = pickle.loads(pickle.dumps(first)).trackers
     resumed = Trackers([resumed_tracker])
     assert resumed.start(resumed=True)["mlflow"] == state
-    resumed.call("trial_started", "b", "trial_b", {"hidden_size": 64, "lr": 2e-3})
-    for epoch, acc in ((1, 0.41), (2, 0.6)):  # epoch 1 replayed from the checkpoint before
+    resumed.call("trial_started", "b", "trial_b", {"hidden_size": 64, "lr": 1e-3})
+    for epoch, acc in ((1, 0.41), (2, 0.6)):  # replayed from its start: nothing was sent
         resumed.call("epoch", "b", epoch, {"val_acc": acc})
     resumed.call("trial_ended", "b", "stopped", {"val_acc": 0.6})
-    table = pd.DataFrame({"trial_id": ["a", "b"], "status": ["completed", "stopped"]})
+    resumed.call("trial_started", "d", "trial_d", {"hidden_size": 16, "lr": 1e-3})
+    resumed.call("epoch", "d", 3, {"val_acc": 0.45})  # from its checkpoint at epoch 2
+    resumed.call("trial_ended", "d", "completed", {"val_acc": 0.45})
+    table = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "d", "e"],
+            "status": ["completed", "stopped", "completed", "stopped"],
+            "epochs": [2, 2, 3, 1],
+        }
+    )
     winner = {
         "trial_id": "a",
         "hyperparameters": {"hidden_size": 128, "lr": 1e-3},
@@ -182,7 +208,8 @@ def test_mlflow_tracker_through_a_resume_on_a_local_store(tmp_path, monkeypatch)
         "val_acc": 0.7,
         "epoch": 2,
     }
-    resumed.finish(SearchEnd(table, winner, False, {"completed": 1, "stopped": 1}))
+    counts = {"completed": 2, "stopped": 2}
+    resumed.finish(SearchEnd(table, winner, False, counts))
 
     client = MlflowClient(uri)
     parent = client.get_run(state["run_id"])
@@ -192,19 +219,45 @@ def test_mlflow_tracker_through_a_resume_on_a_local_store(tmp_path, monkeypatch)
     assert parent.data.tags["winner.trial_id"] == "a"
     assert parent.data.tags["winner.hidden_size"] == "128"
     assert parent.data.metrics["winner_val_acc"] == 0.7
-    assert parent.data.metrics["trials_completed"] == 1
+    assert parent.data.metrics["trials_completed"] == 2
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "best")] == [
+        "best/config.json"
+    ]
     found = children(client, state["run_id"])
-    assert set(found) == {"a", "b", "c"}  # nothing made twice
+    assert set(found) == {"a", "b", "c", "d", "e"}  # nothing made twice
     assert parent.data.tags["winner.run_id"] == found["a"].info.run_id
     assert found["a"].data.params == {"hidden_size": "128", "lr": "0.001"}
+    assert found["b"].data.params == {"hidden_size": "64", "lr": "0.001"}  # sent resumed
     assert steps(client, found["a"].info.run_id) == [(1, 0.5), (2, 0.7)]
-    assert steps(client, found["b"].info.run_id) == [(1, 0.4), (2, 0.6)]  # 1 not twice
+    assert steps(client, found["b"].info.run_id) == [(1, 0.41), (2, 0.6)]
+    assert steps(client, found["d"].info.run_id) == [(1, 0.3), (2, 0.35), (3, 0.45)]
+    assert steps(client, found["e"].info.run_id) == [(1, 0.2)]  # from result.json, at the end
     outcome = {k: (r.info.status, r.data.tags.get("outcome")) for k, r in found.items()}
     assert outcome == {
         "a": ("FINISHED", "completed"),
         "b": ("FINISHED", "stopped"),
         "c": ("KILLED", LOST),
+        "d": ("FINISHED", "completed"),
+        "e": ("FINISHED", "stopped"),
     }
+
+
+def test_epochs_held_back_go_out_in_requests_mlflow_takes(tmp_path, monkeypatch):
+    monkeypatch.setattr("search.tracking.mlflow_tracker.BATCH", 3)  # MLflow's: 1,000
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    trackers = tracking.build([f"mlflow={uri}"], search_info(tmp_path))
+    run_id = trackers.start(resumed=False)["mlflow"]["run_id"]
+    trackers.call("trial_started", "a", "trial_a", {"hidden_size": 16})
+    accs = [0.1, 0.2, 0.3, 0.4, 0.5]
+    for epoch, acc in enumerate(accs, 1):  # within FLUSH_SECONDS: held back
+        trackers.call("epoch", "a", epoch, {"val_acc": acc})
+    client = MlflowClient(uri)
+    assert steps(client, children(client, run_id)["a"].info.run_id) == []
+    trackers.call("trial_ended", "a", "completed", {"val_acc": 0.5})
+    found = children(client, run_id)["a"]
+    assert steps(client, found.info.run_id) == list(enumerate(accs, 1))  # 10 values, 4 requests
+    assert found.data.params == {"hidden_size": "16"}
+    assert found.data.tags["outcome"] == "completed"
 
 
 def test_an_interrupted_search_leaves_its_parent_killed_until_resumed(tmp_path):
@@ -212,7 +265,7 @@ def test_an_interrupted_search_leaves_its_parent_killed_until_resumed(tmp_path):
     trackers = tracking.build([f"mlflow={uri}"], search_info(tmp_path))
     run_id = trackers.start(resumed=False)["mlflow"]["run_id"]
     trackers.call("trial_started", "a", "trial_a", {"hidden_size": 16})
-    table = pd.DataFrame({"trial_id": ["a"], "status": ["unfinished"]})
+    table = pd.DataFrame({"trial_id": ["a"], "status": ["unfinished"], "epochs": [0]})
     trackers.finish(SearchEnd(table, None, True, {"unfinished": 1}))
     client = MlflowClient(uri)
     assert client.get_run(run_id).info.status == "KILLED"

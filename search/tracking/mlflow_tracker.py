@@ -14,12 +14,16 @@ process that a notebook may use for its own runs.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import time
+from collections import defaultdict
 from pathlib import Path
 
-from search.run_folder import BEST_DIR, TrialStatus
-from search.tracking import SearchEnd, Tracker
+from search import metrics as m
+from search.run_folder import BEST_DIR, RESULT_JSON, TrialStatus, trial_dir
+from search.tracking import SearchEnd, Tracker, epoch_figures
 
 EXPERIMENT = "lstm-search"  # unless MLFLOW_EXPERIMENT_NAME says another
 PARENT_TAG = "mlflow.parentRunId"  # what MLflow's UI nests child runs by
@@ -33,6 +37,21 @@ RUN_STATUS = {
     TrialStatus.UNFINISHED: "KILLED",  # the search was interrupted; --resume continues it
 }
 LOST = "lost"  # a child whose trial Tune never saved (the driver was killed just after)
+# A trial's epochs go out together, at most this often, and at its end: one request for
+# several epochs (each request costs the server's CPU, beside the trials). Those a killed
+# driver held back are taken from Tune's result.json when the trial resumes.
+FLUSH_SECONDS = 10.0
+BATCH = 900  # metrics per request: MLflow's limit is 1,000 values, params and tags included
+# What a tracker holds for one session only: Tune pickles the rest with its callbacks.
+SESSION = (
+    "_client",
+    "_children",
+    "_last_epochs",
+    "_with_params",
+    "_pending_epochs",
+    "_pending_params",
+    "_flushed_at",
+)
 
 
 class MlflowTracker(Tracker):
@@ -40,11 +59,7 @@ class MlflowTracker(Tracker):
 
     def __getstate__(self) -> dict:
         # Tune pickles this with its callbacks; a client (and its connection) is not state.
-        return {
-            k: v
-            for k, v in self.__dict__.items()
-            if k not in ("_client", "_children", "_last_epochs")
-        }
+        return {k: v for k, v in self.__dict__.items() if k not in SESSION}
 
     @property
     def client(self):
@@ -101,10 +116,16 @@ class MlflowTracker(Tracker):
         # trials.csv has the last word on each trial's outcome; most children have it
         # already (`trial_ended`), the rest ended with the session or were lost.
         statuses = dict(zip(end.table["trial_id"], end.table["status"], strict=True))
+        epochs = dict(zip(end.table["trial_id"], end.table["epochs"], strict=True))
         children = {}
         for run in self._child_runs():
             trial_id, run_id = run.data.tags[TRIAL_TAG], run.info.run_id
             children[trial_id] = run_id
+            # Epochs a killed session held back of a trial that did not run again.
+            logged = int(run.data.metrics.get("epoch", 0))
+            if logged < epochs.get(trial_id, 0):
+                missing = self._logged_by_tune(trial_id, logged, int(epochs[trial_id]) + 1)
+                self._log_epochs(run_id, missing)
             outcome = str(statuses.get(trial_id, LOST))
             status = RUN_STATUS.get(outcome, "KILLED")
             if (run.data.tags.get("outcome"), run.info.status) != (outcome, status):
@@ -141,8 +162,11 @@ class MlflowTracker(Tracker):
 
     def trial_started(self, trial_id: str, name: str, hyperparameters: dict) -> None:
         children = self._children_by_trial()
+        self._flushed_at[trial_id] = time.monotonic()
         if trial_id in children:  # resumed from its checkpoint
             self.client.update_run(children[trial_id], status="RUNNING")
+            if trial_id not in self._with_params:  # made by a session killed at once
+                self._pending_params[trial_id] = _params(hyperparameters)
             return
         run = self.client.create_run(
             self.state["experiment_id"],
@@ -150,25 +174,33 @@ class MlflowTracker(Tracker):
             tags={PARENT_TAG: self.parent, TRIAL_TAG: trial_id},
         )
         children[trial_id] = run.info.run_id
-        self._log(run.info.run_id, params=_params(hyperparameters))
+        # Sent with its first epochs: one request fewer per trial.
+        self._pending_params[trial_id] = _params(hyperparameters)
 
     def epoch(self, trial_id: str, epoch: int, figures: dict[str, float]) -> None:
-        run_id = self._children_by_trial().get(trial_id)
+        if trial_id not in self._children_by_trial():
+            return
         last = self._last_epochs.get(trial_id, 0)
-        if run_id is None or epoch <= last:
+        if epoch <= last:
             # An epoch it has logged already: Tune replays those after a killed driver's
             # last saved state, from the checkpoint before them.
             return
+        if epoch > last + 1:  # epochs a killed session held back: from Tune's own log
+            self._pending_epochs[trial_id] += self._logged_by_tune(trial_id, last, epoch)
         self._last_epochs[trial_id] = epoch
-        self._log(run_id, metrics={**figures, "epoch": float(epoch)}, step=epoch)
+        self._pending_epochs[trial_id].append((epoch, figures))
+        if time.monotonic() - self._flushed_at.get(trial_id, 0.0) >= FLUSH_SECONDS:
+            self._flush(trial_id)
 
     def trial_ended(self, trial_id: str, outcome: str, figures: dict[str, float]) -> None:
         run_id = self._children_by_trial().get(trial_id)
         if run_id is not None:
-            self.client.set_tag(run_id, "outcome", outcome)
+            self._flush(trial_id, tags={"outcome": outcome})
             self.client.set_terminated(run_id, RUN_STATUS[TrialStatus(outcome)])
 
     def close(self) -> None:
+        for trial_id in list(getattr(self, "_pending_epochs", {})):
+            self._flush(trial_id)
         self._client = None
 
     # ------------------------------------------------------------ helpers
@@ -177,12 +209,60 @@ class MlflowTracker(Tracker):
         """trial id -> child run id, read from the server once per session (a resumed
         search's children were made by an earlier process)."""
         if getattr(self, "_children", None) is None:
-            self._children, self._last_epochs = {}, {}
+            self._children, self._last_epochs, self._with_params = {}, {}, set()
+            self._pending_epochs = defaultdict(list)  # trial id -> [(epoch, figures)]
+            self._pending_params, self._flushed_at = {}, {}
             for run in self._child_runs():
                 trial_id = run.data.tags[TRIAL_TAG]
                 self._children[trial_id] = run.info.run_id
                 self._last_epochs[trial_id] = int(run.data.metrics.get("epoch", 0))
+                if run.data.params:
+                    self._with_params.add(trial_id)
         return self._children
+
+    def _flush(self, trial_id: str, tags: dict | None = None) -> None:
+        """A trial's epochs and hyperparameters held back, and `tags`, in one request."""
+        epochs = self._pending_epochs.pop(trial_id, [])
+        params = self._pending_params.pop(trial_id, None)
+        self._flushed_at[trial_id] = time.monotonic()
+        self._log_epochs(self._children[trial_id], epochs, params, tags)
+        if params:
+            self._with_params.add(trial_id)
+
+    def _log_epochs(self, run_id: str, epochs: list, params=None, tags=None) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(key, value, now, epoch)
+            for epoch, figures in epochs
+            for key, value in {**figures, "epoch": float(epoch)}.items()
+        ]
+        params = [Param(k, v) for k, v in (params or {}).items()]
+        tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        # MLflow takes at most 1,000 values in one request (a long backlog of epochs).
+        for start in range(0, max(len(metrics), 1), BATCH):
+            if metrics or params or tags:
+                self.client.log_batch(
+                    run_id, metrics=metrics[start : start + BATCH], params=params, tags=tags
+                )
+            params, tags = [], []
+
+    def _logged_by_tune(self, trial_id: str, after: int, before: int) -> list:
+        """Epochs `after` < e < `before` of a trial, from its result.json in the run
+        folder (the last report of each: a replayed epoch's newest)."""
+        if self.search.local_dir is None:
+            return []
+        found = {}
+        path = self.search.local_dir / trial_dir(trial_id) / RESULT_JSON
+        with contextlib.suppress(OSError):
+            for line in path.read_text().splitlines():
+                with contextlib.suppress(ValueError):
+                    result = json.loads(line)
+                    epoch = int(result.get(m.EPOCH, 0))
+                    if after < epoch < before:
+                        found[epoch] = epoch_figures(result)
+        return sorted(found.items())
 
     def _child_runs(self):
         token, runs = None, []
