@@ -160,6 +160,12 @@ def steps(client: MlflowClient, run_id: str, key: str = "val_acc") -> list[tuple
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """A local store keeps its artifacts in ./mlruns: here, not in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def test_mlflow_tracker_through_a_resume_on_a_local_store(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
