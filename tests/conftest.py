@@ -99,6 +99,15 @@ def write_idx_folder(
     return folder
 
 
+def tiny_search_args(data_dir: Path, runs: Path, name: str, *extra: str) -> list[str]:
+    """`python -m search.run`'s flags for a search of the IDX folder `data_dir` (one
+    split: no cross-validation) into `runs/name`; `extra` adds its size and the rest."""
+    return [
+        "--dataset", "mnist", "--data-dir", str(data_dir), "--cv-folds", "0",
+        "--storage-path", str(runs), "--name", name, *extra,
+    ]  # fmt: skip
+
+
 @pytest.fixture
 def idx_folder(tmp_path) -> Path:
     return write_idx_folder(tmp_path / "digits")

@@ -26,7 +26,8 @@ from search.run_folder import BEST_CONFIG, TRIALS_CSV, read_trials  # noqa: E402
 from search.run_record import RunRecord  # noqa: E402
 from search.tracking import SearchEnd, SearchInfo, Spec, Tracker, Trackers  # noqa: E402
 from search.tracking.mlflow_tracker import EXPERIMENT, LOST, PARENT_TAG  # noqa: E402
-from tests.conftest import REPO, write_idx_folder  # noqa: E402
+from tests.conftest import REPO, tiny_search_args, write_idx_folder  # noqa: E402
+from tests.test_cli import run_cli  # noqa: E402
 
 # ---------------------------------------------------------------- the flag
 
@@ -301,20 +302,7 @@ def digits(tmp_path_factory):
 
 
 def search_args(tmp_path, digits, name: str, *extra: str) -> list[str]:
-    return [
-        "--dataset", "mnist", "--data-dir", str(digits), "--cv-folds", "0",
-        "--storage-path", str(tmp_path / "runs"), "--name", name, *extra,
-    ]  # fmt: skip
-
-
-def run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "search.run", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return tiny_search_args(digits, tmp_path / "runs", name, *extra)
 
 
 def parent_runs(client: MlflowClient, name: str) -> list:
@@ -348,7 +336,7 @@ def assert_children_match(client: MlflowClient, parent: str, table: pd.DataFrame
 @pytest.mark.e2e
 def test_a_search_on_a_tracking_server(server, digits, tmp_path):
     args = search_args(tmp_path, digits, "tracked", "--trials", "3", "--max-epochs", "2")
-    done = run_cli([*args, "--confirm-top", "1", "--track", f"mlflow={server.uri}"])
+    done = run_cli(*args, "--confirm-top", "1", "--track", f"mlflow={server.uri}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "warning" not in done.stderr
     run_dir = tmp_path / "runs" / "tracked"

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,8 +18,9 @@ from search.run_folder import TRIALS_CSV, read_trials, trial_dir
 from search.space import PARAMS, SEED_CONFIG
 from search.tracking import SearchInfo, Spec, Trackers
 from search.tracking.tensorboard_tracker import FOLDER, TensorBoardTracker
-from tests.conftest import REPO, write_idx_folder
+from tests.conftest import tiny_search_args, write_idx_folder
 from tests.run_checks import epochs_reported
+from tests.test_cli import run_cli
 
 HYPERPARAMETERS = {"hidden_size": 64, "lr": 0.01, "dropout": 0.25, "batch_size": 100}
 
@@ -225,36 +224,9 @@ def test_a_failure_to_write_is_one_warning_and_the_tracker_is_left_out(tmp_path,
 @pytest.mark.e2e
 def test_a_search_tracked_by_tensorboard_has_every_trials_epochs_and_hyperparameters(tmp_path):
     data_dir = write_idx_folder(tmp_path / "digits", n_train=300, n_test=60)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "search.run",
-            "--dataset",
-            "mnist",
-            "--data-dir",
-            str(data_dir),
-            "--trials",
-            "3",
-            "--max-epochs",
-            "2",
-            "--confirm-top",
-            "0",
-            "--cv-folds",
-            "0",
-            "--no-report",
-            "--storage-path",
-            str(tmp_path / "runs"),
-            "--name",
-            "x",
-            "--seed",
-            "1",
-            "--track",
-            "tensorboard",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        *tiny_search_args(data_dir, tmp_path / "runs", "x", "--trials", "3", "--max-epochs", "2"),
+        *("--confirm-top", "0", "--no-report", "--seed", "1", "--track", "tensorboard"),
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]

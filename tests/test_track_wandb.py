@@ -25,7 +25,8 @@ from search.run_folder import BEST_CONFIG, BEST_MODEL, TRIALS_CSV, read_trials  
 from search.run_record import RunRecord  # noqa: E402
 from search.tracking import SearchEnd, SearchInfo, Spec  # noqa: E402
 from search.tracking.wandb_tracker import PROJECT, SEARCH, WandbTracker  # noqa: E402
-from tests.conftest import REPO, write_idx_folder  # noqa: E402
+from tests.conftest import tiny_search_args, write_idx_folder  # noqa: E402
+from tests.test_cli import run_cli  # noqa: E402
 
 
 @pytest.fixture
@@ -291,35 +292,9 @@ def test_online_without_an_api_key_or_with_a_bad_project_is_refused_before_the_s
 @pytest.mark.e2e
 def test_a_search_tracked_offline_has_a_run_per_trial_and_the_winner(offline, tmp_path):
     data_dir = write_idx_folder(tmp_path / "digits", n_train=300, n_test=60)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "search.run",
-            "--dataset",
-            "mnist",
-            "--data-dir",
-            str(data_dir),
-            "--trials",
-            "3",
-            "--max-epochs",
-            "2",
-            "--confirm-top",
-            "0",
-            "--cv-folds",
-            "0",
-            "--seed",
-            "1",
-            "--storage-path",
-            str(tmp_path / "runs"),
-            "--name",
-            "x",
-            "--track",
-            "wandb",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    done = run_cli(
+        *tiny_search_args(data_dir, tmp_path / "runs", "x", "--trials", "3", "--max-epochs", "2"),
+        *("--confirm-top", "0", "--seed", "1", "--track", "wandb"),
         timeout=600,
         env={k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
     )
