@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 REPORT_COMMAND = ("-m", "analysis.report")  # the report is a program of its own
 REPORT_INDEX = "index.html"  # the page analysis.report writes into the run's report/
 _REPORT_REFUSED = 2  # analysis.report's status for a folder it cannot report on
-_RESUME = re.compile(r"resume with: (.+)$", re.IGNORECASE)
 _REFUSAL = re.compile(r".*?: error: (.*?)(?: \(see --help\))?")  # "PROG: error: MSG (see --help)"
 _FIELDS = fields(SearchConfig)
 
@@ -57,9 +56,9 @@ class Interrupted(KeyboardInterrupt):
     `run(name=..., storage_path=..., resume=True)` continues it from Python.
     """
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, resume_command: str | None = None) -> None:
         super().__init__(message)
-        self.resume_command = _resume_command(message)
+        self.resume_command = resume_command
 
 
 class DiskError(UserError):
@@ -67,15 +66,9 @@ class DiskError(UserError):
     `resume_command` continues the search once that is fixed (None when nothing was
     saved)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, resume_command: str | None = None) -> None:
         super().__init__(message)
-        self.resume_command = _resume_command(message)
-
-
-def _resume_command(message: str) -> str | None:
-    # The driver words the command into its message, as the command line prints it.
-    found = _RESUME.search(message)
-    return found.group(1) if found else None
+        self.resume_command = resume_command
 
 
 def configure(config: SearchConfig | None = None, /, **flags: Any) -> SearchConfig:
@@ -128,13 +121,13 @@ def _driver_run(config: SearchConfig):
     except UserError:
         raise
     except (driver.Interrupted, KeyboardInterrupt):
-        raise Interrupted(driver.interrupted_message(config)) from None
+        raise Interrupted(*driver.interrupted_message(config)) from None
     except Exception as exc:
         from search.faults import disk_fault_cause
 
         if (cause := disk_fault_cause(exc)) is None:
             raise  # our bug: its traceback
-        raise DiskError(driver.disk_fault_message(config, cause)) from None
+        raise DiskError(*driver.disk_fault_message(config, cause)) from None
 
 
 @contextlib.contextmanager

@@ -65,22 +65,28 @@ class Interrupted(Exception):
     """The search stopped before all its trials finished; its state is saved."""
 
 
-def interrupted_message(config: SearchConfig) -> str:
-    """What to tell a user whose search stopped early: how to continue it, if it can be."""
+def interrupted_message(config: SearchConfig) -> tuple[str, str | None]:
+    """What to tell a user whose search stopped early, and the command that continues it
+    (None when nothing was saved)."""
     if RunLocation.open(config.storage_path, config.name).exists(TUNER_STATE):
-        return f"interrupted; state saved. Resume with: {_resume_command(config)}"
-    return "interrupted; the search had not started; nothing was saved"
+        command = resume_command(config)
+        return f"interrupted; state saved. Resume with: {command}", command
+    return "interrupted; the search had not started; nothing was saved", None
 
 
-def disk_fault_message(config: SearchConfig, cause: str) -> str:
-    """What to tell a user whose run folder's disk failed (`cause`, search.faults)."""
+def disk_fault_message(config: SearchConfig, cause: str) -> tuple[str, str | None]:
+    """What to tell a user whose run folder's disk failed (`cause`, search.faults), and
+    the command that continues the search once that is fixed (None when nothing was
+    saved)."""
     run_dir = RunLocation.open(config.storage_path, config.name)
     if run_dir.exists(TUNER_STATE) or cause == FOLDER_GONE:
-        return (
+        command = resume_command(config)
+        message = (
             f"stopped at {run_dir.display}: {cause}. The state saved before that is kept; "
-            f"once that is fixed, resume with: {_resume_command(config)}"
+            f"once that is fixed, resume with: {command}"
         )
-    return f"not started at {run_dir.display}: {cause}. Nothing was saved"
+        return message, command
+    return f"not started at {run_dir.display}: {cause}. Nothing was saved", None
 
 
 def run(config: SearchConfig) -> RunLocation:
@@ -355,7 +361,7 @@ def _lost_cluster(config: SearchConfig, address: str, owner) -> None:
     print(
         f"{fresh_line}search.run: lost the Ray cluster: its head at {address} stopped "
         "answering. The state saved before that is kept; once the cluster is back, resume "
-        f"with: {_resume_command(config)} (on another cluster, with its --address)",
+        f"with: {resume_command(config)} (on another cluster, with its --address)",
         file=sys.stderr,
         flush=True,
     )
@@ -473,7 +479,8 @@ def _resumed(run_dir: RunLocation, given: SearchConfig) -> tuple[SearchConfig, R
     return config, record
 
 
-def _resume_command(config: SearchConfig) -> str:
+def resume_command(config: SearchConfig) -> str:
+    """The shell command that continues the search `config` started."""
     storage = config.storage_path
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())

@@ -264,15 +264,20 @@ def test_a_disk_without_room_for_a_search_is_refused_before_it_starts(tmp_path, 
 
 def test_the_message_says_whether_there_is_a_search_to_resume(tmp_path):
     config = parse_args(["--storage-path", str(tmp_path), "--name", "run"])
-    message = driver.disk_fault_message(config, "the disk is full")
+    message, command = driver.disk_fault_message(config, "the disk is full")
     assert message == f"not started at {tmp_path / 'run'}: the disk is full. Nothing was saved"
+    assert command is None
     # Only a running search's watch sees its folder go: its state is wherever that went.
-    assert driver.disk_fault_message(config, faults.FOLDER_GONE).startswith("stopped at")
+    message, command = driver.disk_fault_message(config, faults.FOLDER_GONE)
+    assert message.startswith("stopped at")
+    assert command == driver.resume_command(config)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / driver.TUNER_STATE).write_bytes(b"")
-    message = driver.disk_fault_message(config, "the disk is full")
+    message, command = driver.disk_fault_message(config, "the disk is full")
     assert message.startswith(f"stopped at {tmp_path / 'run'}: the disk is full. ")
-    assert message.endswith(f"resume with: {driver._resume_command(config)}")
+    assert message.endswith(f"resume with: {command}")
+    assert command == driver.resume_command(config)
+    assert command.startswith("python -m search.run --name run ") and "--resume" in command
 
 
 @pytest.mark.parametrize(
