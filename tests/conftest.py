@@ -109,6 +109,36 @@ def tiny_search_args(data_dir: Path, runs: Path, name: str, *extra: str) -> list
 
 
 @pytest.fixture
+def wandb_offline(tmp_path, monkeypatch) -> dict[str, str]:
+    """W&B offline and kept in this test's folder (its own files, its caches, no
+    credentials of this machine); the environment a search gets. Not WANDB_SILENT: the
+    tracker is quiet by itself, which the tests check."""
+    wandb = pytest.importorskip("wandb")  # the `wandb` extra
+    home = tmp_path / "home"
+    environment = {
+        "WANDB_MODE": "offline",
+        "WANDB_ERROR_REPORTING": "false",
+        "WANDB_DIR": str(home / "default"),  # where runs without a local run folder go
+        "WANDB_CACHE_DIR": str(home / "cache"),
+        "WANDB_CONFIG_DIR": str(home / "config"),
+        "WANDB_DATA_DIR": str(home / "data"),
+        "HOME": str(home),
+        "NETRC": str(home / "netrc"),
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    for name in ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_PROJECT", "WANDB_SILENT"):
+        monkeypatch.delenv(name, raising=False)
+    # No proxy between a search and a tracking server on loopback.
+    for name in [k for k in os.environ if k.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
+    # wandb reads the environment once per process: start it afresh, and end it after.
+    wandb.teardown()
+    yield environment
+    wandb.teardown()
+
+
+@pytest.fixture
 def idx_folder(tmp_path) -> Path:
     return write_idx_folder(tmp_path / "digits")
 
@@ -144,28 +174,10 @@ def tiny_run(tmp_path_factory):
     recorded.parent.mkdir(parents=True, exist_ok=True)
     recorded.write_text("127.0.0.1:1")  # nothing listens on port 1
     try:
+        # 600 digits would get cross-validation; tiny_search_args gives one split.
+        flags = tiny_search_args(data_dir, tmp / "runs", "tiny", "--trials", "4")
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "search.run",
-                "--dataset",
-                "mnist",
-                "--data-dir",
-                str(data_dir),
-                "--trials",
-                "4",
-                "--max-epochs",
-                "2",
-                "--storage-path",
-                str(tmp / "runs"),
-                "--name",
-                "tiny",
-                "--seed",
-                "1",
-                "--cv-folds",  # 600 digits would get cross-validation: one split here
-                "0",
-            ],
+            [sys.executable, "-m", "search.run", *flags, "--max-epochs", "2", "--seed", "1"],
             cwd=REPO,
             capture_output=True,
             text=True,

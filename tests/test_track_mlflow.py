@@ -1,7 +1,8 @@
 """--track and MLflow: the flag's checks, a failing tracker as one warning line, and a
 real `mlflow server` (SQLite, loopback) read back through MlflowClient: the parent run,
 a child per trial with its epochs and outcome, the artifacts; also after a SIGKILL and
---resume, and when the server dies in the middle of a search.
+--resume, and when the server dies in the middle of a search. One search runs every
+tracker at once (TensorBoard's and W&B's files are checked by their own tests' helpers).
 """
 
 from __future__ import annotations
@@ -334,11 +335,18 @@ def assert_children_match(client: MlflowClient, parent: str, table: pd.DataFrame
 
 
 @pytest.mark.e2e
-def test_a_search_on_a_tracking_server(server, digits, tmp_path):
+def test_a_search_tracked_by_every_tracker_at_once(server, digits, tmp_path, wandb_offline):
+    # The trackers' own tests read what this search wrote for them.
+    from tests.test_track_tensorboard import assert_tensorboard_has_the_search
+    from tests.test_track_wandb import assert_wandb_has_the_search
+
     args = search_args(tmp_path, digits, "tracked", "--trials", "3", "--max-epochs", "2")
-    done = run_cli(*args, "--confirm-top", "1", "--track", f"mlflow={server.uri}")
+    track = ["--track", f"mlflow={server.uri}", "tensorboard", "--track", "wandb"]
+    done = run_cli(*args, "--confirm-top", "1", *track)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "warning" not in done.stderr
+    # Neither a failure nor a library's banners between the progress lines.
+    for unwanted in ("Traceback", "warning", "wandb:"):
+        assert unwanted not in done.stderr, done.stderr
     run_dir = tmp_path / "runs" / "tracked"
     table = read_trials(run_dir / TRIALS_CSV)
     client = MlflowClient(server.uri)
@@ -358,6 +366,8 @@ def test_a_search_on_a_tracking_server(server, digits, tmp_path):
     assert {"best/config.json", "best/model.pt"} <= artifacts
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert "report/index.html" in report
+    assert_tensorboard_has_the_search(run_dir)
+    assert_wandb_has_the_search(run_dir)
 
 
 @pytest.mark.e2e

@@ -1,7 +1,8 @@
 """--track wandb in offline mode (nothing here reaches the network): the tracker driven by
-hand, then a real search. Each offline run folder is read back by wandb's own reader,
-`wandb leet inspect` (its `--summary --json` gives a run's state, exit code, config and
-summary; its `--json`, the records: the group, the job type, every history row).
+hand, and what a real search wrote (tests/test_track_mlflow.py runs one search with every
+tracker at once). Each offline run folder is read back by wandb's own reader, `wandb leet
+inspect` (its `--summary --json` gives a run's state, exit code, config and summary; its
+`--json`, the records: the group, the job type, every history row).
 """
 
 from __future__ import annotations
@@ -25,34 +26,6 @@ from search.run_folder import BEST_CONFIG, BEST_MODEL, TRIALS_CSV, read_trials  
 from search.run_record import RunRecord  # noqa: E402
 from search.tracking import SearchEnd, SearchInfo, Spec  # noqa: E402
 from search.tracking.wandb_tracker import PROJECT, SEARCH, WandbTracker  # noqa: E402
-from tests.conftest import tiny_search_args, write_idx_folder  # noqa: E402
-from tests.test_cli import run_cli  # noqa: E402
-
-
-@pytest.fixture
-def offline(tmp_path, monkeypatch) -> dict[str, str]:
-    """W&B offline and kept in this test's folder (its own files, its caches, no
-    credentials of this machine); the environment a search gets. Not WANDB_SILENT: the
-    tracker is quiet by itself, which the tests check."""
-    home = tmp_path / "home"
-    environment = {
-        "WANDB_MODE": "offline",
-        "WANDB_ERROR_REPORTING": "false",
-        "WANDB_DIR": str(home / "default"),  # where runs without a local run folder go
-        "WANDB_CACHE_DIR": str(home / "cache"),
-        "WANDB_CONFIG_DIR": str(home / "config"),
-        "WANDB_DATA_DIR": str(home / "data"),
-        "HOME": str(home),
-        "NETRC": str(home / "netrc"),
-    }
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    for name in ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_PROJECT", "WANDB_SILENT"):
-        monkeypatch.delenv(name, raising=False)
-    # wandb reads the environment once per process: start it afresh, and end it after.
-    wandb.teardown()
-    yield environment
-    wandb.teardown()
 
 
 def search_info(tmp_path: Path, name: str = "s") -> SearchInfo:
@@ -129,7 +102,7 @@ WINNER = {
 # ---------------------------------------------------------------- the tracker by hand
 
 
-def test_a_run_per_trial_and_one_for_the_search_with_their_figures(offline, tmp_path, capfd):
+def test_a_run_per_trial_and_one_for_the_search_with_their_figures(wandb_offline, tmp_path, capfd):
     search = search_info(tmp_path)
     tracker = WandbTracker(Spec("wandb"), search)
     tracker.check()
@@ -151,7 +124,7 @@ def test_a_run_per_trial_and_one_for_the_search_with_their_figures(offline, tmp_
     assert out == "" and err == ""  # quiet between the search's progress lines
 
     runs = read_runs(search.local_dir)  # all in the run folder, none in WANDB_DIR
-    assert not Path(offline["WANDB_DIR"]).exists()
+    assert not Path(wandb_offline["WANDB_DIR"]).exists()
     assert set(runs) == {tracker.run_id("t1"), tracker.run_id("t2"), tracker.run_id(SEARCH)}
     assert all(len(parts) == 1 for parts in runs.values())
     (t1,), (t2,), (whole,) = (runs[tracker.run_id(k)] for k in ("t1", "t2", SEARCH))
@@ -195,7 +168,7 @@ def test_a_run_per_trial_and_one_for_the_search_with_their_figures(offline, tmp_
     assert files == {"model.pt", "config.json"}
 
 
-def test_a_resumed_search_continues_its_runs_and_pickles_at_any_time(offline, tmp_path):
+def test_a_resumed_search_continues_its_runs_and_pickles_at_any_time(wandb_offline, tmp_path):
     search = search_info(tmp_path)
     tracker = WandbTracker(Spec.parse("wandb=my-project"), search)
     pickle.loads(pickle.dumps(tracker))  # before it started
@@ -228,7 +201,7 @@ def test_a_resumed_search_continues_its_runs_and_pickles_at_any_time(offline, tm
     assert whole["summary"]["winner"]["run_id"] == tracker.run_id("t1")
 
 
-def test_an_interrupted_search_ends_its_open_runs_unfinished(offline, tmp_path):
+def test_an_interrupted_search_ends_its_open_runs_unfinished(wandb_offline, tmp_path):
     search = search_info(tmp_path)
     tracker = WandbTracker(Spec("wandb"), search)
     tracker.start(resumed=False)
@@ -244,7 +217,7 @@ def test_an_interrupted_search_ends_its_open_runs_unfinished(offline, tmp_path):
 
 
 def test_a_failing_wandb_call_is_one_warning_line_and_the_runs_are_let_go(
-    offline, tmp_path, monkeypatch, capfd
+    wandb_offline, tmp_path, monkeypatch, capfd
 ):
     search = search_info(tmp_path)
     trackers = tracking.build(["wandb"], search)  # as the driver builds them
@@ -273,7 +246,7 @@ def test_a_failing_wandb_call_is_one_warning_line_and_the_runs_are_let_go(
 
 
 def test_online_without_an_api_key_or_with_a_bad_project_is_refused_before_the_search(
-    offline, tmp_path, monkeypatch
+    wandb_offline, tmp_path, monkeypatch
 ):
     # Online, wandb.init would ask for a key at the terminal, in the middle of a search.
     monkeypatch.setenv("WANDB_MODE", "online")
@@ -286,23 +259,13 @@ def test_online_without_an_api_key_or_with_a_bad_project_is_refused_before_the_s
         tracker.check()
 
 
-# ---------------------------------------------------------------- a search
+# ---------------------------------------------------------------- a search's runs
 
 
-@pytest.mark.e2e
-def test_a_search_tracked_offline_has_a_run_per_trial_and_the_winner(offline, tmp_path):
-    data_dir = write_idx_folder(tmp_path / "digits", n_train=300, n_test=60)
-    done = run_cli(
-        *tiny_search_args(data_dir, tmp_path / "runs", "x", "--trials", "3", "--max-epochs", "2"),
-        *("--confirm-top", "0", "--seed", "1", "--track", "wandb"),
-        timeout=600,
-        env={k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    # Neither a failure nor wandb's banners between the progress lines.
-    for unwanted in ("Traceback", "warning", "wandb:"):
-        assert unwanted not in done.stderr, done.stderr
-    run_dir = tmp_path / "runs" / "x"
+def assert_wandb_has_the_search(run_dir: Path) -> None:
+    """A finished search's offline runs (tests/test_track_mlflow.py runs one search with
+    every tracker): one run per trial of trials.csv with its hyperparameters and every
+    epoch it trained, and the search's run with the flags, the counts and the winner."""
     state = RunRecord.read(run_dir).tracking["wandb"]
     tracker = WandbTracker(Spec("wandb"), None, state)  # for its run ids
     table = read_trials(run_dir / TRIALS_CSV)
@@ -323,7 +286,7 @@ def test_a_search_tracked_offline_has_a_run_per_trial_and_the_winner(offline, tm
     assert whole["summary"]["winner"]["hyperparameters"] == winner["hyperparameters"]
     counts = table["status"].value_counts().to_dict()
     assert {k: whole["summary"][f"trials_{k}"] for k in counts} == counts
-    assert whole["config"]["flags"]["trials"] == 3 and whole["state"] == "finished"
+    assert whole["config"]["flags"]["trials"] == len(table) and whole["state"] == "finished"
     # The report is built after the search: the search's run names the folder it is in.
     assert (run_dir / "report" / "index.html").is_file()
     assert whole["config"]["run_folder"] == str(run_dir)
