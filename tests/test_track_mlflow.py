@@ -23,7 +23,13 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from bench.mlflow_server import MlflowServer  # noqa: E402
 from search import tracking  # noqa: E402
 from search.config import parse_args  # noqa: E402
-from search.run_folder import BEST_CONFIG, TRIALS_CSV, read_trials  # noqa: E402
+from search.run_folder import (  # noqa: E402
+    BEST_CONFIG,
+    RESULT_JSON,
+    TRIALS_CSV,
+    read_trials,
+    trial_dir,
+)
 from search.run_record import RunRecord  # noqa: E402
 from search.tracking import SearchEnd, SearchInfo, Spec, Tracker, Trackers  # noqa: E402
 from search.tracking.mlflow_tracker import EXPERIMENT, LOST, PARENT_TAG  # noqa: E402
@@ -144,10 +150,10 @@ def search_info(tmp_path, name="s", local_dir=None) -> SearchInfo:
 
 def tune_logged(run_dir, trial_id: str, *accs: float) -> None:
     """A trial's result.json, as Tune's JSON logger writes it: epochs 1, 2, ..."""
-    folder = run_dir / f"trial_{trial_id}"
+    folder = run_dir / trial_dir(trial_id)
     folder.mkdir(parents=True)
     lines = [json.dumps({"epoch": e, "val_acc": acc}) for e, acc in enumerate(accs, 1)]
-    (folder / "result.json").write_text("\n".join(lines) + "\n")
+    (folder / RESULT_JSON).write_text("\n".join(lines) + "\n")
 
 
 def children(client: MlflowClient, parent: str) -> dict[str, object]:

@@ -108,7 +108,7 @@ class MlflowTracker(Tracker):
             },
         )
         self.state |= {"experiment_id": experiment_id, "run_id": run.info.run_id}
-        self._log(self.parent, params=_params(search.flags))
+        self._log(self.parent, [], params=_params(search.flags))
         print(f"MLflow: run {search.name} ({run.info.run_id}) in {_where(self.state)}")
         return self.state
 
@@ -123,15 +123,18 @@ class MlflowTracker(Tracker):
             children[trial_id] = run_id
             # Epochs a killed session held back of a trial that did not run again.
             logged = int(run.data.metrics.get("epoch", 0))
+            missing = []
             if logged < epochs.get(trial_id, 0):
                 missing = self._logged_by_tune(trial_id, logged, int(epochs[trial_id]) + 1)
-                self._log_epochs(run_id, missing)
             outcome = str(statuses.get(trial_id, LOST))
             status = RUN_STATUS.get(outcome, "KILLED")
             if (run.data.tags.get("outcome"), run.info.status) != (outcome, status):
-                self.client.set_tag(run_id, "outcome", outcome)
+                self._log(run_id, _epoch_metrics(missing), tags={"outcome": outcome})
                 self.client.set_terminated(run_id, status)
+            elif missing:
+                self._log(run_id, _epoch_metrics(missing))
         metrics = {f"trials_{outcome}": float(n) for outcome, n in end.counts.items()}
+        tags = {}
         if end.winner is not None:
             winner = end.winner
             metrics |= {
@@ -146,12 +149,11 @@ class MlflowTracker(Tracker):
             }
             if (child := children.get(winner["trial_id"])) is not None:
                 tags["winner.run_id"] = child
-            self._log(self.parent, tags=tags)
             if self.search.local_dir is not None:
                 self.client.log_artifacts(
                     self.parent, str(self.search.local_dir / BEST_DIR), BEST_DIR
                 )
-        self._log(self.parent, metrics=metrics)
+        self._log(self.parent, _metrics([(0, metrics)]), tags=tags)
         self.client.set_terminated(self.parent, "KILLED" if end.interrupted else "FINISHED")
 
     def add_report(self, report_dir: Path) -> None:
@@ -225,28 +227,9 @@ class MlflowTracker(Tracker):
         epochs = self._pending_epochs.pop(trial_id, [])
         params = self._pending_params.pop(trial_id, None)
         self._flushed_at[trial_id] = time.monotonic()
-        self._log_epochs(self._children[trial_id], epochs, params, tags)
+        self._log(self._children[trial_id], _epoch_metrics(epochs), params, tags)
         if params:
             self._with_params.add(trial_id)
-
-    def _log_epochs(self, run_id: str, epochs: list, params=None, tags=None) -> None:
-        from mlflow.entities import Metric, Param, RunTag
-
-        now = int(time.time() * 1000)
-        metrics = [
-            Metric(key, value, now, epoch)
-            for epoch, figures in epochs
-            for key, value in {**figures, "epoch": float(epoch)}.items()
-        ]
-        params = [Param(k, v) for k, v in (params or {}).items()]
-        tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-        # MLflow takes at most 1,000 values in one request (a long backlog of epochs).
-        for start in range(0, max(len(metrics), 1), BATCH):
-            if metrics or params or tags:
-                self.client.log_batch(
-                    run_id, metrics=metrics[start : start + BATCH], params=params, tags=tags
-                )
-            params, tags = [], []
 
     def _logged_by_tune(self, trial_id: str, after: int, before: int) -> list:
         """Epochs `after` < e < `before` of a trial, from its result.json in the run
@@ -278,17 +261,19 @@ class MlflowTracker(Tracker):
             if not token:
                 return runs
 
-    def _log(self, run_id: str, metrics=None, params=None, tags=None, step: int = 0) -> None:
-        """One request for everything (MLflow's batch limits are far above a search's)."""
-        from mlflow.entities import Metric, Param, RunTag
+    def _log(self, run_id: str, metrics: list, params=None, tags=None) -> None:
+        """`metrics` (MLflow's Metric), `params` and `tags` in one request; several where
+        the metrics pass MLflow's limit of 1,000 values (a long backlog of epochs)."""
+        from mlflow.entities import Param, RunTag
 
-        now = int(time.time() * 1000)
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(k, v, now, step) for k, v in (metrics or {}).items()],
-            params=[Param(k, str(v)) for k, v in (params or {}).items()],
-            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
-        )
+        params = [Param(k, str(v)) for k, v in (params or {}).items()]
+        tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        for start in range(0, max(len(metrics), 1), BATCH):
+            if metrics or params or tags:
+                self.client.log_batch(
+                    run_id, metrics=metrics[start : start + BATCH], params=params, tags=tags
+                )
+            params, tags = [], []  # sent with the first request
 
 
 def _where(state: dict) -> str:
@@ -297,6 +282,20 @@ def _where(state: dict) -> str:
     if uri.startswith(("http://", "https://")):
         return f"{uri.rstrip('/')}/#/experiments/{state['experiment_id']}/runs/{state['run_id']}"
     return f"{uri} (`mlflow ui --backend-store-uri {uri}` shows it)"
+
+
+def _metrics(steps: list[tuple[int, dict[str, float]]]) -> list:
+    """MLflow metrics of (step, {name: value}) pairs, stamped now."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, step) for step, values in steps for k, v in values.items()]
+
+
+def _epoch_metrics(epochs: list[tuple[int, dict[str, float]]]) -> list:
+    """A trial's epochs as MLflow metrics (step = epoch), each with its `epoch`: the
+    last one tells a resumed search how far a child got."""
+    return _metrics([(epoch, {**figures, "epoch": float(epoch)}) for epoch, figures in epochs])
 
 
 def _experiment_name() -> str:
