@@ -76,6 +76,28 @@ def test_a_study_of_another_search_is_refused_in_one_line(ref):
         st.prepare(ref, long)
 
 
+def test_a_study_found_between_its_creation_and_its_signature_is_joined(ref, monkeypatch):
+    """Creating a study and signing it are two commits: a search starting at that moment
+    finds it unsigned, waits for the signature and joins; another tool's study, never
+    signed, is refused once the wait is over."""
+    import threading
+
+    import optuna
+
+    monkeypatch.setattr(st, "_RETRY_SECONDS", 0.05)
+    storage = st.open_storage(ref.url)
+    created = optuna.create_study(storage=storage, study_name=ref.name)
+    signing = threading.Timer(0.2, created.set_user_attr, (st.SIGNATURE_ATTR, signature()))
+    signing.start()
+    assert st.prepare(ref, signature()).user_attrs[st.SIGNATURE_ATTR] == signature()
+    signing.join()
+
+    optuna.create_study(storage=storage, study_name="another tool's")
+    foreign = st.StudyRef(ref.url, "another tool's")
+    with pytest.raises(UserError, match="was not made by this search tool"):
+        st.prepare(foreign, signature())
+
+
 def test_studies_of_other_data_are_refused_even_under_one_name(ref, tmp_path):
     """Two .npz files of the same name hold other series: their fingerprints differ."""
     from search.data import load_dataset
