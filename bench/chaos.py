@@ -12,6 +12,9 @@ others it must survive while it runs. Then nothing may be lost:
 - no trial restarted from further back than its last reported epoch;
 - `best/` loads and classifies.
 
+A session that does not end in its time (a hang) is a problem too, given with a py-spy
+dump of its driver and the end of its stderr.
+
 `tests/test_chaos.py` runs a few faults in the suite; `python -m bench --only chaos` runs
 `chaos_faults` of them (30 at the issue's size).
 """
@@ -40,6 +43,9 @@ TITLE = "17. Chaos: faults survived by one search"
 SPACING_S = (3.0, 15.0)  # seconds between faults, drawn uniformly
 FAULTS = ("driver SIGKILL", "driver SIGTERM", "trial worker SIGKILL", "node lost")
 REPO = Path(__file__).resolve().parent.parent
+# A SIGTERM'd driver saves Tune's state and ends (exit 130) within seconds; a SIGKILL'd
+# one at once.
+DRIVER_STOP_S = 120
 
 
 @dataclass
@@ -51,16 +57,50 @@ class ChaosLog:
     problems: list[str] = field(default_factory=list)
 
 
-def search(cluster: Cluster, args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "search.run", "--address", cluster.address, *args],
-        cwd=REPO,
-        env=cluster.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+class Session(subprocess.Popen):
+    """One driver session, in a process group of its own; its stderr goes to `log` (a
+    pipe nobody drains would stop a driver that writes much: Ray's and Tune's tracebacks
+    of the killed workers)."""
+
+    def __init__(self, cluster: Cluster, args: list[str], log: Path):
+        self.log = log
+        with log.open("w") as stderr:
+            super().__init__(
+                [sys.executable, "-m", "search.run", "--address", cluster.address, *args],
+                cwd=REPO,
+                env=cluster.env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+
+    def hung(self, waited: float, after: str) -> str:
+        """A problem line for a session that did not end: where its driver stands (py-spy's
+        dump of its threads) and the end of what it printed."""
+        try:
+            dump = subprocess.run(
+                [str(Path(sys.executable).parent / "py-spy"), "dump", "--pid", str(self.pid)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            stack = dump.stdout[-6000:] + dump.stderr[-500:]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            stack = f"(none: {exc})"
+        return (
+            f"{self.log.stem} did not end {waited:.0f} s after {after}\n"
+            f"py-spy dump of the driver:\n{stack}\n"
+            f"end of its stderr:\n{self.log.read_text()[-3000:]}"
+        )
+
+    def end(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.wait(timeout=60)
+
+
+class Hung(Exception):
+    """A session did not end in its time (the message says where its driver stood)."""
 
 
 def kill_a_trial_worker(run_dir: Path) -> bool:
@@ -82,7 +122,12 @@ def chaos_search(
     spacing: tuple[float, float] = SPACING_S,
 ) -> ChaosLog:
     """One search hit by `faults` faults drawn with `seed`, `spacing` seconds apart (drawn
-    uniformly), resumed until it ends; then checked (ChaosLog.problems: what was lost)."""
+    uniformly), resumed until it ends; then checked (ChaosLog.problems: what was lost).
+
+    A session that does not end in its time is a problem too, named with where its driver
+    stood: far more than a whole search of this size takes on two cores (about 20 s an
+    epoch at the worst), and `DRIVER_STOP_S` after a SIGTERM."""
+    limit = 120 + 20 * trials * max_epochs
     rng = random.Random(seed)
     log = ChaosLog()
     runs = workdir / "runs"
@@ -94,21 +139,25 @@ def chaos_search(
     cluster = Cluster(workdir)
     try:
         cluster.start(workers=1)
-        proc = search(cluster, [*first, *sizes, *rest])
+        args = [*first, *sizes, *rest]
         while True:
             log.sessions += 1
-            ended = _deal_faults(proc, cluster, run_dir, rng, log, faults, spacing)
+            session = Session(cluster, args, workdir / f"session-{log.sessions}.log")
+            try:
+                ended = _deal_faults(session, cluster, run_dir, rng, log, faults, spacing, limit)
+            except Hung as hung:
+                log.problems.append(str(hung))
+                break
             if ended == 0:
                 break
             if ended not in (-signal.SIGKILL, 130):
-                log.problems.append(f"session {log.sessions} ended with status {ended}")
+                tail = session.log.read_text()[-3000:]
+                log.problems.append(f"{session.log.stem} ended with status {ended}:\n{tail}")
                 break
             # Killed before Tune saved anything: the search starts again, as its user would
             # (the CLI said "nothing was saved").
-            if (run_dir / "tuner.pkl").exists():
-                proc = search(cluster, [*first, "--resume"])
-            else:
-                proc = search(cluster, [*first, *sizes, *rest, "--overwrite"])
+            resumable = (run_dir / "tuner.pkl").exists()
+            args = [*first, "--resume"] if resumable else [*first, *sizes, *rest, "--overwrite"]
     finally:
         cluster.stop()
     if not log.problems:
@@ -117,27 +166,37 @@ def chaos_search(
 
 
 def _deal_faults(
-    proc: subprocess.Popen,
+    session: Session,
     cluster: Cluster,
     run_dir: Path,
     rng: random.Random,
     log: ChaosLog,
     faults: int,
     spacing: tuple[float, float],
+    limit: float,
 ) -> int:
-    """Faults at random moments until one ends the driver or the search ends; its status."""
+    """Faults at random moments until one ends the driver or the search ends; its status.
+    Hung when the session outlives `limit` seconds, or a SIGTERM by `DRIVER_STOP_S`."""
+    started = time.monotonic()
+
+    def ended(timeout: float, after: str) -> int:
+        try:
+            return session.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Hung(session.hung(time.monotonic() - started, after)) from None
+
     try:
         while len(log.faults) < faults:
             # A moment in the driver's start-up, or within the trials' run.
-            try:
-                return proc.wait(timeout=rng.uniform(*spacing))
-            except subprocess.TimeoutExpired:
-                pass
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return session.wait(timeout=rng.uniform(*spacing))
+            if time.monotonic() - started > limit:
+                raise Hung(session.hung(time.monotonic() - started, "it started"))
             fault = rng.choice(FAULTS)
             if fault == "driver SIGKILL":
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(session.pid, signal.SIGKILL)
             elif fault == "driver SIGTERM":
-                proc.send_signal(signal.SIGTERM)
+                session.send_signal(signal.SIGTERM)
             elif fault == "trial worker SIGKILL":
                 if not kill_a_trial_worker(run_dir):
                     continue  # no trial has run yet: draw again
@@ -146,11 +205,10 @@ def _deal_faults(
                 cluster.add_worker()
             log.faults.append(fault)
             if fault.startswith("driver"):
-                return proc.wait(timeout=300)
-        return proc.wait(timeout=1800)
+                return ended(DRIVER_STOP_S, fault)
+        return ended(max(limit - (time.monotonic() - started), 0), "it started")
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        session.end()
 
 
 def check(run_dir: Path, trials: int) -> list[str]:
@@ -196,8 +254,13 @@ def run(c: BenchConfig, searches: Searches) -> dict:
     return result | {"seed": seed, "trials": c.chaos_trials, "max_epochs": c.max_epochs}
 
 
+def summary(problems: list[str]) -> str:
+    """The problems' first lines, for a table cell (benchmarks.json keeps them whole)."""
+    return "; ".join(problem.splitlines()[0] for problem in problems)
+
+
 def goals(r: dict) -> list[dict]:
-    lost = "; ".join(r["problems"]) or "nothing lost"
+    lost = summary(r["problems"]) or "nothing lost"
     return [
         goal(
             "faults dealt at random moments of one search: nothing lost",
@@ -210,7 +273,7 @@ def goals(r: dict) -> list[dict]:
 def render(r: dict) -> str:
     counts = pd.Series(r["faults"]).value_counts() if r["faults"] else pd.Series(dtype=int)
     rows = [{"fault": f, "times": int(counts.get(f, 0))} for f in FAULTS]
-    lost = "; ".join(r["problems"]) or "nothing"
+    lost = summary(r["problems"]) or "nothing"
     return "\n\n".join(
         [
             f"One search of {r['trials']} trials (cap {r['max_epochs']} epochs, seed "
