@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import ray
 
 from search.errors import UserError
-from search.signals import sigterm_as_ctrl_c
+from search.signals import around_ray_init
 
 # A fresh local instance turns Ray's token authentication on and warns so on every start;
 # nothing for the user to do about it, so that one warning is dropped.
@@ -47,17 +47,16 @@ def connect(address: str | None) -> bool:
         configure_logging=True,
     )
     if address is None:
-        with _without_token_notice():
+        with _without_token_notice(), around_ray_init():
             ray.init(address="local", include_dashboard=False, **common)
-        sigterm_as_ctrl_c()
         return False
     _check_reachable(address)
     # Ray's C++ client prints a warning a second while it retries a cluster that refuses
     # it; keep those off the terminal and turn them into one line if joining fails.
     with _stderr_captured() as captured:
         try:
-            ray.init(address=address, **common)
-            sigterm_as_ctrl_c()
+            with around_ray_init():
+                ray.init(address=address, **common)
             return True
         except ConnectionError as exc:
             failure = exc

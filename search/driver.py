@@ -24,7 +24,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from search import cluster, tracking
+from search import cluster, signals, tracking
 from search import metrics as m
 from search import study as st
 from search.capacity import (
@@ -95,11 +95,15 @@ def run(config: SearchConfig) -> RunLocation:
     Raises UserError for what the user can fix and Interrupted when the search stopped
     before every trial finished (its state is saved and `--resume` continues it).
     """
+    interruptions = signals.interruptions()
     run_dir = RunLocation.open(config.storage_path, config.name)
     config, record = _open_run_folder(run_dir, config)
     prepared = _prepare(config, run_dir, record)
     with _connected(config, run_dir, prepared.stated_cluster) as capacity:
         tuner, record, trackers = _tuner(config, run_dir, prepared, record, capacity)
+        # Before Tune takes Ctrl-C over: one that came while Ray started, and that Python
+        # dropped, still stops the search.
+        signals.raise_if_interrupted(since=interruptions)
         table = _search(tuner, config, run_dir, prepared.study_ref, record)
         outcome, winner = _outcome(table, config), None
         if outcome is not None:
