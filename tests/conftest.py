@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# The end-to-end searches' --space: networks that cost about the tutorial's (the file says why).
+SMALL_NETS = REPO / "tests" / "small_nets.toml"
 # The full MNIST files of the developers' machines and CI (users' machines lack them).
 SHARED_MNIST = Path(
     os.environ.get("LSTM_SEARCH_MNIST_DIR", REPO.parent / "shared" / "datasets" / "mnist")
@@ -101,10 +103,11 @@ def write_idx_folder(
 
 def tiny_search_args(data_dir: Path, runs: Path, name: str, *extra: str) -> list[str]:
     """`python -m search.run`'s flags for a search of the IDX folder `data_dir` (one
-    split: no cross-validation) into `runs/name`; `extra` adds its size and the rest."""
+    split: no cross-validation) of small networks into `runs/name`; `extra` adds its size
+    and the rest."""
     return [
         "--dataset", "mnist", "--data-dir", str(data_dir), "--cv-folds", "0",
-        "--storage-path", str(runs), "--name", name, *extra,
+        "--space", str(SMALL_NETS), "--storage-path", str(runs), "--name", name, *extra,
     ]  # fmt: skip
 
 

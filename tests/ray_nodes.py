@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SMALL_NETS
 from tests.postgres import free_port
 
 RAY = str(Path(sys.executable).parent / "ray")
@@ -136,8 +136,8 @@ def wait_for_nodes(address: str, env: dict, count: int, logs: Path, timeout: flo
 
 
 def search(address: str | None, env: dict, tmp: Path, name: str, *args: str) -> subprocess.Popen:
-    """`python -m search.run` against the cluster at `address` (None: no --address, so
-    the environment decides), in its own process group."""
+    """`python -m search.run` of small networks (`SMALL_NETS`) against the cluster at
+    `address` (None: no --address, so the environment decides), in its own process group."""
     joins = ["--address", address] if address is not None else []
     return subprocess.Popen(
         [
@@ -149,6 +149,8 @@ def search(address: str | None, env: dict, tmp: Path, name: str, *args: str) -> 
             str(tmp / "runs"),
             "--name",
             name,
+            "--space",
+            str(SMALL_NETS),
             *args,
         ],
         cwd=REPO,

@@ -43,6 +43,7 @@ from search.faults import (
 from search.run_folder import TRIALS_CSV
 from search.storage import RunLocation
 from tests import ray_nodes
+from tests.conftest import SMALL_NETS
 from tests.ray_nodes import Node, free_port, token_env, wait_for_nodes
 from tests.test_promises import session, train  # noqa: F401 (session: a fixture)
 from tests.test_resume import Search, assert_study_matches, epochs_reported, wait_for
@@ -320,6 +321,7 @@ def small_disk(tmp_path):
 
 
 E2E_ARGS = ("--trials", "4", "--max-epochs", "3", "--confirm-top", "0", "--no-report")
+E2E_ARGS += ("--space", str(SMALL_NETS))
 
 
 def stopped_for_the_disk(search: Search, run_dir: Path, cause: str) -> list[str]:

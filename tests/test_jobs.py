@@ -20,7 +20,7 @@ import pytest
 
 from search.run_folder import TRIALS_CSV
 from search.run_record import RUN_JSON
-from tests.conftest import REPO
+from tests.conftest import REPO, SMALL_NETS
 from tests.ray_nodes import RAY, Node, command_lines, free_port, token_env, wait_for_nodes
 
 pytestmark = pytest.mark.e2e
@@ -99,7 +99,7 @@ class JobHead:
 
 def test_a_search_as_a_ray_job_finishes_and_a_stopped_one_resumes(tmp_path):
     runs = tmp_path / "runs"
-    common = f"--storage-path {runs} --confirm-top 0 --no-report"
+    common = f"--storage-path {runs} --space {SMALL_NETS} --confirm-top 0 --no-report"
     with JobHead(tmp_path) as head:
         done = head.submit(
             "whole", f"--name whole --trials 2 --max-epochs 2 --grace-epochs 2 {common}", True

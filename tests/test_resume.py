@@ -26,7 +26,7 @@ from search import study as st
 from search.claim import CLAIM_FILE
 from search.run_folder import RESULT_JSON, TRIALS_CSV, read_trials, trial_dir
 from search.space import SEED_CONFIG
-from tests.conftest import REPO
+from tests.conftest import REPO, SMALL_NETS
 from tests.run_checks import (  # noqa: F401 (epochs_reported, optuna_study: for other tests)
     epochs_reported,
     expected_study_trials,
@@ -109,13 +109,20 @@ def write_points(path: Path, **overrides) -> Path:
     return path
 
 
-def base_args(tmp_path: Path, name: str, *extra: str) -> list[str]:
-    return ["--storage-path", str(tmp_path / "runs"), "--name", name, *extra]
+def base_args(
+    tmp_path: Path, name: str, *extra: str, space: Path | None = SMALL_NETS
+) -> list[str]:
+    """A search into `tmp_path/runs/name`, of small networks unless `space` says otherwise
+    (None: the space that goes with the data)."""
+    spaced = ["--space", str(space)] if space else []
+    return ["--storage-path", str(tmp_path / "runs"), "--name", name, *spaced, *extra]
 
 
 def test_sigkill_driver_then_resume(tmp_path, searches):
     run_dir = tmp_path / "runs" / "killed"
-    args = base_args(tmp_path, "killed", "--trials", "6", "--max-epochs", "2")
+    # The default space: its costly networks reach ASHA's first rung (on seconds) in two
+    # epochs, so that some trials are stopped.
+    args = base_args(tmp_path, "killed", "--trials", "6", "--max-epochs", "2", space=None)
     search = searches(*args)
     # Kill the whole session (driver and Ray) once some trials finished, others not.
     wait_for(lambda: len(epochs_reported(run_dir)) >= 4, what="four trials to start")

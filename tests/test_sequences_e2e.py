@@ -31,7 +31,9 @@ pytestmark = pytest.mark.e2e
 
 def test_an_early_classifier_searched_on_an_archive_set(tmp_path):
     run_dir = tmp_path / "runs" / "italy"
-    args = base_args(tmp_path, "italy", "--dataset", "ucr:ItalyPowerDemand", "--no-report")
+    args = base_args(
+        tmp_path, "italy", "--dataset", "ucr:ItalyPowerDemand", "--no-report", space=None
+    )
     args += ["--trials", "3", "--max-epochs", "2", "--confirm-top", "1", "--objective", "early"]
     code, out, err = run_search(*args)
     assert code == 0, err[-3000:]
@@ -91,7 +93,7 @@ def unequal_series(path, n: int = 60, seed: int = 0):
 def test_the_users_unequal_multivariate_series_killed_and_resumed(tmp_path):
     data_path = unequal_series(tmp_path / "mine.npz")
     run_dir = tmp_path / "runs" / "mine"
-    args = base_args(tmp_path, "mine", "--dataset", str(data_path), "--trials", "4")
+    args = base_args(tmp_path, "mine", "--dataset", str(data_path), "--trials", "4", space=None)
     args += ["--max-epochs", "3", "--confirm-top", "1", "--grace-epochs", "3"]
     args += ["--confirm-folds", "3"]  # of the five (cross-validation's default: all five)
     first = Search(*args)
@@ -100,7 +102,7 @@ def test_the_users_unequal_multivariate_series_killed_and_resumed(tmp_path):
         first.proc.send_signal(signal.SIGKILL)  # the driver dies, its Ray with it
     finally:
         first.kill_group()
-    code, out, err = run_search(*base_args(tmp_path, "mine", "--resume"), timeout=600)
+    code, out, err = run_search(*base_args(tmp_path, "mine", "--resume", space=None), timeout=600)
     assert code == 0, err[-3000:]
     table = pd.read_csv(run_dir / TRIALS_CSV, keep_default_na=False)
     assert len(table) == 4 and set(table["status"]) == {"completed"}
