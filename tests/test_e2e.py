@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from search.run_folder import (
 )
 from search.run_record import RUN_JSON
 from search.space import SEED_CONFIG
+from tests.conftest import SMALL_NETS
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +74,9 @@ def test_run_info_lets_analysis_work_alone(tiny_run):
     assert info["dataset"] == "mnist" and info["format_version"] == 2
     assert info["split_sizes"] == {"train": 540, "val": 60, "test": 100}
     assert info["data"]["classes"] == list(range(10)) and info["data"]["image"]
-    assert info["space"] == {"patches": [1], "length": 28}
+    # The space that goes with 28-step digits, narrowed by the tests' --space file.
+    overrides = tomllib.loads(SMALL_NETS.read_text())
+    assert info["space"] == {"patches": [1], "length": 28, "overrides": overrides}
     assert info["seed"] == 1
     assert info["packages"]["torch"] == torch.__version__.split("+")[0]
     assert info["trial_counts"] and info["wall_seconds"] > 0
