@@ -90,8 +90,11 @@ class Session(subprocess.Popen):
         return (
             f"{self.log.stem} did not end {waited:.0f} s after {after}\n"
             f"py-spy dump of the driver:\n{stack}\n"
-            f"end of its stderr:\n{self.log.read_text()[-3000:]}"
+            f"end of its stderr:\n{self.stderr_tail()}"
         )
+
+    def stderr_tail(self) -> str:
+        return self.log.read_text()[-3000:]
 
     def end(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -151,8 +154,9 @@ def chaos_search(
             if ended == 0:
                 break
             if ended not in (-signal.SIGKILL, 130):
-                tail = session.log.read_text()[-3000:]
-                log.problems.append(f"{session.log.stem} ended with status {ended}:\n{tail}")
+                log.problems.append(
+                    f"{session.log.stem} ended with status {ended}:\n{session.stderr_tail()}"
+                )
                 break
             # Killed before Tune saved anything: the search starts again, as its user would
             # (the CLI said "nothing was saved").

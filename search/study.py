@@ -154,33 +154,32 @@ def prepare(ref: StudyRef, sig: dict) -> optuna.Study:
     """Create the study `ref` names, or join it if it exists and was made for the same
     search (`sig`); refuses one made for another search before anything is written."""
     storage = open_storage(ref.url)
-    if _find(storage, ref.name) is None:
+    existing = _find(storage, ref.name)
+    if existing is None:
         try:
             with optuna_quiet():
                 study = optuna.create_study(
                     storage=storage, study_name=ref.name, directions=directions(sig["objective"])
                 )
-        except optuna.exceptions.DuplicatedStudyError:
-            pass  # another search created it just now
+        except optuna.exceptions.DuplicatedStudyError:  # another search created it just now
+            existing = _find(storage, ref.name)
         else:
             study.set_user_attr(SIGNATURE_ATTR, sig)
             return study
-    existing = _signed(storage, ref.name)
+    _wait_for_signature(existing)
     check_signature(existing, sig, f"study {ref.name!r} in {ref.display}")
     return existing
 
 
-def _signed(storage: RDBStorage, name: str) -> optuna.Study:
-    """Study `name`, once its creator has recorded its signature: creating a study and
-    signing it are two commits, and a search starting at the same moment can find the
-    study between them. One that stays unsigned (another tool's) is returned as it is
-    after a few seconds."""
+def _wait_for_signature(study: optuna.Study) -> None:
+    """Until `study`'s creator has recorded its signature: creating a study and signing it
+    are two commits, and a search starting at the same moment can find the study between
+    them. One that stays unsigned (another tool's) is left as it is after a few seconds.
+    (`user_attrs` reads the storage at each call.)"""
     for _ in range(_ATTEMPTS):
-        study = _find(storage, name)
         if SIGNATURE_ATTR in study.user_attrs:
-            break
+            return
         time.sleep(_RETRY_SECONDS)
-    return study
 
 
 def load(ref: StudyRef, what: str = "") -> optuna.Study:

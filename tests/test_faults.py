@@ -321,7 +321,7 @@ def small_disk(tmp_path):
 
 
 E2E_ARGS = ("--trials", "4", "--max-epochs", "3", "--confirm-top", "0", "--no-report")
-E2E_ARGS += ("--space", str(SMALL_NETS))
+SMALL_SPACE = ("--space", str(SMALL_NETS))  # ray_nodes.search gives it by itself
 
 
 def stopped_for_the_disk(search: Search, run_dir: Path, cause: str) -> list[str]:
@@ -357,7 +357,9 @@ def resumed_to_the_end(args: list[str], run_dir: Path, env: dict | None = None) 
 @pytest.mark.e2e
 def test_a_disk_that_fills_stops_the_search_and_the_resume_completes_it(small_disk):
     run_dir = small_disk.path / "filling"
-    search = Search("--storage-path", str(small_disk.path), "--name", "filling", *E2E_ARGS)
+    search = Search(
+        "--storage-path", str(small_disk.path), "--name", "filling", *SMALL_SPACE, *E2E_ARGS
+    )
     try:
         command = stopped_for_the_disk(
             search, run_dir, r"the disk is nearly full \([0-9.]+ MB free, \d+ MB needed to go on\)"
@@ -382,7 +384,7 @@ def test_a_run_folder_that_disappears_stops_the_search_and_the_resume_completes_
 
     bind()
     run_dir = mount / "dropped"
-    search = Search("--storage-path", str(mount), "--name", "dropped", *E2E_ARGS)
+    search = Search("--storage-path", str(mount), "--name", "dropped", *SMALL_SPACE, *E2E_ARGS)
     try:
         wait_for(lambda: len(epochs_reported(run_dir)) >= 1, what="a trial to report")
         subprocess.run(["umount", "--lazy", str(mount)], check=True)
